@@ -1,0 +1,209 @@
+"""The ledger application service: applies messages to members, one batch per transaction.
+
+Built on the eventsourcing library's Application with a process recorder, so a
+batch's events and (for Kafka) the upstream position it came from are written
+in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.persistence import (
+    IntegrityError,
+    JSONTranscoder,
+    ProcessRecorder,
+    Tracking,
+    Transcoding,
+)
+from eventsourcing.utils import get_topic
+
+from ledger.member import Member, Source, member_uuid
+from ledger.outcomes import RECORDED, Decision
+from ledger.program import Program
+from ledger.rules import Lot, PurchaseRecord
+from ledger.store import Store
+from schemas import Enrollment, Message
+
+#: Most messages one transaction may hold.
+BATCH_SIZE_MAX = 10_000
+#: Members kept in memory between batches (the write side is the only writer per member).
+MEMBER_CACHE_SIZE = 50_000
+#: A snapshot every this many events keeps long member histories cheap to load.
+SNAPSHOT_INTERVAL = 100
+#: Times a batch is retried after another writer changed one of its members first.
+CONFLICT_RETRIES = 3
+#: Rows per read when listing members.
+PAGE_SIZE = 5_000
+
+
+class _SetAsList(Transcoding):
+    type = set
+    name = "set"
+
+    def encode(self, obj: set[str]) -> list[str]:
+        return sorted(obj)
+
+    def decode(self, data: list[str]) -> set[str]:
+        return set(data)
+
+
+class _LotAsDict(Transcoding):
+    type = Lot
+    name = "lot"
+
+    def encode(self, obj: Lot) -> dict[str, Any]:
+        return asdict(obj)
+
+    def decode(self, data: dict[str, Any]) -> Lot:
+        return Lot(**data)
+
+
+class _PurchaseAsDict(Transcoding):
+    type = PurchaseRecord
+    name = "purchase"
+
+    def encode(self, obj: PurchaseRecord) -> dict[str, Any]:
+        return asdict(obj)
+
+    def decode(self, data: dict[str, Any]) -> PurchaseRecord:
+        return PurchaseRecord(**data)
+
+
+class LedgerApplication(Application[UUID]):
+    """The system of record for points."""
+
+    name = "Ledger"
+    snapshotting_intervals = {Member: SNAPSHOT_INTERVAL}  # noqa: RUF012 (the library's class attribute)
+
+    def __init__(self, store: Store, program: Program) -> None:
+        self.program = program
+        self.store = store
+        self._members: OrderedDict[str, Member] = OrderedDict()
+        super().__init__(env=store.env)
+        self.recorder: ProcessRecorder
+
+    def construct_recorder(self) -> ProcessRecorder:
+        return self.factory.process_recorder()
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        for transcoding in (_SetAsList(), _LotAsDict(), _PurchaseAsDict()):
+            transcoder.register(transcoding)
+
+    # ---- writing ----------------------------------------------------------------------------
+
+    def apply(self, message: Message, source: Source) -> Decision:
+        """Apply one message in its own transaction."""
+        return self.apply_batch([(message, source)])[0]
+
+    def apply_batch(self, batch: Sequence[tuple[Message, Source]], tracking: Tracking | None = None) -> list[Decision]:
+        """Apply messages in order and record all their events (and `tracking`) in one transaction."""
+        if len(batch) > BATCH_SIZE_MAX:
+            raise ValueError(f"a batch holds at most {BATCH_SIZE_MAX} messages, not {len(batch)}")
+        for attempt in range(CONFLICT_RETRIES + 1):
+            try:
+                return self._apply_batch_once(batch, tracking)
+            except IntegrityError:
+                self._members.clear()
+                if attempt == CONFLICT_RETRIES or (tracking is not None and self._tracked(tracking)):
+                    raise
+            except BaseException:
+                self._members.clear()
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _apply_batch_once(self, batch: Sequence[tuple[Message, Source]], tracking: Tracking | None) -> list[Decision]:
+        touched: dict[str, Member] = {}
+        decisions: list[Decision] = []
+        for message, source in batch:
+            member = touched.get(message.member_id) or self._cached_member(message.member_id)
+            if member is None:
+                member = Member.start(message, source, self.program)
+                touched[message.member_id] = member
+                if isinstance(message, Enrollment):
+                    decisions.append(RECORDED)
+                    continue
+            touched[message.member_id] = member
+            decisions.append(member.handle(message, source, self.program))
+        self.record(list(touched.values()), tracking)
+        return decisions
+
+    def record(self, members: Sequence[Member], tracking: Tracking | None = None) -> None:
+        """Write the members' new events, and the tracking record, in one transaction."""
+        processing_event = ProcessingEvent[UUID](tracking=tracking)
+        processing_event.collect_events(*members)
+        recordings = self._record(processing_event)
+        for member in members:
+            self._remember(member)
+        self._take_snapshots(processing_event)
+        self._notify(recordings)
+
+    def sweep(self, as_of: datetime) -> tuple[int, int]:
+        """Expire lots and re-evaluate tiers for every member: (members, members changed)."""
+        seen = changed = 0
+        page: list[Member] = []
+        for member_id in self.member_ids():
+            member = self._cached_member(member_id)
+            if member is None:
+                raise AssertionError(f"member {member_id} is listed but cannot be loaded")
+            seen += 1
+            if member.sweep(as_of, self.program):
+                changed += 1
+                page.append(member)
+            if len(page) >= BATCH_SIZE_MAX:
+                self.record(page)
+                page = []
+        if page:
+            self.record(page)
+        return seen, changed
+
+    # ---- reading ----------------------------------------------------------------------------
+
+    def member(self, member_id: str) -> Member | None:
+        """The member's current state, or None if unknown."""
+        try:
+            return self.repository.get(member_uuid(member_id))
+        except AggregateNotFoundError:
+            return None
+
+    def member_events(self, member_id: str) -> list[Member.Event]:
+        """Every recorded event of one member, oldest first (no snapshot)."""
+        return list(self.events.get(member_uuid(member_id)))  # type: ignore[arg-type]
+
+    def member_ids(self) -> Iterator[str]:
+        """Every enrolled member, in enrollment order."""
+        topic = get_topic(Member.Enrolled)
+        start = 1
+        while True:
+            page = self.recorder.select_notifications(start=start, limit=PAGE_SIZE, topics=[topic])
+            for notification in page:
+                enrolled = self.mapper.to_domain_event(notification)
+                yield enrolled.member_id  # type: ignore[attr-defined]
+            if len(page) < PAGE_SIZE:
+                return
+            start = page[-1].id + 1
+
+    # ---- internals --------------------------------------------------------------------------
+
+    def _cached_member(self, member_id: str) -> Member | None:
+        member = self._members.get(member_id)
+        if member is not None:
+            self._members.move_to_end(member_id)
+            return member
+        return self.member(member_id)
+
+    def _remember(self, member: Member) -> None:
+        self._members[member.member_id] = member
+        self._members.move_to_end(member.member_id)
+        while len(self._members) > MEMBER_CACHE_SIZE:
+            self._members.popitem(last=False)
+
+    def _tracked(self, tracking: Tracking) -> bool:
+        return self.recorder.has_tracking_id(tracking.application_name, tracking.notification_id)

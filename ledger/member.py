@@ -1,0 +1,542 @@
+"""The Member aggregate: one member's points, lots, purchases and tier.
+
+Command methods decide with the pure rules in `ledger.rules` and record the
+results in past-tense events; each event's `apply_to` only applies recorded
+values, so replaying history never re-runs a rule (and a changed program never
+rewrites the past).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, cast
+from uuid import UUID, uuid5
+
+from eventsourcing.domain import Aggregate
+
+from ledger.outcomes import DUPLICATE, RECORDED, Decision, Outcome, Rejection
+from ledger.program import Program
+from ledger.rules import (
+    Lot,
+    PurchaseRecord,
+    TierDecision,
+    cents,
+    debt_repayment,
+    earned_points,
+    effective_time,
+    evaluate_tier,
+    expiring_lots,
+    in_tier_window,
+    lot_expiry,
+    qualifying_credits,
+    refund_clawback,
+    take_points,
+)
+from schemas import Adjustment, Enrollment, Message, Purchase, Redemption, Refund
+
+#: Fixed namespace so a member id always maps to the same aggregate id.
+MEMBER_NAMESPACE = UUID("6f1d3c2a-8b4e-5f60-9a7b-2c3d4e5f6a7b")
+
+#: Where a message came from: {"file": ..., "line": ...} or {"topic", "partition", "offset"}.
+Source = Mapping[str, str | int]
+
+#: Sign of each flow of points in the roll-forward.
+FLOW_SIGNS: dict[str, int] = {
+    "issued": 1,
+    "adjusted_in": 1,
+    "adjusted_out": -1,
+    "redeemed": -1,
+    "expired": -1,
+    "clawed_back": -1,
+}
+
+
+def member_uuid(member_id: str) -> UUID:
+    return uuid5(MEMBER_NAMESPACE, member_id)
+
+
+def message_provenance(message: Message, source: Source) -> dict[str, Any]:
+    """What every event recorded for a message keeps of it."""
+    return {"event_id": message.event_id, "occurred_at": message.occurred_at, "source": dict(source)}
+
+
+def sweep_provenance(as_of: datetime) -> dict[str, Any]:
+    return {"event_id": None, "occurred_at": None, "source": {"sweep_as_of": as_of.isoformat()}}
+
+
+class LedgerInvariantError(RuntimeError):
+    """A broken invariant: the ledger stops rather than record something wrong."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Effect:
+    """Step 5 decided but not yet recorded: the outcome event and its effect on credits."""
+
+    event_class: type[Member.Event]
+    fields: dict[str, Any]
+    credit_delta: int = 0
+    rejection: Rejection | None = None
+
+
+class Member(Aggregate):
+    """A loyalty member's ledger."""
+
+    member_id: str
+    enrolled_at: datetime
+    last_effective_at: datetime
+    tier: str
+    last_qualified_at: datetime
+    lots: list[Lot]
+    next_lot_id: int
+    debt: int
+    purchases: dict[str, PurchaseRecord]
+    event_ids: set[str]
+    refund_ids: set[str]
+    redemption_ids: set[str]
+    adjustment_ids: set[str]
+
+    def __init__(self) -> None:
+        """State is set by `Enrolled.apply_to`, so snapshots and replays share one path."""
+
+    # ---- events ---------------------------------------------------------------------------
+
+    class Event(Aggregate.Event):
+        """Every member event: when it counts in ledger time, and where it came from."""
+
+        effective_at: datetime
+        provenance: dict[str, Any]
+
+        def apply(self, aggregate: Any) -> None:
+            member = cast(Member, aggregate)
+            member.last_effective_at = self.effective_at
+            self.apply_to(member)
+
+        def apply_to(self, member: Member) -> None:
+            """Apply the recorded values (subclasses)."""
+
+        def flow(self) -> tuple[str, int] | None:
+            """(roll-forward category, points) for events that move the balance."""
+            return None
+
+        @property
+        def balance_delta(self) -> int:
+            flow = self.flow()
+            return 0 if flow is None else FLOW_SIGNS[flow[0]] * flow[1]
+
+    class Outcome(Event):
+        """The event recording a message's own effect; marks its event_id as seen."""
+
+        last_qualified_at: datetime
+
+        def apply(self, aggregate: Any) -> None:
+            member = cast(Member, aggregate)
+            member.event_ids.add(self.provenance["event_id"])
+            member.last_qualified_at = self.last_qualified_at
+            super().apply(member)
+
+    class Enrolled(Event, Aggregate.Created):
+        """The member joined, by an enrollment message or by their first other message."""
+
+        member_id: str
+        enrolled_at: datetime
+        tier: str
+        by_message: bool
+
+        def apply_to(self, member: Member) -> None:
+            member.member_id = self.member_id
+            member.enrolled_at = self.enrolled_at
+            member.tier = self.tier
+            member.last_qualified_at = self.effective_at
+            member.lots = []
+            member.next_lot_id = 1
+            member.debt = 0
+            member.purchases = {}
+            member.event_ids = set()
+            member.refund_ids = set()
+            member.redemption_ids = set()
+            member.adjustment_ids = set()
+            if self.by_message:
+                member.event_ids.add(self.provenance["event_id"])
+
+    class EnrollmentRepeated(Outcome):
+        """An enrollment of a member who already exists: recorded, changes nothing."""
+
+        enrolled_at: datetime
+
+    class PointsEarned(Outcome):
+        """A purchase earned `awarded` points in a new lot (repaying debt first)."""
+
+        transaction_id: str
+        amount: Decimal
+        base: int
+        multiplier: Decimal
+        awarded: int
+        lot_id: int | None
+        expires_at: datetime
+        debt_repaid: int
+        store_id: str | None
+        channel: str | None
+
+        def apply_to(self, member: Member) -> None:
+            member.purchases[self.transaction_id] = PurchaseRecord(
+                self.transaction_id, cents(self.amount), self.base, self.awarded, self.effective_at
+            )
+            member.add_lot(self.lot_id, self.awarded, self.debt_repaid, self.expires_at)
+
+        def flow(self) -> tuple[str, int] | None:
+            return ("issued", self.awarded)
+
+    class RefundApplied(Outcome):
+        """A refund clawed back points (from lots, the rest as debt) and credits."""
+
+        refund_id: str
+        transaction_id: str
+        amount: Decimal
+        points_clawed_back: int
+        credits_clawed_back: int
+        consumed: list[tuple[int, int]]
+        debt_incurred: int
+
+        def apply_to(self, member: Member) -> None:
+            purchase = member.purchases[self.transaction_id]
+            purchase.refunded_cents += cents(self.amount)
+            purchase.points_clawed_back += self.points_clawed_back
+            purchase.credits_clawed_back += self.credits_clawed_back
+            member.refund_ids.add(self.refund_id)
+            member.take_from_lots(self.consumed)
+            member.debt += self.debt_incurred
+
+        def flow(self) -> tuple[str, int] | None:
+            return ("clawed_back", self.points_clawed_back)
+
+    class PointsRedeemed(Outcome):
+        """Points spent on a reward, taken from lots soonest-expiry first."""
+
+        redemption_id: str
+        points: int
+        reward: str | None
+        consumed: list[tuple[int, int]]
+
+        def apply_to(self, member: Member) -> None:
+            member.redemption_ids.add(self.redemption_id)
+            member.take_from_lots(self.consumed)
+
+        def flow(self) -> tuple[str, int] | None:
+            return ("redeemed", self.points)
+
+    class PointsAdjusted(Outcome):
+        """An operator's correction: a new lot (points > 0) or points taken (points < 0)."""
+
+        adjustment_id: str
+        points: int
+        reason: str
+        operator: str
+        lot_id: int | None
+        expires_at: datetime | None
+        debt_repaid: int
+        consumed: list[tuple[int, int]]
+
+        def apply_to(self, member: Member) -> None:
+            member.adjustment_ids.add(self.adjustment_id)
+            if self.points > 0:
+                if self.expires_at is None:
+                    raise LedgerInvariantError("a positive adjustment must carry its lot's expiry")
+                member.add_lot(self.lot_id, self.points, self.debt_repaid, self.expires_at)
+            else:
+                member.take_from_lots(self.consumed)
+
+        def flow(self) -> tuple[str, int] | None:
+            if self.points > 0:
+                return ("adjusted_in", self.points)
+            return ("adjusted_out", -self.points)
+
+    class MessageRejected(Outcome):
+        """A valid message the rules refused; its business id stays unused."""
+
+        message_type: str
+        business_id: str | None
+        reason: str
+        detail: str
+
+    class LotsExpired(Event):
+        """Lots whose expiry had passed, found at `effective_at` (never backdated)."""
+
+        expired: list[tuple[int, int]]
+        points: int
+
+        def apply_to(self, member: Member) -> None:
+            member.take_from_lots(self.expired)
+
+        def flow(self) -> tuple[str, int] | None:
+            return ("expired", self.points)
+
+    class TierChanged(Event):
+        """The member moved up, or (after the retention period) down, a tier."""
+
+        from_tier: str
+        to_tier: str
+        credits: int
+
+        def apply_to(self, member: Member) -> None:
+            member.tier = self.to_tier
+            member.last_qualified_at = self.effective_at
+
+    class Swept(Event):
+        """A sweep advanced the member's ledger time to `effective_at`."""
+
+        as_of: datetime
+        last_qualified_at: datetime
+
+        def apply_to(self, member: Member) -> None:
+            member.last_qualified_at = self.last_qualified_at
+
+    # ---- state helpers used by events -------------------------------------------------------
+
+    @property
+    def balance(self) -> int:
+        return sum(lot.remaining for lot in self.lots) - self.debt
+
+    def add_lot(self, lot_id: int | None, points: int, debt_repaid: int, expires_at: datetime) -> None:
+        if lot_id is None:
+            return
+        self.debt -= debt_repaid
+        if points - debt_repaid > 0:
+            self.lots.append(Lot(lot_id, points, points - debt_repaid, expires_at))
+        self.next_lot_id = lot_id + 1
+
+    def take_from_lots(self, taken: list[tuple[int, int]]) -> None:
+        by_id = {lot.lot_id: lot for lot in self.lots}
+        for lot_id, points in taken:
+            lot = by_id.get(lot_id)
+            if lot is None or lot.remaining < points:
+                raise LedgerInvariantError(f"member {self.member_id}: lot {lot_id} cannot give {points} points")
+            lot.remaining -= points
+        self.lots = [lot for lot in self.lots if lot.remaining > 0]
+
+    # ---- commands ---------------------------------------------------------------------------
+
+    @classmethod
+    def start(cls, message: Message, source: Source, program: Program) -> Member:
+        """Enroll an unknown member: by their enrollment message, or automatically at t."""
+        by_message = isinstance(message, Enrollment)
+        enrolled_at = message.occurred_at
+        if isinstance(message, Enrollment) and message.enrolled_at is not None:
+            enrolled_at = message.enrolled_at
+        return cls._create(
+            cls.Enrolled,
+            id=member_uuid(message.member_id),
+            member_id=message.member_id,
+            enrolled_at=enrolled_at,
+            tier=program.base_tier,
+            by_message=by_message,
+            effective_at=message.occurred_at,
+            provenance=message_provenance(message, source),
+        )
+
+    def handle(self, message: Message, source: Source, program: Program) -> Decision:
+        """Steps 1 and 3-6 of the order of work (step 2, enrolling, is `start`)."""
+        if message.event_id in self.event_ids:
+            return DUPLICATE
+        at = effective_time(message.occurred_at, self.last_effective_at)
+        provenance = message_provenance(message, source)
+        before = self._review(at, provenance, program)
+        effect = self._decide(message, at, program)
+        after = evaluate_tier(before.tier, before.last_qualified_at, before.credits + effect.credit_delta, at, program)
+        self.trigger_event(
+            effect.event_class,
+            effective_at=at,
+            provenance=provenance,
+            last_qualified_at=after.last_qualified_at,
+            **effect.fields,
+        )
+        self._record_tier(before.tier, after, at, provenance)
+        self._check_credits(after, program)
+        if effect.rejection is not None:
+            return Decision(Outcome.REJECTED, effect.rejection)
+        return RECORDED
+
+    def sweep(self, as_of: datetime, program: Program) -> bool:
+        """Expire and re-evaluate at max(as_of, ledger time); False if nothing changed."""
+        at = effective_time(as_of, self.last_effective_at)
+        tier, last_qualified_at = self.tier, self.last_qualified_at
+        provenance = sweep_provenance(as_of)
+        version = self.version
+        decision = self._review(at, provenance, program)
+        unchanged = (
+            at == self.last_effective_at
+            and self.version == version
+            and (decision.tier, decision.last_qualified_at) == (tier, last_qualified_at)
+        )
+        if unchanged:
+            return False
+        self.trigger_event(
+            self.Swept,
+            effective_at=at,
+            provenance=provenance,
+            as_of=as_of,
+            last_qualified_at=decision.last_qualified_at,
+        )
+        return True
+
+    # ---- the steps --------------------------------------------------------------------------
+
+    def _review(self, at: datetime, provenance: dict[str, Any], program: Program) -> TierDecision:
+        """Steps 3 and 4: lazy expiry, then tier evaluation, both at `at`."""
+        expired = expiring_lots(self.lots, at)
+        if expired:
+            points = sum(points for _, points in expired)
+            self.trigger_event(self.LotsExpired, effective_at=at, provenance=provenance, expired=expired, points=points)
+        credits = qualifying_credits(list(self.purchases.values()), at, program)
+        decision = evaluate_tier(self.tier, self.last_qualified_at, credits, at, program)
+        self._record_tier(self.tier, decision, at, provenance)
+        return decision
+
+    def _record_tier(self, current: str, decision: TierDecision, at: datetime, provenance: dict[str, Any]) -> None:
+        if decision.changed_from(current):
+            self.trigger_event(
+                self.TierChanged,
+                effective_at=at,
+                provenance=provenance,
+                from_tier=current,
+                to_tier=decision.tier,
+                credits=decision.credits,
+            )
+
+    def _check_credits(self, decision: TierDecision, program: Program) -> None:
+        """Step 6 was planned before the outcome was recorded: check the plan against the state."""
+        credits = qualifying_credits(list(self.purchases.values()), self.last_effective_at, program)
+        if credits != decision.credits:
+            raise LedgerInvariantError(
+                f"member {self.member_id}: planned {decision.credits} qualifying credits, state has {credits}"
+            )
+
+    def _decide(self, message: Message, at: datetime, program: Program) -> _Effect:
+        """Step 5: what the message does, or why it is rejected; records nothing."""
+        if isinstance(message, Purchase):
+            return self._decide_purchase(message, at, program)
+        if isinstance(message, Refund):
+            return self._decide_refund(message, at, program)
+        if isinstance(message, Redemption):
+            return self._decide_redemption(message)
+        if isinstance(message, Adjustment):
+            return self._decide_adjustment(message, at, program)
+        return _Effect(self.EnrollmentRepeated, {"enrolled_at": message.enrolled_at or message.occurred_at})
+
+    def _reject(self, message: Message, business_id: str | None, rejection: Rejection, detail: str) -> _Effect:
+        fields = {"message_type": message.type, "business_id": business_id, "reason": rejection.value, "detail": detail}
+        return _Effect(self.MessageRejected, fields, rejection=rejection)
+
+    def _new_lot(self, points: int, at: datetime, program: Program) -> dict[str, Any]:
+        return {
+            "lot_id": self.next_lot_id if points > 0 else None,
+            "expires_at": lot_expiry(at, program),
+            "debt_repaid": debt_repayment(self.debt, points),
+        }
+
+    def _decide_purchase(self, message: Purchase, at: datetime, program: Program) -> _Effect:
+        if message.transaction_id in self.purchases:
+            return self._reject(
+                message, message.transaction_id, Rejection.DUPLICATE_TRANSACTION,
+                f"transaction {message.transaction_id} was already recorded",
+            )  # fmt: skip
+        multiplier = program.multiplier(self.tier)
+        base, awarded = earned_points(message.amount, multiplier, program)
+        fields = {
+            "transaction_id": message.transaction_id,
+            "amount": message.amount,
+            "base": base,
+            "multiplier": multiplier,
+            "awarded": awarded,
+            "store_id": message.store_id,
+            "channel": message.channel,
+            **self._new_lot(awarded, at, program),
+        }
+        return _Effect(self.PointsEarned, fields, credit_delta=base)
+
+    def _decide_refund(self, message: Refund, at: datetime, program: Program) -> _Effect:
+        purchase = self.purchases.get(message.transaction_id)
+        if purchase is None:
+            return self._reject(
+                message, message.refund_id, Rejection.UNKNOWN_TRANSACTION,
+                f"no purchase {message.transaction_id} for this member",
+            )  # fmt: skip
+        if message.refund_id in self.refund_ids:
+            return self._reject(
+                message, message.refund_id, Rejection.DUPLICATE_REFUND,
+                f"refund {message.refund_id} was already recorded",
+            )  # fmt: skip
+        refund_cents = cents(message.amount)
+        if purchase.refunded_cents + refund_cents > purchase.amount_cents:
+            return self._reject(
+                message, message.refund_id, Rejection.EXCEEDS_PURCHASE,
+                f"refunds would total {(purchase.refunded_cents + refund_cents) / 100:.2f}"
+                f" of a {purchase.amount_cents / 100:.2f} purchase",
+            )  # fmt: skip
+        points, credits = refund_clawback(purchase, refund_cents)
+        consumed, shortfall = take_points(self.lots, points)
+        fields = {
+            "refund_id": message.refund_id,
+            "transaction_id": message.transaction_id,
+            "amount": message.amount,
+            "points_clawed_back": points,
+            "credits_clawed_back": credits,
+            "consumed": consumed,
+            "debt_incurred": shortfall,
+        }
+        in_window = in_tier_window(purchase.effective_at, at, program)
+        return _Effect(self.RefundApplied, fields, credit_delta=-credits if in_window else 0)
+
+    def _decide_redemption(self, message: Redemption) -> _Effect:
+        if message.redemption_id in self.redemption_ids:
+            return self._reject(
+                message, message.redemption_id, Rejection.DUPLICATE_REDEMPTION,
+                f"redemption {message.redemption_id} was already recorded",
+            )  # fmt: skip
+        if message.points > self.balance:
+            return self._reject(
+                message, message.redemption_id, Rejection.INSUFFICIENT_POINTS,
+                f"{message.points} points asked, balance {self.balance}",
+            )  # fmt: skip
+        consumed = self._take_exactly(message.points)
+        fields = {
+            "redemption_id": message.redemption_id,
+            "points": message.points,
+            "reward": message.reward,
+            "consumed": consumed,
+        }
+        return _Effect(self.PointsRedeemed, fields)
+
+    def _decide_adjustment(self, message: Adjustment, at: datetime, program: Program) -> _Effect:
+        if message.adjustment_id in self.adjustment_ids:
+            return self._reject(
+                message, message.adjustment_id, Rejection.DUPLICATE_ADJUSTMENT,
+                f"adjustment {message.adjustment_id} was already recorded",
+            )  # fmt: skip
+        fields: dict[str, Any] = {
+            "adjustment_id": message.adjustment_id,
+            "points": message.points,
+            "reason": message.reason,
+            "operator": message.operator,
+        }
+        if message.points > 0:
+            return _Effect(
+                self.PointsAdjusted, {**fields, **self._new_lot(message.points, at, program), "consumed": []}
+            )
+        if -message.points > self.balance:
+            return self._reject(
+                message, message.adjustment_id, Rejection.INSUFFICIENT_POINTS,
+                f"{-message.points} points to remove, balance {self.balance}",
+            )  # fmt: skip
+        consumed = self._take_exactly(-message.points)
+        return _Effect(
+            self.PointsAdjusted, {**fields, "lot_id": None, "expires_at": None, "debt_repaid": 0, "consumed": consumed}
+        )
+
+    def _take_exactly(self, points: int) -> list[tuple[int, int]]:
+        consumed, shortfall = take_points(self.lots, points)
+        if shortfall:
+            raise LedgerInvariantError(f"member {self.member_id}: balance covers {points} but lots do not")
+        return consumed

@@ -1,0 +1,70 @@
+"""What happened to one message: the vocabulary shared by the ledger and its callers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Outcome(StrEnum):
+    """How a valid message ended; invalid input never reaches the ledger."""
+
+    RECORDED = "recorded"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+
+
+class Rejection(StrEnum):
+    """Business reasons a valid message changes no balance (recorded as an event)."""
+
+    DUPLICATE_TRANSACTION = "duplicate_transaction"
+    DUPLICATE_REFUND = "duplicate_refund"
+    DUPLICATE_REDEMPTION = "duplicate_redemption"
+    DUPLICATE_ADJUSTMENT = "duplicate_adjustment"
+    UNKNOWN_TRANSACTION = "unknown_transaction"
+    EXCEEDS_PURCHASE = "exceeds_purchase"
+    INSUFFICIENT_POINTS = "insufficient_points"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The ledger's answer to one message."""
+
+    outcome: Outcome
+    rejection: Rejection | None = None
+
+
+RECORDED = Decision(Outcome.RECORDED)
+DUPLICATE = Decision(Outcome.DUPLICATE)
+
+
+@dataclass(slots=True)
+class Tally:
+    """Counts of outcomes, as the ingest summary prints them."""
+
+    processed: int = 0
+    recorded: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    invalid: int = 0
+
+    def count(self, outcome: Outcome | None) -> None:
+        """Count one message; `None` means it was invalid."""
+        self.processed += 1
+        if outcome is None:
+            self.invalid += 1
+        elif outcome is Outcome.RECORDED:
+            self.recorded += 1
+        elif outcome is Outcome.DUPLICATE:
+            self.duplicates += 1
+        else:
+            self.rejected += 1
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "processed": self.processed,
+            "recorded": self.recorded,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+            "invalid": self.invalid,
+        }

@@ -1,0 +1,68 @@
+"""Exit statuses and the one-line error reporting every command shares."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import click
+import psycopg
+from eventsourcing.persistence import IntegrityError, PersistenceError
+
+from ledger.member import LedgerInvariantError
+from ledger.program import ProgramError
+from ledger.store import StoreError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_STORE_UNAVAILABLE = 3
+
+
+class CommandError(click.ClickException):
+    """A failure the user can act on; printed as one line, with its own exit status."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file: object = None) -> None:
+        click.echo(f"points-ledger: error: {self.message}", err=True)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]
+
+
+@contextmanager
+def reported_errors(store_description: Callable[[], str]) -> Iterator[None]:
+    """Turn the failures a user can meet into one line on stderr and an exit status."""
+    try:
+        yield
+    except click.ClickException:
+        raise
+    except (StoreError, ProgramError) as error:
+        raise CommandError(str(error), EXIT_USAGE) from error
+    except IntegrityError as error:
+        raise CommandError(
+            f"another writer kept changing the same members; nothing recorded for this batch: {error}"
+        ) from error
+    except (psycopg.OperationalError, sqlite3.OperationalError, PersistenceError) as error:
+        raise CommandError(
+            f"store {store_description()} unavailable: {_first_line(error)}", EXIT_STORE_UNAVAILABLE
+        ) from error
+    except LedgerInvariantError as error:
+        raise CommandError(f"ledger invariant broken, nothing recorded for this batch: {error}") from error
+    except OSError as error:
+        raise CommandError(_first_line(error)) from error
+    except Exception as error:
+        if os.environ.get("LEDGER_DEBUG"):
+            traceback.print_exc(file=sys.stderr)
+        raise CommandError(
+            f"internal error ({type(error).__name__}): {_first_line(error)}; set LEDGER_DEBUG=1 for details"
+        ) from error

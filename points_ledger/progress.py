@@ -1,0 +1,39 @@
+"""The ingest progress bar: on a terminal only; piped output stays the summary alone."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ledger.outcomes import Tally
+
+OnBatch = Callable[[Tally, int | None], None]
+
+
+@contextmanager
+def ingest_progress(total_bytes: int | None, *, enabled: bool) -> Iterator[OnBatch]:
+    """Yield a callback taking (tally so far, bytes read so far)."""
+    if not enabled:
+        yield lambda tally, position: None
+        return
+    progress = Progress(
+        TextColumn("ingest"),
+        BarColumn(),
+        DownloadColumn(),
+        TextColumn("{task.fields[summary]}"),
+        TimeElapsedColumn(),
+        console=Console(file=sys.stderr),
+        transient=True,
+    )
+    task = progress.add_task("ingest", total=total_bytes, summary="")
+
+    def update(tally: Tally, position: int | None) -> None:
+        summary = f"{tally.processed:,} lines, {tally.recorded:,} recorded"
+        progress.update(task, completed=position or 0, summary=summary)
+
+    with progress:
+        yield update

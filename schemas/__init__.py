@@ -1,0 +1,27 @@
+"""The wire contract: inbound loyalty messages as strict pydantic models.
+
+This package imports nothing else of ours; every other layer depends on it.
+"""
+
+from schemas.messages import (
+    MESSAGE_MODELS,
+    Adjustment,
+    Enrollment,
+    Message,
+    Purchase,
+    Redemption,
+    Refund,
+)
+from schemas.parsing import Invalid, parse_message
+
+__all__ = [
+    "MESSAGE_MODELS",
+    "Adjustment",
+    "Enrollment",
+    "Invalid",
+    "Message",
+    "Purchase",
+    "Redemption",
+    "Refund",
+    "parse_message",
+]

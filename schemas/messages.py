@@ -1,0 +1,127 @@
+"""Inbound message models: one strict pydantic model per message `type`.
+
+Strict mode is deliberate: a POS system that sends `"points": "5"` or a naive
+timestamp has a bug we want to see in the dead letters, not silently coerced.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
+
+#: Largest amount of money one message may carry (12 integer digits, 2 decimals).
+AMOUNT_MAX_DIGITS = 14
+#: Largest absolute number of points one message may move.
+POINTS_MAX = 1_000_000_000
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def _nonzero(points: int) -> int:
+    if points == 0:
+        raise ValueError("must not be 0")
+    return points
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+EventId = Annotated[str, Field(min_length=1, max_length=128)]
+MemberId = Annotated[str, Field(min_length=1, max_length=64)]
+BusinessId = Annotated[str, Field(min_length=1, max_length=128)]
+ShortText = Annotated[str, Field(min_length=1, max_length=256)]
+Amount = Annotated[Decimal, Field(gt=0, decimal_places=2, max_digits=AMOUNT_MAX_DIGITS)]
+PositivePoints = Annotated[int, Field(gt=0, le=POINTS_MAX)]
+SignedPoints = Annotated[int, Field(ge=-POINTS_MAX, le=POINTS_MAX)]
+Currency = Annotated[str, Field(min_length=3, max_length=3, pattern=r"^[A-Z]{3}$")]
+
+
+class _Message(BaseModel):
+    """Fields every message carries."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    event_id: EventId
+    member_id: MemberId
+    occurred_at: UtcDatetime
+
+
+class Purchase(_Message):
+    """A member bought something; earns points."""
+
+    type: Literal["purchase"]
+    transaction_id: BusinessId
+    amount: Amount
+    currency: Currency
+    store_id: ShortText | None = None
+    channel: ShortText | None = None
+
+    @field_validator("currency")
+    @classmethod
+    def _program_currency(cls, currency: str, info: ValidationInfo) -> str:
+        """The program's currency comes in as validation context (schemas know no program)."""
+        expected = (info.context or {}).get("currency")
+        if expected is not None and currency != expected:
+            raise ValueError(f"must be the program currency {expected}, not {currency}")
+        return currency
+
+
+class Refund(_Message):
+    """Money returned for (part of) an earlier purchase; claws points back."""
+
+    type: Literal["refund"]
+    refund_id: BusinessId
+    transaction_id: BusinessId
+    amount: Amount
+
+
+class Redemption(_Message):
+    """Points spent on a reward."""
+
+    type: Literal["redemption"]
+    redemption_id: BusinessId
+    points: PositivePoints
+    reward: ShortText | None = None
+
+
+class Adjustment(_Message):
+    """A manual correction by an operator, with a reason."""
+
+    type: Literal["adjustment"]
+    adjustment_id: BusinessId
+    points: Annotated[SignedPoints, AfterValidator(_nonzero)]
+    reason: ShortText
+    operator: ShortText
+
+
+class Enrollment(_Message):
+    """A member joins the program."""
+
+    type: Literal["enrollment"]
+    enrolled_at: UtcDatetime | None = None
+
+
+Message = Annotated[
+    Purchase | Refund | Redemption | Adjustment | Enrollment,
+    Field(discriminator="type"),
+]
+
+#: Every message model by its wire `type`.
+MESSAGE_MODELS: dict[str, type[_Message]] = {
+    "purchase": Purchase,
+    "refund": Refund,
+    "redemption": Redemption,
+    "adjustment": Adjustment,
+    "enrollment": Enrollment,
+}

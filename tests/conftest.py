@@ -1,0 +1,66 @@
+"""Shared fixtures: stores on SQLite, PostgreSQL (a throwaway database per test) and memory."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from ledger.application import LedgerApplication
+from ledger.program import Program
+from ledger.store import parse_store_url
+
+#: The shared PostgreSQL server every developer machine and CI runs; tests never stop it.
+POSTGRES_ADMIN_URL = os.environ.get("LEDGER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _admin_connect() -> psycopg.Connection:
+    parts = parse_store_url(POSTGRES_ADMIN_URL).env
+    return psycopg.connect(
+        host=parts["POSTGRES_HOST"], port=int(parts["POSTGRES_PORT"]), user=parts["POSTGRES_USER"],
+        password=parts["POSTGRES_PASSWORD"] or None, dbname=parts["POSTGRES_DBNAME"], autocommit=True,
+        connect_timeout=5,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database, dropped afterwards."""
+    name = f"pl_test_{uuid.uuid4().hex[:12]}"
+    with _admin_connect() as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with _admin_connect() as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'ledger.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same integration test on the embedded default and on the real PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ledger.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def program() -> Program:
+    return Program()
+
+
+@pytest.fixture
+def memory_ledger(program: Program) -> Iterator[LedgerApplication]:
+    app = LedgerApplication(parse_store_url("memory://"), program)
+    yield app
+    app.close()
