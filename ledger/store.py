@@ -22,7 +22,11 @@ SQLITE_LOCK_TIMEOUT_S = 30
 
 
 class StoreError(ValueError):
-    """A store URL we cannot use, or a store that is not there."""
+    """A store URL we cannot use."""
+
+
+class StoreNotFoundError(StoreError):
+    """A reading command pointed at a ledger that does not exist."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ class Store:
     def require_existing(self) -> None:
         """Reading commands must not create an empty SQLite file by accident."""
         if self.path is not None and not self.path.exists():
-            raise StoreError(f"no ledger at {self.path} (store {self.url}); ingest something first")
+            raise StoreNotFoundError(f"no ledger at {self.path} (store {self.url}); ingest something first")
 
 
 def parse_store_url(url: str) -> Store:

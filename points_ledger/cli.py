@@ -19,6 +19,7 @@ from ledger.program import Program, load_program
 from ledger.store import DEFAULT_STORE_URL, Store, parse_store_url
 from points_ledger import output
 from points_ledger.errors import CommandError, reported_errors
+from points_ledger.preflight import check_reachable
 from points_ledger.progress import ingest_progress
 from projections import reports, statements
 from projections.figures import figures_as_of
@@ -47,6 +48,7 @@ class Context:
             store = self.store()
             if must_exist:
                 store.require_existing()
+            check_reachable(store)
             app = LedgerApplication(store, self.program())
             try:
                 yield app

@@ -15,7 +15,7 @@ from eventsourcing.persistence import IntegrityError, PersistenceError
 
 from ledger.member import LedgerInvariantError
 from ledger.program import ProgramError
-from ledger.store import StoreError
+from ledger.store import StoreError, StoreNotFoundError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -46,6 +46,8 @@ def reported_errors(store_description: Callable[[], str]) -> Iterator[None]:
         yield
     except click.ClickException:
         raise
+    except StoreNotFoundError as error:
+        raise CommandError(str(error)) from error
     except (StoreError, ProgramError) as error:
         raise CommandError(str(error), EXIT_USAGE) from error
     except IntegrityError as error:

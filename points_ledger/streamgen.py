@@ -18,7 +18,7 @@ from typing import Any
 #: Where streams start unless told otherwise.
 DEFAULT_START = datetime(2024, 1, 1, tzinfo=UTC)
 
-_INVALID_LINES: tuple[bytes, ...] = (
+INVALID_LINES: tuple[bytes, ...] = (
     b"{not json",
     b"[1, 2, 3]",
     b'"just a string"',
@@ -80,7 +80,7 @@ class StreamGenerator:
         for position in range(messages):
             roll = rng.random()
             if roll < self.invalid_rate:
-                yield rng.choice(_INVALID_LINES)
+                yield rng.choice(INVALID_LINES)
                 continue
             if roll < self.invalid_rate + self.redelivery_rate and self._sent:
                 yield rng.choice(self._sent)

@@ -1,0 +1,5 @@
+"""`python -m points_ledger` runs the CLI."""
+
+from points_ledger.cli import run
+
+run()

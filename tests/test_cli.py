@@ -1,0 +1,191 @@
+"""The command line as users meet it: real processes, real stores, exit statuses and outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "samples" / "stream.jsonl"
+
+
+def cli(*args: str, store: str | None = None, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "points_ledger", *(["--store", store] if store else []), *args]
+    env = {key: value for key, value in os.environ.items() if key not in {"LEDGER_STORE", "LEDGER_PROGRAM"}}
+    return subprocess.run(
+        command, input=stdin.decode() if stdin else None, capture_output=True, text=True, timeout=300, env=env,
+        check=False,
+    )  # fmt: skip
+
+
+def ok_json(result: subprocess.CompletedProcess[str]) -> object:
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], status: int, fragment: str) -> None:
+    assert result.returncode == status, (result.returncode, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+COMMANDS = [
+    ["ingest"], ["sweep"], ["balance"], ["balances"], ["history"], ["report"], ["report", "liability"],
+    ["report", "rollforward"], ["program"], ["program", "show"], ["schemas"], ["schemas", "export"],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_command_explains_itself(command: list[str]) -> None:
+    result = cli(*command, "--help")
+    assert result.returncode == 0
+    assert "Usage: points-ledger" in result.stdout and len(result.stdout.splitlines()) > 4
+
+
+def test_ingest_the_sample_twice_then_query_everything(store_url: str, tmp_path: Path) -> None:
+    dead = tmp_path / "dead.jsonl"
+    first = ok_json(cli("ingest", str(SAMPLE), "--dead-letter", str(dead), "--format", "json", store=store_url))
+    assert isinstance(first, dict) and set(first) == {"processed", "recorded", "duplicates", "rejected", "invalid"}
+    assert first["processed"] == len(SAMPLE.read_bytes().splitlines())
+    assert first["recorded"] > 0 and first["invalid"] > 0
+    letters = [json.loads(line) for line in dead.read_text().splitlines()]
+    assert len(letters) == first["invalid"]
+    assert {"line", "text", "reason"} <= set(letters[0])
+
+    second = ok_json(cli("ingest", str(SAMPLE), "--format", "json", "--dead-letter", str(dead), store=store_url))
+    assert second == {**first, "recorded": 0, "rejected": 0, "duplicates": first["processed"] - first["invalid"]}
+
+    rows = [json.loads(line) for line in cli("balances", "--format", "json", store=store_url).stdout.splitlines()]
+    assert rows and all(set(row) == {"member_id", "balance", "tier"} for row in rows)
+    member = rows[0]["member_id"]
+
+    statement = ok_json(cli("balance", member, "--format", "json", store=store_url))
+    assert isinstance(statement, dict)
+    assert set(statement) == {"member_id", "as_of", "balance", "tier", "lots"}
+    assert statement["balance"] == rows[0]["balance"]
+    assert sum(lot["remaining"] for lot in statement["lots"]) >= statement["balance"]
+
+    early = ok_json(cli("balance", member, "--as-of", "2024-01-01T00:00:00Z", "--format", "json", store=store_url))
+    assert isinstance(early, dict) and early["as_of"] == "2024-01-01T00:00:00+00:00"
+
+    trail = [
+        json.loads(line) for line in cli("history", member, "--format", "json", store=store_url).stdout.splitlines()
+    ]
+    assert trail[0]["event"] == "Enrolled"
+    assert trail[-1]["balance"] == statement["balance"] == sum(row["change"] for row in trail)
+    assert all(row["provenance"]["source"] for row in trail)
+
+    liability = ok_json(
+        cli("report", "liability", "--as-of", "2026-01-01T00:00:00Z", "--format", "json", store=store_url)
+    )
+    assert isinstance(liability, dict)
+    assert set(liability) == {"as_of", "members", "outstanding_points", "negative_points", "point_value",
+                              "liability_value", "breakage_rate", "liability_net", "by_tier"}  # fmt: skip
+    assert liability["liability_value"] == f"{liability['outstanding_points'] / 100:.2f}"
+
+    rollforward = ok_json(
+        cli("report", "rollforward", "--from", "2024-03-31T00:00:00Z", "--to", "2025-03-31T00:00:00Z",
+            "--format", "json", store=store_url)
+    )  # fmt: skip
+    assert isinstance(rollforward, dict)
+    assert list(rollforward) == ["from", "to", "opening", "issued", "adjusted_in", "adjusted_out", "redeemed",
+                                 "expired", "clawed_back", "closing"]  # fmt: skip
+
+    swept = ok_json(cli("sweep", "--as-of", "2027-01-01T00:00:00Z", "--format", "json", store=store_url))
+    assert isinstance(swept, dict) and swept["members"] == len(rows) and swept["changed"] == len(rows)
+    after = ok_json(cli("report", "liability", "--as-of", "2027-01-01T00:00:00Z", "--format", "json", store=store_url))
+    assert isinstance(after, dict) and after["outstanding_points"] == 0  # everything has expired by then
+
+
+def test_piped_ingest_prints_only_the_summary_and_reads_stdin(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'l.db'}"
+    line = b'{"type":"enrollment","event_id":"e1","member_id":"M","occurred_at":"2024-01-01T00:00:00Z"}\n'
+    result = cli("ingest", "-", store=store, stdin=line)
+    assert result.returncode == 0 and result.stderr == ""
+    assert "recorded" in result.stdout and "1" in result.stdout
+
+
+def test_invalid_lines_without_a_dead_letter_file_are_reported_on_stderr(tmp_path: Path) -> None:
+    result = cli("ingest", "-", "--format", "json", store=f"sqlite:///{tmp_path / 'l.db'}", stdin=b"{oops\n")
+    assert ok_json(result) == {"processed": 1, "recorded": 0, "duplicates": 0, "rejected": 0, "invalid": 1}
+    assert "<stdin>:1: not valid JSON" in result.stderr
+
+
+def test_an_unreachable_postgres_is_one_line_and_exit_3() -> None:
+    one_line_error(cli("balances", store="postgresql://postgres@127.0.0.1:1/ledger"), 3, "Connection refused")
+
+
+def test_a_missing_postgres_database_is_named() -> None:
+    result = cli("balances", store="postgresql://postgres@127.0.0.1:5432/pl_no_such_database")
+    one_line_error(result, 3, 'database "pl_no_such_database" does not exist')
+
+
+def test_an_unreadable_file_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    one_line_error(
+        cli("ingest", str(tmp_path / "nope.jsonl"), store=f"sqlite:///{tmp_path / 'l.db'}"), 1, "cannot read"
+    )
+
+
+def test_reading_a_ledger_that_does_not_exist_does_not_create_one(tmp_path: Path) -> None:
+    one_line_error(cli("balances", store=f"sqlite:///{tmp_path / 'none.db'}"), 1, "no ledger at")
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_bad_usage_exits_2(tmp_path: Path) -> None:
+    assert cli("balances", store="mysql://x").returncode == 2
+    naive = cli("report", "liability", "--as-of", "2024-01-01T00:00:00", store=f"sqlite:///{tmp_path / 'l.db'}")
+    assert naive.returncode == 2 and "no UTC offset" in naive.stderr
+    assert (
+        cli("report", "rollforward", "--from", "2024-02-01T00:00:00Z", "--to", "2024-01-01T00:00:00Z").returncode == 2
+    )
+    assert cli("no-such-command").returncode == 2
+
+
+def test_unknown_member_exits_1(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'l.db'}"
+    cli("ingest", str(SAMPLE), "--dead-letter", str(tmp_path / "d.jsonl"), store=store)
+    one_line_error(cli("balance", "NOBODY", store=store), 1, "no member 'NOBODY'")
+    one_line_error(cli("history", "NOBODY", store=store), 1, "no member 'NOBODY'")
+
+
+def test_program_show_and_a_program_file(tmp_path: Path) -> None:
+    default = ok_json(cli("program", "show", "--format", "json"))
+    assert isinstance(default, dict) and default["currency"] == "USD" and len(default["tiers"]) == 4
+    toml = tmp_path / "program.toml"
+    toml.write_text('currency = "EUR"\nearn_rate = "2"\npoint_value = "0.005"\n')
+    custom = ok_json(cli("--program", str(toml), "program", "show", "--format", "json"))
+    assert isinstance(custom, dict) and (custom["currency"], custom["earn_rate"]) == ("EUR", "2")
+    toml.write_text('tiers = [{name = "gold", threshold = 10, multiplier = "1"}]\n')
+    one_line_error(cli("--program", str(toml), "program", "show"), 2, "first tier must have threshold 0")
+
+
+def test_a_program_file_changes_the_rules_applied(tmp_path: Path) -> None:
+    toml = tmp_path / "program.toml"
+    toml.write_text('currency = "EUR"\nearn_rate = "2"\n')
+    store = f"sqlite:///{tmp_path / 'l.db'}"
+    eur = (b'{"type":"purchase","event_id":"e1","member_id":"M","occurred_at":"2024-01-01T00:00:00Z",'
+           b'"transaction_id":"t","amount":"10.50","currency":"EUR"}\n')  # fmt: skip
+    assert (
+        ok_json(cli("--program", str(toml), "ingest", "-", "--format", "json", store=store, stdin=eur))["recorded"] == 1
+    )  # type: ignore[index]
+    statement = ok_json(cli("--program", str(toml), "balance", "M", "--format", "json", store=store))
+    assert isinstance(statement, dict) and statement["balance"] == 21
+    assert ok_json(cli("ingest", "-", "--format", "json", store=store, stdin=eur.replace(b"e1", b"e2")))["invalid"] == 1  # type: ignore[index]
+
+
+def test_schemas_export_writes_one_json_schema_per_message_type(tmp_path: Path) -> None:
+    result = cli("schemas", "export", str(tmp_path / "out"))
+    assert result.returncode == 0
+    files = sorted(path.name for path in (tmp_path / "out").iterdir())
+    assert files == [
+        f"{kind}.schema.json" for kind in sorted(["adjustment", "enrollment", "purchase", "redemption", "refund"])
+    ]
+    purchase = json.loads((tmp_path / "out" / "purchase.schema.json").read_text())
+    assert {"event_id", "member_id", "occurred_at", "transaction_id", "amount", "currency"} <= set(purchase["required"])
+    assert purchase["additionalProperties"] is False

@@ -1,0 +1,115 @@
+"""A large, messy stream on SQLite and on the real PostgreSQL server, checked against the oracle."""
+
+from __future__ import annotations
+
+import io
+import itertools
+from datetime import timedelta
+
+import pytest
+
+from consumers.deadletters import DeadLetter
+from consumers.jsonlines import ingest_lines
+from ledger.application import LedgerApplication
+from ledger.program import Program
+from ledger.store import parse_store_url
+from points_ledger.streamgen import DEFAULT_START, generate
+from projections import reports
+from projections.log import read_log
+from schemas import Invalid, parse_message
+from tests.oracle import Oracle
+
+MESSAGES = 20_000
+MEMBERS = 300
+DAYS = 900
+QUARTER_ENDS = [DEFAULT_START + timedelta(days=days) for days in (90, 181, 365, 546, 730, 1000)]
+
+
+class CollectedLetters:
+    def __init__(self) -> None:
+        self.letters: list[DeadLetter] = []
+
+    def write(self, letter: DeadLetter) -> None:
+        self.letters.append(letter)
+
+    def flush(self) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def stream() -> bytes:
+    return b"\n".join(generate(MESSAGES, MEMBERS, DAYS, seed=2024)) + b"\n"
+
+
+@pytest.fixture(scope="module")
+def oracle(stream: bytes) -> Oracle:
+    oracle = Oracle()
+    for line in stream.splitlines():
+        parsed = parse_message(line, currency="USD")
+        if not isinstance(parsed, Invalid):
+            oracle.process(parsed)
+    oracle.sweep(QUARTER_ENDS[-1])
+    return oracle
+
+
+def test_a_large_messy_stream_follows_the_rules_to_the_point(store_url: str, stream: bytes, oracle: Oracle) -> None:
+    app = LedgerApplication(parse_store_url(store_url), Program())
+    letters = CollectedLetters()
+    tally = ingest_lines(app, io.BytesIO(stream), "stream.jsonl", letters, batch_size=500)
+
+    invalid = sum(1 for line in stream.splitlines() if isinstance(parse_message(line, currency="USD"), Invalid))
+    assert tally.as_dict() == {
+        "processed": MESSAGES,
+        "recorded": oracle.counts["recorded"],
+        "duplicates": oracle.counts["duplicates"],
+        "rejected": oracle.counts["rejected"],
+        "invalid": invalid,
+    }
+    assert len(letters.letters) == invalid > 0
+    assert min(oracle.counts.values()) > 100  # every outcome well represented
+
+    app.sweep(QUARTER_ENDS[-1])
+    for member_id in oracle.members:
+        member = app.member(member_id)
+        assert member is not None
+        assert (member.balance, member.tier) == oracle.balance_and_tier(member_id), member_id
+
+    tiers = {app.member(m).tier for m in oracle.members}  # type: ignore[union-attr]
+    assert len(tiers) >= 3
+    assert any(oracle.balance_and_tier(m, QUARTER_ENDS[2])[0] < 0 for m in oracle.members)
+
+    for as_of in QUARTER_ENDS:
+        liability = reports.liability(read_log(app), as_of, app.program)
+        expected = oracle.liability(as_of)
+        assert {key: liability[key] for key in expected} == expected, as_of
+    for start, end in itertools.pairwise(QUARTER_ENDS):
+        result = reports.rollforward(read_log(app), start, end)
+        assert {key: result[key] for key in oracle.flows(start, end)} == oracle.flows(start, end)
+
+    # A second ingest of the same file changes nothing.
+    events_before = app.recorder.max_notification_id()
+    again = ingest_lines(app, io.BytesIO(stream), "stream.jsonl", CollectedLetters(), batch_size=1000)
+    assert again.as_dict() == {
+        "processed": MESSAGES, "recorded": 0, "duplicates": MESSAGES - invalid, "rejected": 0, "invalid": invalid,
+    }  # fmt: skip
+    assert app.recorder.max_notification_id() == events_before
+    app.close()
+
+
+def test_snapshots_load_the_same_member_as_a_full_replay(store_url: str) -> None:
+    app = LedgerApplication(parse_store_url(store_url), Program())
+    lines = [
+        f'{{"type":"purchase","event_id":"e{i}","member_id":"LONG","occurred_at":"2024-01-01T00:00:{i % 60:02d}Z",'
+        f'"transaction_id":"t{i}","amount":"3.00","currency":"USD"}}'.encode()
+        for i in range(350)
+    ]
+    ingest_lines(app, io.BytesIO(b"\n".join(lines)), "long.jsonl", CollectedLetters(), batch_size=50)
+    fresh = LedgerApplication(parse_store_url(store_url), Program())
+    assert fresh.snapshots is not None
+    assert list(fresh.snapshots.get(fresh.member_events("LONG")[0].originator_id))  # snapshots were taken
+    loaded = fresh.member("LONG")
+    replayed = fresh.member_events("LONG")
+    assert loaded is not None and loaded.version == len(replayed)
+    assert loaded.balance == sum(event.balance_delta for event in replayed) > 1000
+    app.close()
+    fresh.close()
