@@ -16,6 +16,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.persistence import (
+    EventStore,
     IntegrityError,
     JSONTranscoder,
     ProcessRecorder,
@@ -26,6 +27,7 @@ from eventsourcing.utils import get_topic
 
 from ledger.member import Member, Source, member_uuid
 from ledger.outcomes import RECORDED, Decision
+from ledger.pgbinary import use_binary_inserts
 from ledger.program import Program
 from ledger.rules import Lot, PurchaseRecord
 from ledger.store import Store
@@ -90,7 +92,14 @@ class LedgerApplication(Application[UUID]):
         self.recorder: ProcessRecorder
 
     def construct_recorder(self) -> ProcessRecorder:
-        return self.factory.process_recorder()
+        recorder = self.factory.process_recorder()
+        use_binary_inserts(recorder)
+        return recorder
+
+    def construct_snapshot_store(self) -> EventStore[UUID]:
+        store = super().construct_snapshot_store()
+        use_binary_inserts(store.recorder)
+        return store
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)

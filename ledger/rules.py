@@ -6,7 +6,7 @@ its events, so replaying history applies results and never re-runs a rule.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Reversible
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal, Inexact, localcontext
@@ -141,19 +141,20 @@ def in_tier_window(effective_at: datetime, at: datetime, program: Program) -> bo
     return at - timedelta(days=program.tier_window_days) < effective_at <= at
 
 
-def qualifying_credits(purchases: Sequence[PurchaseRecord], at: datetime, program: Program) -> int:
-    """credits(at): base minus clawed-back credits of purchases in the window.
+def qualifying_credits(purchases: Reversible[PurchaseRecord], at: datetime, program: Program) -> int:
+    """credits(at): base minus clawed-back credits of purchases in (at - window, at].
 
     `purchases` is in effective-time order (a member's ledger time never goes
     back), so the scan stops at the first purchase older than the window.
     """
+    window_start = at - timedelta(days=program.tier_window_days)
     total = 0
     for purchase in reversed(purchases):
         if purchase.effective_at > at:
             continue
-        if not in_tier_window(purchase.effective_at, at, program):
+        if purchase.effective_at <= window_start:
             break
-        total += purchase.credits
+        total += purchase.base - purchase.credits_clawed_back
     return total
 
 
