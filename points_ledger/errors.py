@@ -26,12 +26,22 @@ EXIT_STORE_UNAVAILABLE = 3
 class CommandError(click.ClickException):
     """A failure the user can act on; printed as one line, with its own exit status."""
 
-    def __init__(self, message: str, exit_code: int = EXIT_FAILED) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+    exit_code = EXIT_FAILED
 
     def show(self, file: object = None) -> None:
         click.echo(f"points-ledger: error: {self.message}", err=True)
+
+
+class UsageProblemError(CommandError):
+    """A bad store URL or program file: the invocation has to change."""
+
+    exit_code = EXIT_USAGE
+
+
+class StoreUnavailableError(CommandError):
+    """The store cannot be reached or opened; trying again later may work."""
+
+    exit_code = EXIT_STORE_UNAVAILABLE
 
 
 def _first_line(error: BaseException) -> str:
@@ -49,15 +59,13 @@ def reported_errors(store_description: Callable[[], str]) -> Iterator[None]:
     except StoreNotFoundError as error:
         raise CommandError(str(error)) from error
     except (StoreError, ProgramError) as error:
-        raise CommandError(str(error), EXIT_USAGE) from error
+        raise UsageProblemError(str(error)) from error
     except IntegrityError as error:
         raise CommandError(
             f"another writer kept changing the same members; nothing recorded for this batch: {error}"
         ) from error
     except (psycopg.OperationalError, sqlite3.OperationalError, PersistenceError) as error:
-        raise CommandError(
-            f"store {store_description()} unavailable: {_first_line(error)}", EXIT_STORE_UNAVAILABLE
-        ) from error
+        raise StoreUnavailableError(f"store {store_description()} unavailable: {_first_line(error)}") from error
     except LedgerInvariantError as error:
         raise CommandError(f"ledger invariant broken, nothing recorded for this batch: {error}") from error
     except OSError as error:
