@@ -19,15 +19,14 @@ import time
 import uuid
 from pathlib import Path
 
-import psycopg
-
 from consumers.jsonlines import DEFAULT_BATCH_SIZE, ingest_lines
 from ledger.application import LedgerApplication
 from ledger.program import Program
 from ledger.store import parse_store_url
+from points_ledger.preflight import connect
 from points_ledger.streamgen import generate
 
-ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+SERVER = "postgresql://postgres@127.0.0.1:5432"
 
 
 class _Discard:
@@ -39,7 +38,7 @@ class _Discard:
 
 
 def _admin(sql: str) -> None:
-    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres", autocommit=True) as conn:
+    with connect(parse_store_url(f"{SERVER}/postgres"), autocommit=True) as conn:
         conn.execute(sql)  # type: ignore[arg-type]
 
 
@@ -56,7 +55,7 @@ def _ingest(store_url: str, stream: bytes, batch_size: int) -> dict[str, float]:
 
 def _raw_floor(dbname: str, batch_size: int) -> dict[str, float]:
     """executemany of the ingest's own stored rows into an identical table, a transaction per batch."""
-    with psycopg.connect(f"host=127.0.0.1 port=5432 user=postgres dbname={dbname}") as conn:
+    with connect(parse_store_url(f"{SERVER}/{dbname}")) as conn:
         rows = conn.execute(
             "SELECT originator_id, originator_version, topic, state FROM ledger_events ORDER BY notification_id"
         ).fetchall()
@@ -88,7 +87,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             sqlite = _ingest(f"sqlite:///{Path(tmp) / 'bench.db'}", stream, args.batch_size)
         print(f"sqlite:     {sqlite['events_per_s']:>9,.0f} events/s  ({sqlite['messages_per_s']:,.0f} messages/s)")
-        postgres = _ingest(f"postgresql://postgres@127.0.0.1:5432/{dbname}", stream, args.batch_size)
+        postgres = _ingest(f"{SERVER}/{dbname}", stream, args.batch_size)
         print(f"postgresql: {postgres['events_per_s']:>9,.0f} events/s  ({postgres['messages_per_s']:,.0f} messages/s)")
         floor = _raw_floor(dbname, args.batch_size)
         print(

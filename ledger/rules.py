@@ -136,9 +136,14 @@ def refund_clawback(purchase: PurchaseRecord, refund_cents: int) -> tuple[int, i
     return points, credits
 
 
+def tier_window_start(at: datetime, program: Program) -> datetime:
+    """credits(at) count purchases in (tier_window_start, at]."""
+    return at - timedelta(days=program.tier_window_days)
+
+
 def in_tier_window(effective_at: datetime, at: datetime, program: Program) -> bool:
-    """Whether a purchase at `effective_at` counts towards credits(at): (at - window, at]."""
-    return at - timedelta(days=program.tier_window_days) < effective_at <= at
+    """Whether a purchase at `effective_at` counts towards credits(at)."""
+    return tier_window_start(at, program) < effective_at <= at
 
 
 def qualifying_credits(purchases: Reversible[PurchaseRecord], at: datetime, program: Program) -> int:
@@ -147,14 +152,14 @@ def qualifying_credits(purchases: Reversible[PurchaseRecord], at: datetime, prog
     `purchases` is in effective-time order (a member's ledger time never goes
     back), so the scan stops at the first purchase older than the window.
     """
-    window_start = at - timedelta(days=program.tier_window_days)
+    window_start = tier_window_start(at, program)
     total = 0
     for purchase in reversed(purchases):
         if purchase.effective_at > at:
             continue
         if purchase.effective_at <= window_start:
             break
-        total += purchase.base - purchase.credits_clawed_back
+        total += purchase.credits
     return total
 
 

@@ -158,7 +158,6 @@ def ingest(context: Context, file: str, dead_letter_path: Path | None, batch_siz
         _open_input(file) as (stream, size),
         _dead_letters(dead_letter_path) as sink,
         context.ledger(must_exist=False) as app,
-        reported_errors(context.describe_store),
         ingest_progress(size, enabled=show_progress) as on_batch,
     ):
         tally = ingest_lines(

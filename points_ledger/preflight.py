@@ -7,22 +7,30 @@ authentication failed), which is what a person at the terminal needs.
 
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg
 
 from ledger.store import Store
 
 
-def check_reachable(store: Store) -> None:
-    """Raise psycopg.OperationalError with the server's reason if the store cannot be reached."""
+def connect(store: Store, **options: Any) -> psycopg.Connection[Any]:
+    """A plain psycopg 3 connection to a PostgreSQL store (also for tests and benchmarks)."""
     if store.kind != "postgresql":
-        return
+        raise ValueError(f"{store.describe()} is not a PostgreSQL store")
     env = store.env
-    connection = psycopg.connect(
+    return psycopg.connect(
         host=env["POSTGRES_HOST"],
         port=int(env["POSTGRES_PORT"]),
         user=env["POSTGRES_USER"],
         password=env["POSTGRES_PASSWORD"] or None,
         dbname=env["POSTGRES_DBNAME"],
         connect_timeout=int(env["POSTGRES_CONNECT_TIMEOUT"]),
+        **options,
     )
-    connection.close()
+
+
+def check_reachable(store: Store) -> None:
+    """Raise psycopg.OperationalError with the server's reason if the store cannot be reached."""
+    if store.kind == "postgresql":
+        connect(store).close()

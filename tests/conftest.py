@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -13,18 +14,14 @@ import pytest
 from ledger.application import LedgerApplication
 from ledger.program import Program
 from ledger.store import parse_store_url
+from points_ledger.preflight import connect
 
 #: The shared PostgreSQL server every developer machine and CI runs; tests never stop it.
 POSTGRES_ADMIN_URL = os.environ.get("LEDGER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-def _admin_connect() -> psycopg.Connection:
-    parts = parse_store_url(POSTGRES_ADMIN_URL).env
-    return psycopg.connect(
-        host=parts["POSTGRES_HOST"], port=int(parts["POSTGRES_PORT"]), user=parts["POSTGRES_USER"],
-        password=parts["POSTGRES_PASSWORD"] or None, dbname=parts["POSTGRES_DBNAME"], autocommit=True,
-        connect_timeout=5,
-    )  # fmt: skip
+def _admin_connect() -> psycopg.Connection[Any]:
+    return connect(parse_store_url(POSTGRES_ADMIN_URL), autocommit=True)
 
 
 @pytest.fixture
