@@ -28,6 +28,7 @@ from eventsourcing.utils import get_topic
 from ledger.member import Member, Source, member_uuid
 from ledger.outcomes import RECORDED, Decision
 from ledger.pgbinary import use_binary_inserts
+from ledger.positions import PositionConflictError, guard_positions
 from ledger.program import Program
 from ledger.rules import Lot, PurchaseRecord
 from ledger.store import Store
@@ -94,6 +95,7 @@ class LedgerApplication(Application[UUID]):
     def construct_recorder(self) -> ProcessRecorder:
         recorder = self.factory.process_recorder()
         use_binary_inserts(recorder)
+        guard_positions(recorder)
         return recorder
 
     def construct_snapshot_store(self) -> EventStore[UUID]:
@@ -113,12 +115,19 @@ class LedgerApplication(Application[UUID]):
         return self.apply_batch([(message, source)])[0]
 
     def apply_batch(self, batch: Sequence[tuple[Message, Source]], tracking: Tracking | None = None) -> list[Decision]:
-        """Apply messages in order and record all their events (and `tracking`) in one transaction."""
+        """Apply messages in order and record all their events (and `tracking`) in one transaction.
+
+        Raises IntegrityError without retrying when `tracking` is already recorded or, for a
+        `Position`, when another writer moved that upstream position first.
+        """
         if len(batch) > BATCH_SIZE_MAX:
             raise ValueError(f"a batch holds at most {BATCH_SIZE_MAX} messages, not {len(batch)}")
         for attempt in range(CONFLICT_RETRIES + 1):
             try:
                 return self._apply_batch_once(batch, tracking)
+            except PositionConflictError:
+                self._members.clear()
+                raise
             except IntegrityError:
                 self._members.clear()
                 if attempt == CONFLICT_RETRIES or (tracking is not None and self._tracked(tracking)):
@@ -213,6 +222,10 @@ class LedgerApplication(Application[UUID]):
         self._members.move_to_end(member.member_id)
         while len(self._members) > MEMBER_CACHE_SIZE:
             self._members.popitem(last=False)
+
+    def position(self, upstream: str) -> int | None:
+        """The last recorded position of an upstream (e.g. a Kafka partition), or None."""
+        return self.recorder.max_tracking_id(upstream)
 
     def _tracked(self, tracking: Tracking) -> bool:
         return self.recorder.has_tracking_id(tracking.application_name, tracking.notification_id)

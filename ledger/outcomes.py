@@ -60,6 +60,14 @@ class Tally:
         else:
             self.rejected += 1
 
+    def add(self, other: Tally) -> None:
+        """Add another tally's counts to this one."""
+        self.processed += other.processed
+        self.recorded += other.recorded
+        self.duplicates += other.duplicates
+        self.rejected += other.rejected
+        self.invalid += other.invalid
+
     def as_dict(self) -> dict[str, int]:
         return {
             "processed": self.processed,

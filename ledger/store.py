@@ -8,9 +8,13 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
+
+import psycopg
+from eventsourcing.persistence import InterfaceError, OperationalError
 
 DEFAULT_STORE_URL = "sqlite:///points-ledger.db"
 #: Seconds to wait for PostgreSQL to accept a connection before giving up.
@@ -19,6 +23,16 @@ POSTGRES_CONNECT_TIMEOUT_S = 5
 POSTGRES_LOCK_TIMEOUT_S = 30
 #: Seconds SQLite waits for another writer's lock.
 SQLITE_LOCK_TIMEOUT_S = 30
+
+
+#: Failures that mean "the store cannot be reached right now"; trying again later may work.
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OperationalError,
+    InterfaceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    sqlite3.OperationalError,
+)
 
 
 class StoreError(ValueError):

@@ -3,97 +3,26 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, BinaryIO, TypeVar
+from typing import IO, Any, BinaryIO
 
 import click
 
 from consumers.deadletters import DeadLetterSink, JsonLinesDeadLetters, StderrDeadLetters
 from consumers.jsonlines import DEFAULT_BATCH_SIZE, ingest_lines
-from ledger.application import BATCH_SIZE_MAX, LedgerApplication
-from ledger.outcomes import Tally
-from ledger.program import Program, load_program
-from ledger.store import DEFAULT_STORE_URL, Store, parse_store_url
-from points_ledger import output
+from ledger.application import BATCH_SIZE_MAX
+from ledger.store import DEFAULT_STORE_URL
+from points_ledger import kafka_commands, output
+from points_ledger.context import TIME, Context, format_option, pass_context
 from points_ledger.errors import CommandError, reported_errors
-from points_ledger.preflight import check_reachable
 from points_ledger.progress import ingest_progress
 from projections import reports, statements
 from projections.figures import figures_as_of
 from projections.log import read_log
 from schemas.export import export_json_schemas
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-class Context:
-    """What the global options chose; the ledger is opened only by commands that need it."""
-
-    def __init__(self, store_url: str, program_path: str | None) -> None:
-        self.store_url = store_url
-        self.program_path = program_path
-
-    def store(self) -> Store:
-        return parse_store_url(self.store_url)
-
-    def program(self) -> Program:
-        return load_program(self.program_path)
-
-    @contextmanager
-    def ledger(self, *, must_exist: bool) -> Iterator[LedgerApplication]:
-        with reported_errors(self.describe_store):
-            store = self.store()
-            if must_exist:
-                store.require_existing()
-            check_reachable(store)
-            app = LedgerApplication(store, self.program())
-            try:
-                yield app
-            finally:
-                app.close()
-
-    def describe_store(self) -> str:
-        try:
-            return self.store().describe()
-        except ValueError:
-            return self.store_url
-
-
-class UtcTime(click.ParamType[datetime]):
-    """An ISO 8601 time with a UTC offset (Z or +hh:mm); naive times are refused."""
-
-    name = "TIME"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
-        if isinstance(value, datetime):
-            return value
-        try:
-            parsed = datetime.fromisoformat(str(value))
-        except ValueError:
-            self.fail(f"{value!r} is not an ISO 8601 time such as 2024-03-31T23:59:59Z", param, ctx)
-        if parsed.tzinfo is None:
-            self.fail(f"{value!r} has no UTC offset; add Z or +hh:mm", param, ctx)
-        return parsed.astimezone(UTC)
-
-
-TIME = UtcTime()
-
-
-def format_option(command: F) -> F:
-    return click.option(
-        "--format",
-        "output_format",
-        type=click.Choice(["table", "json"]),
-        default="table",
-        show_default=True,
-        help="table for people, json for machines.",
-    )(command)
-
-
-pass_context = click.make_pass_decorator(Context)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -164,7 +93,7 @@ def ingest(context: Context, file: str, dead_letter_path: Path | None, batch_siz
             app, stream, "<stdin>" if file == "-" else file, sink, batch_size=batch_size,
             on_batch=lambda t: on_batch(t, stream.tell() if size else None),
         )  # fmt: skip
-    _print_tally(tally, output_format)
+    output.print_tally(tally, output_format)
 
 
 @contextmanager
@@ -191,13 +120,6 @@ def _dead_letters(path: Path | None) -> Iterator[DeadLetterSink]:
         raise CommandError(f"cannot write dead letters to {path}: {error.strerror}") from error
     with file:
         yield JsonLinesDeadLetters(file)
-
-
-def _print_tally(tally: Tally, output_format: str) -> None:
-    if output_format == "json":
-        output.print_json(tally.as_dict())
-    else:
-        output.print_record("ingest", tally.as_dict())
 
 
 @main.command()
@@ -368,6 +290,10 @@ def schemas_export(directory: Path) -> None:
         written = export_json_schemas(directory)
     for path in written:
         click.echo(str(path))
+
+
+for command in kafka_commands.COMMANDS:
+    main.add_command(command)
 
 
 def run() -> None:

@@ -13,6 +13,7 @@ import click
 import psycopg
 from eventsourcing.persistence import IntegrityError, PersistenceError
 
+from consumers.kafka_deadletters import DeadLetterWriteError
 from ledger.member import LedgerInvariantError
 from ledger.program import ProgramError
 from ledger.store import StoreError, StoreNotFoundError
@@ -44,6 +45,11 @@ class StoreUnavailableError(CommandError):
     exit_code = EXIT_STORE_UNAVAILABLE
 
 
+def warn(text: str) -> None:
+    """A message for the person at the terminal (stderr), not an error."""
+    click.echo(f"points-ledger: {text}", err=True)
+
+
 def _first_line(error: BaseException) -> str:
     text = str(error).strip() or type(error).__name__
     return text.splitlines()[0]
@@ -66,6 +72,8 @@ def reported_errors(store_description: Callable[[], str]) -> Iterator[None]:
         ) from error
     except (psycopg.OperationalError, sqlite3.OperationalError, PersistenceError) as error:
         raise StoreUnavailableError(f"store {store_description()} unavailable: {_first_line(error)}") from error
+    except DeadLetterWriteError as error:
+        raise CommandError(f"{error}; stopped, nothing recorded for this batch") from error
     except LedgerInvariantError as error:
         raise CommandError(f"ledger invariant broken, nothing recorded for this batch: {error}") from error
     except OSError as error:

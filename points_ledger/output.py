@@ -13,6 +13,8 @@ from uuid import UUID
 from rich.console import Console
 from rich.table import Table
 
+from ledger.outcomes import Tally
+
 
 def jsonable(value: Any) -> Any:
     """Decimals as strings, times as ISO 8601, containers recursively."""
@@ -78,3 +80,10 @@ def _flatten(record: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str,
             yield from _flatten(value, f"{prefix}{key}.")
         else:
             yield f"{prefix}{key}", value
+
+
+def print_tally(tally: Tally, output_format: str, title: str = "ingest") -> None:
+    if output_format == "json":
+        print_json(tally.as_dict())
+    else:
+        print_record(title, tally.as_dict())

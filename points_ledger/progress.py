@@ -1,4 +1,4 @@
-"""The ingest progress bar: on a terminal only; piped output stays the summary alone."""
+"""Progress bars: on a terminal only; piped output stays the summary alone."""
 
 from __future__ import annotations
 
@@ -34,6 +34,29 @@ def ingest_progress(total_bytes: int | None, *, enabled: bool) -> Iterator[OnBat
     def update(tally: Tally, position: int | None) -> None:
         summary = f"{tally.processed:,} lines, {tally.recorded:,} recorded"
         progress.update(task, completed=position or 0, summary=summary)
+
+    with progress:
+        yield update
+
+
+@contextmanager
+def count_progress(label: str, total: int | None, *, enabled: bool) -> Iterator[Callable[[int, str], None]]:
+    """Yield a callback taking (items done, summary); a bar if `total` is known, a counter otherwise."""
+    if not enabled:
+        yield lambda done, summary: None
+        return
+    columns = [TextColumn(label), BarColumn()] if total else [TextColumn(label)]
+    progress = Progress(
+        *columns,
+        TextColumn("{task.fields[summary]}"),
+        TimeElapsedColumn(),
+        console=Console(file=sys.stderr),
+        transient=True,
+    )
+    task = progress.add_task(label, total=total, summary="")
+
+    def update(done: int, summary: str) -> None:
+        progress.update(task, completed=done, summary=summary)
 
     with progress:
         yield update

@@ -1,0 +1,63 @@
+"""One partition batch: parse, dead-letter the invalid, record the rest with the partition's position.
+
+The order is what makes the effect exactly-once: dead letters are confirmed
+first, then the events and the position are recorded in one transaction.
+A crash before that commit records nothing (the batch is read again); a crash
+after it leaves the position saying so (the batch is skipped).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from consumers.kafka_deadletters import ConsumedRecord, KafkaDeadLetters
+from ledger.application import LedgerApplication
+from ledger.member import Source
+from ledger.outcomes import Tally
+from ledger.positions import Position
+from schemas import Invalid, Message, parse_message
+
+
+def upstream_name(topic: str, partition: int) -> str:
+    """The tracking name of a Kafka partition in the ledger."""
+    return f"kafka:{topic}:{partition}"
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    tally: Tally
+    last_offset: int
+
+
+def record_batch(
+    app: LedgerApplication,
+    records: Sequence[ConsumedRecord],
+    previous: int | None,
+    dead_letters: KafkaDeadLetters,
+) -> BatchResult:
+    """Apply one partition's records (in offset order, all after `previous`) in one transaction.
+
+    Raises DeadLetterWriteError (nothing recorded) or IntegrityError when another
+    writer recorded this partition first (nothing recorded; re-read the position).
+    """
+    if not records:
+        raise ValueError("an empty batch has no position to record")
+    topic, partition = records[0].topic, records[0].partition
+    tally = Tally()
+    batch: list[tuple[Message, Source]] = []
+    for record in records:
+        if record.topic != topic or record.partition != partition:
+            raise ValueError("a batch holds the records of one partition")
+        parsed = parse_message(record.value or b"", currency=app.program.currency)
+        if isinstance(parsed, Invalid):
+            dead_letters.send(record, parsed)
+            tally.count(None)
+        else:
+            batch.append((parsed, {"topic": topic, "partition": partition, "offset": record.offset}))
+    dead_letters.flush()
+    last_offset = records[-1].offset
+    decisions = app.apply_batch(batch, Position(upstream_name(topic, partition), last_offset, previous))
+    for decision in decisions:
+        tally.count(decision.outcome)
+    return BatchResult(tally, last_offset)

@@ -1,0 +1,225 @@
+"""The Kafka consume loop: poll, record per partition, commit offsets, follow rebalances, stop cleanly.
+
+The ledger, not Kafka, holds the truth about what was consumed: on every
+assignment a partition is paused until its recorded position is read, then
+resumes right after it. Kafka offsets are committed after the database commit
+only so that ordinary lag tools work. Rebalance callbacks run on
+kafka-python's IO thread; a lock makes a revocation wait for the batch in
+flight, so a partition is never given away half-applied.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from eventsourcing.persistence import IntegrityError
+from kafka import ConsumerRebalanceListener, KafkaConsumer
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from consumers.kafka_batch import record_batch, upstream_name
+from consumers.kafka_deadletters import KafkaDeadLetters
+from consumers.metrics import ConsumerMetrics
+from consumers.retry import RetryPolicy, call_store
+from ledger.application import LedgerApplication
+from ledger.outcomes import Tally
+
+#: Milliseconds one poll waits for records (also how quickly a stop request is noticed).
+POLL_TIMEOUT_MS = 500
+#: Seconds without group membership before we say so on stderr (and again every this often).
+UNREACHABLE_WARNING_S = 10.0
+
+
+@dataclass(frozen=True)
+class ConsumeOptions:
+    topics: tuple[str, ...]
+    group: str
+    batch_size: int
+    until_idle_s: float | None = None
+    store_retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+class LedgerConsumer:
+    """Applies Kafka records to the ledger with an exactly-once effect."""
+
+    def __init__(
+        self,
+        app: LedgerApplication,
+        consumer: KafkaConsumer,
+        dead_letters: KafkaDeadLetters,
+        options: ConsumeOptions,
+        *,
+        metrics: ConsumerMetrics,
+        warn: Callable[[str], None],
+    ) -> None:
+        self.app = app
+        self.consumer = consumer
+        self.dead_letters = dead_letters
+        self.options = options
+        self.metrics = metrics
+        self.warn = warn
+        self.tally = Tally()
+        self._lock = threading.Lock()
+        self._owned: set[TopicPartition] = set()
+        self._pending: set[TopicPartition] = set()
+        self._recorded: dict[TopicPartition, int | None] = {}
+        self._uncommitted: dict[TopicPartition, int] = {}
+
+    # ---- the loop ---------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event, on_progress: Callable[[Tally], None] | None = None) -> Tally:
+        """Consume until `stop` is set or, with `until_idle_s`, until no record came for that long."""
+        self.consumer.subscribe(list(self.options.topics), listener=_Rebalance(self))
+        last_record_at = last_member_at = time.monotonic()
+        warned_at: float | None = None
+        try:
+            while not stop.is_set():
+                polled: dict[TopicPartition, list[Any]] = self.consumer.poll(
+                    timeout_ms=POLL_TIMEOUT_MS, max_records=self.options.batch_size
+                )
+                self._resume_pending(stop)
+                now = time.monotonic()
+                if self._owned:
+                    last_member_at, warned_at = now, None
+                elif now - last_member_at >= UNREACHABLE_WARNING_S and (
+                    warned_at is None or now - warned_at >= UNREACHABLE_WARNING_S
+                ):
+                    self.warn(f"no partitions assigned for {now - last_member_at:.0f} s: is the broker reachable?")
+                    warned_at = now
+                if polled:
+                    last_record_at = now
+                    for partition, records in polled.items():
+                        if stop.is_set():
+                            break
+                        self._apply(partition, records)
+                    self._commit_offsets()
+                    if on_progress is not None:
+                        on_progress(self.tally)
+                self._report_lag()
+                if self.options.until_idle_s is not None and now - last_record_at >= self.options.until_idle_s:
+                    break
+        finally:
+            self._commit_offsets()
+        return self.tally
+
+    def close(self) -> None:
+        self.consumer.close(autocommit=False)
+        self.dead_letters.close()
+
+    # ---- one partition batch ----------------------------------------------------------------
+
+    def _apply(self, partition: TopicPartition, records: list[Any]) -> None:
+        with self._lock:
+            if partition not in self._owned or partition in self._pending:
+                return  # given away, or its position is not known yet: it will be read again
+            previous = self._recorded.get(partition)
+            fresh = [record for record in records if previous is None or record.offset > previous]
+            if not fresh:
+                return
+            started = time.perf_counter()
+            try:
+                result = call_store(
+                    lambda: record_batch(self.app, fresh, previous, self.dead_letters),
+                    self.options.store_retry,
+                    self.warn,
+                )
+            except IntegrityError:
+                self._resync(partition)
+                return
+            self._recorded[partition] = result.last_offset
+            self._uncommitted[partition] = result.last_offset + 1
+        self.tally.add(result.tally)
+        self.metrics.batch(
+            result.tally, time.perf_counter() - started, partition.topic, partition.partition, result.last_offset
+        )
+
+    def _resync(self, partition: TopicPartition) -> None:
+        """Another writer recorded this partition first: continue after what it recorded."""
+        position = self._stored_position(partition, None)
+        self.warn(f"{partition.topic}/{partition.partition} was recorded elsewhere up to {position}; continuing there")
+        self._seek(partition, position)
+
+    # ---- positions --------------------------------------------------------------------------
+
+    def _stored_position(self, partition: TopicPartition, stop: threading.Event | None) -> int | None:
+        name = upstream_name(partition.topic, partition.partition)
+        return call_store(lambda: self.app.position(name), self.options.store_retry, self.warn, stop)
+
+    def _seek(self, partition: TopicPartition, position: int | None) -> None:
+        self._recorded[partition] = position
+        if position is None:
+            self.consumer.seek_to_beginning(partition)
+        else:
+            self.consumer.seek(partition, position + 1)
+
+    def _resume_pending(self, stop: threading.Event) -> None:
+        """Seek newly assigned partitions to their recorded position + 1, then let them fetch."""
+        with self._lock:
+            pending = list(self._pending)
+        for partition in pending:
+            position = self._stored_position(partition, stop)
+            with self._lock:
+                if partition not in self._pending:
+                    continue
+                self._pending.discard(partition)
+                if partition in self._owned:
+                    self._seek(partition, position)
+                    self.consumer.resume(partition)
+
+    def _assigned(self, partitions: list[TopicPartition]) -> None:
+        with self._lock:
+            self._owned.update(partitions)
+            self._pending.update(partitions)
+            self.consumer.pause(*partitions)
+
+    def _revoked(self, partitions: list[TopicPartition]) -> None:
+        with self._lock:  # waits for the batch in flight
+            for partition in partitions:
+                self._owned.discard(partition)
+                self._pending.discard(partition)
+                self._recorded.pop(partition, None)
+                self.metrics.forget(partition.topic, partition.partition)
+
+    # ---- Kafka offsets and lag --------------------------------------------------------------
+
+    def _commit_offsets(self) -> None:
+        """Commit recorded positions to Kafka for lag tools; the ledger's own record is what counts."""
+        with self._lock:
+            offsets = {
+                partition: OffsetAndMetadata(offset, "", -1)
+                for partition, offset in self._uncommitted.items()
+                if partition in self._owned
+            }
+            self._uncommitted.clear()
+        if not offsets:
+            return
+        try:
+            self.consumer.commit(offsets)
+        except Exception as error:  # advisory only: positions live in the ledger
+            self.warn(f"Kafka offset commit failed ({type(error).__name__}: {error}); the ledger's positions stand")
+
+    def _report_lag(self) -> None:
+        with self._lock:
+            positions = {p: r for p, r in self._recorded.items() if p in self._owned and p not in self._pending}
+        for partition, recorded in positions.items():
+            highwater = self.consumer.highwater(partition)
+            if highwater is not None:
+                lag = max(highwater - (recorded + 1 if recorded is not None else 0), 0)
+                self.metrics.lag_of(partition.topic, partition.partition, lag)
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, owner: LedgerConsumer) -> None:
+        self.owner = owner
+
+    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self.owner._revoked(revoked)
+
+    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self.owner._assigned(assigned)
+
+    def on_partitions_lost(self, lost: list[TopicPartition]) -> None:
+        self.owner._revoked(lost)

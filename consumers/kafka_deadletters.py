@@ -1,0 +1,92 @@
+"""Dead letters on Kafka: the offending record unchanged, with headers saying where it came from and why.
+
+A dead letter must be durable before the batch's position is recorded, or a
+crash in between would lose it: `flush` waits for every acknowledgement and
+raises if any write failed, so the caller records nothing and stops.
+Redelivery after a crash may write the same dead letter again (at least
+once); the source headers identify repeats.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from kafka.errors import KafkaError
+
+from schemas import Invalid
+
+#: Header names on every dead letter (values are UTF-8).
+HEADER_SOURCE_TOPIC = "source_topic"
+HEADER_SOURCE_PARTITION = "source_partition"
+HEADER_SOURCE_OFFSET = "source_offset"
+HEADER_ERROR_CLASS = "error_class"
+HEADER_ERROR_REASON = "error_reason"
+#: Seconds `flush` waits for acknowledgements.
+FLUSH_TIMEOUT_S = 60.0
+
+
+class DeadLetterWriteError(RuntimeError):
+    """A dead letter could not be written; its batch must not be recorded."""
+
+
+class ConsumedRecord(Protocol):
+    """What we read of a kafka-python ConsumerRecord."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+def dead_letter_headers(record: ConsumedRecord, invalid: Invalid) -> list[tuple[str, bytes]]:
+    return [
+        (HEADER_SOURCE_TOPIC, record.topic.encode()),
+        (HEADER_SOURCE_PARTITION, str(record.partition).encode()),
+        (HEADER_SOURCE_OFFSET, str(record.offset).encode()),
+        (HEADER_ERROR_CLASS, invalid.error_class.encode()),
+        (HEADER_ERROR_REASON, invalid.reason.encode()),
+    ]
+
+
+class KafkaDeadLetters:
+    """Produces dead letters to `topic_for(source topic)` and confirms them on `flush`."""
+
+    def __init__(self, producer: Any, topic_for: dict[str, str]) -> None:
+        self._producer = producer
+        self._topic_for = topic_for
+        self._pending: list[tuple[ConsumedRecord, Any]] = []
+
+    def send(self, record: ConsumedRecord, invalid: Invalid) -> None:
+        topic = self._topic_for[record.topic]
+        try:
+            future = self._producer.send(
+                topic, key=record.key, value=record.value, headers=dead_letter_headers(record, invalid)
+            )
+        except (KafkaError, ValueError, AssertionError) as error:
+            raise self._failure(record, topic, error) from error
+        self._pending.append((record, future))
+
+    def flush(self) -> int:
+        """Wait until every dead letter sent is acknowledged; return how many."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return 0
+        try:
+            self._producer.flush(timeout=FLUSH_TIMEOUT_S)
+        except KafkaError as error:
+            record, _ = pending[0]
+            raise self._failure(record, self._topic_for[record.topic], error) from error
+        for record, future in pending:
+            if not future.is_done or future.failed():
+                reason = future.exception if future.is_done else TimeoutError("no acknowledgement")
+                raise self._failure(record, self._topic_for[record.topic], reason)
+        return len(pending)
+
+    def close(self) -> None:
+        self._producer.close(timeout=FLUSH_TIMEOUT_S)
+
+    @staticmethod
+    def _failure(record: ConsumedRecord, topic: str, error: BaseException | None) -> DeadLetterWriteError:
+        where = f"{record.topic}/{record.partition}@{record.offset}"
+        return DeadLetterWriteError(f"cannot write the dead letter of {where} to topic {topic}: {error}")

