@@ -10,6 +10,8 @@ flight, so a partition is never given away half-applied.
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -40,6 +42,8 @@ class ConsumeOptions:
     batch_size: int
     until_idle_s: float | None = None
     store_retry: RetryPolicy = field(default_factory=RetryPolicy)
+    #: Test hook: SIGKILL this process right after the Nth batch's database commit, before the offset commit.
+    crash_after_batch: int | None = None
 
 
 class LedgerConsumer:
@@ -67,6 +71,7 @@ class LedgerConsumer:
         self._pending: set[TopicPartition] = set()
         self._recorded: dict[TopicPartition, int | None] = {}
         self._uncommitted: dict[TopicPartition, int] = {}
+        self._batches = 0
 
     # ---- the loop ---------------------------------------------------------------------------
 
@@ -131,6 +136,9 @@ class LedgerConsumer:
                 return
             self._recorded[partition] = result.last_offset
             self._uncommitted[partition] = result.last_offset + 1
+            self._batches += 1
+            if self._batches == self.options.crash_after_batch:
+                os.kill(os.getpid(), signal.SIGKILL)
         self.tally.add(result.tally)
         self.metrics.batch(
             result.tally, time.perf_counter() - started, partition.topic, partition.partition, result.last_offset

@@ -19,6 +19,8 @@ TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
 PRODUCE_REQUEST_MAX_BYTES = 4 * MESSAGE_MAX_BYTES
 #: Milliseconds to wait for the first metadata from the bootstrap servers before retrying.
 BOOTSTRAP_TIMEOUT_MS = 5_000
+#: Longest wait between reconnection attempts to a broker that went away.
+RECONNECT_BACKOFF_MAX_MS = 5_000
 #: Milliseconds a produce may take (incl. retries) before it counts as failed.
 DELIVERY_TIMEOUT_MS = 30_000
 #: Milliseconds one produce request may take.
@@ -53,6 +55,7 @@ class KafkaSettings:
             "bootstrap_servers": self.bootstrap_servers.split(","),
             "client_id": self.client_id,
             "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,
+            "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS,
         }
 
     def consumer_config(self, group: str, max_poll_records: int) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -48,6 +49,7 @@ class TopicName(click.ParamType[str]):
 
 
 TOPIC = TopicName()
+CRASH_AFTER_BATCH_ENV = "POINTS_LEDGER_CRASH_AFTER_BATCH"
 
 
 def bootstrap_option(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -184,7 +186,9 @@ def consume(  # noqa: PLR0917 (one parameter per option, as click passes them)
         heartbeat_interval_ms=max(session_timeout_ms // 3, 100),
         enable_idempotence=idempotent_producer,
     )
-    options = ConsumeOptions(topics, group, batch_size, until_idle_s, RetryPolicy(attempts=store_attempts))
+    options = ConsumeOptions(
+        topics, group, batch_size, until_idle_s, RetryPolicy(attempts=store_attempts), _crash_after_batch()
+    )
     metrics = ConsumerMetrics()
     show_progress = sys.stdout.isatty() and sys.stderr.isatty()
     with (
@@ -199,6 +203,16 @@ def consume(  # noqa: PLR0917 (one parameter per option, as click passes them)
             on_progress=lambda t: progress(t.processed, _summary(t)),
         )  # fmt: skip
     output.print_tally(tally, output_format, "consume")
+
+
+def _crash_after_batch() -> int | None:
+    """POINTS_LEDGER_CRASH_AFTER_BATCH=N (tests only): die by SIGKILL right after the Nth database commit."""
+    value = os.environ.get(CRASH_AFTER_BATCH_ENV)
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise click.BadParameter(f"{CRASH_AFTER_BATCH_ENV} must be a positive integer, not {value!r}")
+    return int(value)
 
 
 def _dead_letter_of(topic: str) -> str:

@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "samples" / "stream.jsonl"
-
-
-def cli(*args: str, store: str | None = None, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "points_ledger", *(["--store", store] if store else []), *args]
-    env = {key: value for key, value in os.environ.items() if key not in {"LEDGER_STORE", "LEDGER_PROGRAM"}}
-    return subprocess.run(
-        command, input=stdin.decode() if stdin else None, capture_output=True, text=True, timeout=300, env=env,
-        check=False,
-    )  # fmt: skip
+from tests.cli_helpers import SAMPLE, cli
 
 
 def ok_json(result: subprocess.CompletedProcess[str]) -> object:

@@ -1,0 +1,190 @@
+"""`consume` and `produce` against a real Kafka-protocol broker and real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import resource
+import signal
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+
+from consumers.kafka_batch import upstream_name
+from consumers.kafka_consumer import ConsumeOptions, LedgerConsumer
+from consumers.kafka_deadletters import DeadLetterWriteError, KafkaDeadLetters
+from consumers.kafka_settings import KafkaSettings
+from consumers.metrics import ConsumerMetrics
+from points_ledger.broker import free_port
+from points_ledger.streamgen import INVALID_LINES, generate
+from schemas import Invalid, parse_message
+from tests.cli_helpers import cli
+from tests.kafka_helpers import (
+    consume_args,
+    create_topic,
+    ledger_contents,
+    open_ledger,
+    positions,
+    produce,
+    read_topic,
+    start_consume,
+    unique,
+    wait_for,
+)
+from tests.messages import encode, wire
+
+
+def ok_json(result: object) -> dict[str, int]:
+    assert result.returncode == 0, result.stderr  # type: ignore[attr-defined]
+    return json.loads(result.stdout)  # type: ignore[attr-defined, no-any-return]
+
+
+def test_consume_equals_ingest_on_the_same_stream(
+    kafka_bootstrap: str, postgres_url: str, sqlite_url: str, tmp_path: Path
+) -> None:
+    lines = generate(4_000, 120, 400, seed=31)
+    stream = tmp_path / "stream.jsonl"
+    stream.write_bytes(b"\n".join(lines) + b"\n")
+    topic = unique("e2e")
+    create_topic(kafka_bootstrap, topic, 4)
+    sent = ok_json(cli("produce", str(stream), "--bootstrap-servers", kafka_bootstrap, "--topic", topic,
+                       "--format", "json"))  # fmt: skip
+    assert sent == {"sent": 4_000, "without_key": sum(1 for line in lines if b'"member_id"' not in line),
+                    "partitions": 4}  # fmt: skip
+
+    consumed = ok_json(cli(*consume_args(kafka_bootstrap, topic, unique("g"), "--until-idle", "4"), store=postgres_url))
+    ingested = ok_json(cli("ingest", str(stream), "--format", "json", "--dead-letter", str(tmp_path / "dl.jsonl"),
+                           store=sqlite_url))  # fmt: skip
+    assert consumed == ingested
+    assert consumed["recorded"] > 3_000 and consumed["duplicates"] > 0 and consumed["rejected"] > 0
+
+    rollforward = ["report", "rollforward", "--from", "2024-03-31T00:00:00Z", "--to", "2024-12-31T00:00:00Z"]
+    for command in (["balances"], ["report", "liability", "--as-of", "2025-02-01T00:00:00Z"], rollforward):
+        from_kafka = cli(*command, "--format", "json", store=postgres_url)
+        from_file = cli(*command, "--format", "json", store=sqlite_url)
+        assert from_kafka.returncode == 0, from_kafka.stderr
+        # Members enrol in log order, which differs between partitions and a file: compare as sets.
+        assert sorted(from_kafka.stdout.splitlines()) == sorted(from_file.stdout.splitlines()), command
+
+    # Consuming again from the start (a new group) changes nothing: every position is recorded.
+    again = ok_json(cli(*consume_args(kafka_bootstrap, topic, unique("g"), "--until-idle", "3"), store=postgres_url))
+    assert again["processed"] == 0
+
+
+def test_every_kind_of_invalid_message_is_dead_lettered_with_headers_and_nothing_else(
+    kafka_bootstrap: str, sqlite_url: str
+) -> None:
+    topic = unique("dlq")
+    create_topic(kafka_bootstrap, topic, 2)
+    valid = [
+        encode(wire("purchase", "A", transaction_id="t1", amount="10.00", currency="USD")),
+        encode(wire("redemption", "A", redemption_id="r1", points=1_000_000)),  # a rejection, not a dead letter
+    ]
+    huge = b'{"type":"purchase","pad":"' + b"x" * (1024 * 1024) + b'"}'
+    produce(kafka_bootstrap, topic, [*valid, *INVALID_LINES, huge])
+
+    result = ok_json(cli(*consume_args(kafka_bootstrap, topic, unique("g"), "--until-idle", "3"), store=sqlite_url))
+    assert result == {"processed": len(INVALID_LINES) + 3, "recorded": 1, "duplicates": 0, "rejected": 1,
+                      "invalid": len(INVALID_LINES) + 1}  # fmt: skip
+
+    letters = read_topic(kafka_bootstrap, f"{topic}.dlq")
+    assert sorted(letter.value for letter in letters) == sorted([*INVALID_LINES, huge])
+    source = {record.value: record for record in read_topic(kafka_bootstrap, topic)}
+    for letter in letters:
+        headers = {name: value.decode() for name, value in letter.headers}
+        original = source[letter.value]
+        assert letter.key == original.key
+        assert headers["source_topic"] == topic
+        assert (int(headers["source_partition"]), int(headers["source_offset"])) == (
+            original.partition,
+            original.offset,
+        )
+        expected = parse_message(letter.value, currency="USD")
+        if len(letter.value) > 1024 * 1024:
+            assert headers["error_class"] == "TooLarge"
+        else:
+            assert isinstance(expected, Invalid)
+            assert (headers["error_class"], headers["error_reason"]) == (expected.error_class, expected.reason)
+    assert all(positions(sqlite_url, topic, 2).values())  # the dead letters' positions are recorded too
+
+
+def test_a_dead_letter_that_cannot_be_written_stops_the_consumer_and_records_nothing(
+    kafka_bootstrap: str, sqlite_url: str
+) -> None:
+    topic = unique("dlqfail")
+    create_topic(kafka_bootstrap, topic, 1)
+    produce(kafka_bootstrap, topic, [encode(wire("purchase", "A", transaction_id="t1", amount="1.00", currency="USD")),
+                                     b"{not json"])  # fmt: skip
+    settings = KafkaSettings(kafka_bootstrap, session_timeout_ms=3000, heartbeat_interval_ms=1000)
+    # A real producer that refuses every record: larger than its max_request_size.
+    refusing = KafkaProducer(**{**settings.producer_config(), "max_request_size": 16})
+    consumer = KafkaConsumer(**settings.consumer_config(unique("g"), 100))
+    app = open_ledger(sqlite_url)
+    ledger_consumer = LedgerConsumer(
+        app, consumer, KafkaDeadLetters(refusing, {topic: f"{topic}.dlq"}), ConsumeOptions((topic,), "g", 100),
+        metrics=ConsumerMetrics(), warn=lambda text: None,
+    )  # fmt: skip
+    with pytest.raises(DeadLetterWriteError, match=rf"{topic}/0@1 to topic {topic}.dlq"):
+        ledger_consumer.run(threading.Event())
+    ledger_consumer.close()
+    assert app.position(upstream_name(topic, 0)) is None
+    assert app.member("A") is None  # the valid message of the same batch was not recorded either
+    app.close()
+
+
+def test_metrics_while_running_then_sigterm_finishes_cleanly(kafka_bootstrap: str, postgres_url: str) -> None:
+    topic = unique("metrics")
+    create_topic(kafka_bootstrap, topic, 2)
+    produce(kafka_bootstrap, topic, generate(1_500, 40, 100, seed=5))
+    port = free_port()
+    process = start_consume(postgres_url, kafka_bootstrap, topic, unique("g"), "--metrics-port", str(port))
+    try:
+        wait_for(lambda: sum((p or -1) + 1 for p in positions(postgres_url, topic, 2).values()) == 1_500, 60,
+                 "every message to be recorded")  # fmt: skip
+        recorded = positions(postgres_url, topic, 2)
+        body = ""
+
+        def caught_up() -> bool:
+            nonlocal body
+            body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            return all(
+                f'points_ledger_recorded_offset{{partition="{p}",topic="{topic}"}} {float(o or 0)}' in body
+                for p, o in recorded.items()
+            )
+
+        wait_for(caught_up, 30, "the metrics to show the recorded offsets")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert "SIGTERM: stopping after the current batch" in stderr
+    summary = json.loads(stdout)
+    assert summary["processed"] == 1_500
+    values = {line.split(" ")[0]: float(line.split(" ")[1]) for line in body.splitlines() if not line.startswith("#")}
+    outcomes = {o: values[f'points_ledger_messages_consumed_total{{outcome="{o}"}}']
+                for o in ("recorded", "duplicate", "rejected", "invalid")}  # fmt: skip
+    assert outcomes == {"recorded": summary["recorded"], "duplicate": summary["duplicates"],
+                        "rejected": summary["rejected"], "invalid": summary["invalid"]}  # fmt: skip
+    assert values["points_ledger_batch_duration_seconds_count"] >= 2
+    assert values[f'points_ledger_recorded_offset{{partition="0",topic="{topic}"}}'] == recorded[0]
+    assert values[f'points_ledger_consumer_lag_messages{{partition="0",topic="{topic}"}}'] == 0
+    total, _, _ = ledger_contents(postgres_url)
+    assert total > 1_000
+
+
+def test_an_unreachable_broker_is_reported_and_retried_without_spinning(sqlite_url: str) -> None:
+    closed = f"127.0.0.1:{free_port()}"
+    process = start_consume(sqlite_url, closed, "t", "g")
+    time.sleep(8)
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=30)
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    assert process.returncode == 0, stderr
+    assert f"Kafka broker {closed} unreachable" in stderr and "retrying in" in stderr
+    assert json.loads(stdout)["processed"] == 0
+    # CPU time of the child over its whole life (startup included) stays far below the 8 s it ran.
+    assert used.ru_utime + used.ru_stime - usage.ru_utime - usage.ru_stime < 3.0
