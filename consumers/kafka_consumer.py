@@ -33,6 +33,8 @@ from ledger.outcomes import Tally
 POLL_TIMEOUT_MS = 500
 #: Seconds without group membership before we say so on stderr (and again every this often).
 UNREACHABLE_WARNING_S = 10.0
+#: With --until-idle, extra seconds allowed for the first assignment (a group join can wait for dead members).
+FIRST_ASSIGNMENT_GRACE_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -72,14 +74,16 @@ class LedgerConsumer:
         self._recorded: dict[TopicPartition, int | None] = {}
         self._uncommitted: dict[TopicPartition, int] = {}
         self._batches = 0
+        self._assigned_at: float | None = None
+        self._member_at = time.monotonic()
+        self._warned_at: float | None = None
 
     # ---- the loop ---------------------------------------------------------------------------
 
     def run(self, stop: threading.Event, on_progress: Callable[[Tally], None] | None = None) -> Tally:
         """Consume until `stop` is set or, with `until_idle_s`, until no record came for that long."""
         self.consumer.subscribe(list(self.options.topics), listener=_Rebalance(self))
-        last_record_at = last_member_at = time.monotonic()
-        warned_at: float | None = None
+        last_record_at = self._member_at = time.monotonic()
         try:
             while not stop.is_set():
                 polled: dict[TopicPartition, list[Any]] = self.consumer.poll(
@@ -87,15 +91,10 @@ class LedgerConsumer:
                 )
                 self._resume_pending(stop)
                 now = time.monotonic()
-                if self._owned:
-                    last_member_at, warned_at = now, None
-                elif now - last_member_at >= UNREACHABLE_WARNING_S and (
-                    warned_at is None or now - warned_at >= UNREACHABLE_WARNING_S
-                ):
-                    self.warn(f"no partitions assigned for {now - last_member_at:.0f} s: is the broker reachable?")
-                    warned_at = now
-                if polled:
+                self._warn_if_unassigned(now)
+                if polled or (self._assigned_at is not None and self._assigned_at > last_record_at):
                     last_record_at = now
+                if polled:
                     for partition, records in polled.items():
                         if stop.is_set():
                             break
@@ -104,11 +103,31 @@ class LedgerConsumer:
                     if on_progress is not None:
                         on_progress(self.tally)
                 self._report_lag()
-                if self.options.until_idle_s is not None and now - last_record_at >= self.options.until_idle_s:
+                if self._idle_for(now - last_record_at):
                     break
         finally:
             self._commit_offsets()
         return self.tally
+
+    def _warn_if_unassigned(self, now: float) -> None:
+        """Say so (every UNREACHABLE_WARNING_S) while this consumer has no partitions."""
+        if self._owned:
+            self._member_at, self._warned_at = now, None
+        elif now - self._member_at >= UNREACHABLE_WARNING_S and (
+            self._warned_at is None or now - self._warned_at >= UNREACHABLE_WARNING_S
+        ):
+            self.warn(
+                f"no partitions assigned for {now - self._member_at:.0f} s "
+                "(broker unreachable, topic missing, or more consumers in the group than partitions)"
+            )
+            self._warned_at = now
+
+    def _idle_for(self, seconds: float) -> bool:
+        """Idle long enough to stop? Waiting for the first assignment gets a grace period on top."""
+        limit = self.options.until_idle_s
+        if limit is None:
+            return False
+        return seconds >= (limit if self._assigned_at is not None else limit + FIRST_ASSIGNMENT_GRACE_S)
 
     def close(self) -> None:
         self.consumer.close(autocommit=False)
@@ -176,6 +195,7 @@ class LedgerConsumer:
                 if partition in self._owned:
                     self._seek(partition, position)
                     self.consumer.resume(partition)
+                    self._assigned_at = time.monotonic()
 
     def _assigned(self, partitions: list[TopicPartition]) -> None:
         with self._lock:

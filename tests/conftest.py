@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,9 @@ def _admin_connect() -> psycopg.Connection[Any]:
     return connect(parse_store_url(POSTGRES_ADMIN_URL), autocommit=True)
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database, dropped afterwards."""
+@contextmanager
+def throwaway_database() -> Iterator[str]:
+    """A fresh PostgreSQL database on the shared server, dropped afterwards."""
     name = f"pl_test_{uuid.uuid4().hex[:12]}"
     with _admin_connect() as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
@@ -37,6 +38,19 @@ def postgres_url() -> Iterator[str]:
     finally:
         with _admin_connect() as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    with throwaway_database() as url:
+        yield url
+
+
+@pytest.fixture
+def second_postgres_url() -> Iterator[str]:
+    """Another database, for comparing two runs."""
+    with throwaway_database() as url:
+        yield url
 
 
 @pytest.fixture

@@ -1,0 +1,203 @@
+"""Crashes, rebalances, a broker that loses everything and a database that goes away."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+
+from consumers.kafka_producer import member_key
+from consumers.kafka_settings import KafkaSettings
+from points_ledger.broker import LocalBroker, free_port
+from points_ledger.kafka_commands import CRASH_AFTER_BATCH_ENV
+from points_ledger.streamgen import generate
+from tests.cli_helpers import cli
+from tests.kafka_helpers import (
+    consume_args,
+    create_topic,
+    ledger_contents,
+    positions,
+    produce,
+    start_consume,
+    unique,
+    wait_for,
+)
+
+PARTITIONS = 4
+#: The server binaries of the installed PostgreSQL (for a throwaway server of our own).
+PG_BIN = Path("/usr/lib/postgresql") / sorted(os.listdir("/usr/lib/postgresql"))[-1] / "bin"
+AS_POSTGRES = ["runuser", "-u", "postgres", "--"]
+
+
+def recorded_count(store: str, topic: str) -> int:
+    """Messages whose position is recorded (offsets are dense in a fresh topic)."""
+    return sum((p if p is not None else -1) + 1 for p in positions(store, topic, PARTITIONS).values())
+
+
+def consume_to_end(store: str, bootstrap: str, topic: str, group: str) -> dict[str, int]:
+    result = cli(*consume_args(bootstrap, topic, group, "--until-idle", "4"), store=store)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def test_kill_9_at_random_moments_neither_loses_nor_doubles(
+    kafka_bootstrap: str, postgres_url: str, second_postgres_url: str
+) -> None:
+    topic, group = unique("crash"), unique("g")
+    create_topic(kafka_bootstrap, topic, PARTITIONS)
+    produce(kafka_bootstrap, topic, generate(20_000, 400, 500, seed=77))
+
+    rng = random.Random(20_000)
+    kills = after_commit_kills = 0
+    progress = [recorded_count(postgres_url, topic)]
+    while kills < 24:
+        crash_env = {CRASH_AFTER_BATCH_ENV: str(rng.randint(1, 6))} if kills % 3 == 0 else {}
+        process = start_consume(postgres_url, kafka_bootstrap, topic, group, "--batch-size", "200", env=crash_env)
+        if crash_env:
+            process.wait(timeout=120)  # it kills itself right after a database commit, before the offset commit
+            after_commit_kills += 1
+        else:
+            time.sleep(rng.uniform(1.0, 4.0))
+            process.kill()
+        process.communicate(timeout=60)
+        assert process.returncode == -signal.SIGKILL
+        kills += 1
+        progress.append(recorded_count(postgres_url, topic))
+    assert after_commit_kills == 8
+    assert len(set(progress)) >= 6, progress  # the kills landed while work was being done
+    assert progress[-1] < 20_000, progress  # and the last one before the end
+
+    consume_to_end(postgres_url, kafka_bootstrap, topic, group)
+    consume_to_end(second_postgres_url, kafka_bootstrap, topic, unique("g"))  # one clean run
+    assert recorded_count(postgres_url, topic) == 20_000
+    crashed, clean = ledger_contents(postgres_url), ledger_contents(second_postgres_url)
+    assert crashed[0] == clean[0] > 20_000  # as many events: nothing doubled, nothing lost
+    assert crashed[1] == clean[1]  # the same events, member by member, with the same provenance
+    assert crashed[2] == clean[2]
+
+
+def test_a_rebalance_mid_stream_neither_skips_nor_doubles(
+    kafka_bootstrap: str, postgres_url: str, second_postgres_url: str
+) -> None:
+    topic, group = unique("rebalance"), unique("g")
+    create_topic(kafka_bootstrap, topic, PARTITIONS)
+    produce(kafka_bootstrap, topic, generate(20_000, 400, 500, seed=78))
+
+    first = start_consume(postgres_url, kafka_bootstrap, topic, group, "--batch-size", "100")
+    second = start_consume(postgres_url, kafka_bootstrap, topic, group, "--batch-size", "100", "--until-idle", "8")
+    wait_for(lambda: recorded_count(postgres_url, topic) >= 4_000, 120, "both consumers to be under way")
+    first.send_signal(signal.SIGTERM)
+    first_out, first_err = first.communicate(timeout=60)
+    assert first.returncode == 0, first_err
+    assert recorded_count(postgres_url, topic) < 20_000  # stopped mid-stream
+    second_out, second_err = second.communicate(timeout=300)
+    assert second.returncode == 0, second_err
+
+    first_tally, second_tally = json.loads(first_out), json.loads(second_out)
+    assert first_tally["processed"] > 0 and second_tally["processed"] > 0
+    assert first_tally["processed"] + second_tally["processed"] == 20_000  # each message handled once in all
+    assert recorded_count(postgres_url, topic) == 20_000
+
+    consume_to_end(second_postgres_url, kafka_bootstrap, topic, unique("g"))
+    assert ledger_contents(postgres_url) == ledger_contents(second_postgres_url)
+
+
+def test_a_broker_that_loses_everything_does_not_make_the_ledger_apply_twice(postgres_url: str, tmp_path: Path) -> None:
+    keyed = [line for line in generate(3_000, 80, 300, seed=79) if member_key(line) is not None]
+    new = [line for line in generate(600, 80, 300, seed=80) if member_key(line) is not None]
+    stream = tmp_path / "all.jsonl"
+    stream.write_bytes(b"\n".join(keyed + new) + b"\n")
+    topic, group = unique("restart"), unique("g")
+    broker = LocalBroker().start()
+    try:
+        create_topic(broker.bootstrap_servers, topic, PARTITIONS)
+        produce(broker.bootstrap_servers, topic, keyed)
+        process = start_consume(postgres_url, broker.bootstrap_servers, topic, group)
+        wait_for(lambda: recorded_count(postgres_url, topic) == len(keyed), 120, "the first stream to be recorded")
+        broker.stop()
+        broker.start()  # same port, nothing in it: no topics, no groups, no offsets
+        create_topic(broker.bootstrap_servers, topic, PARTITIONS)
+        produce(broker.bootstrap_servers, topic, keyed)  # the same messages again, at the same offsets
+        produce(broker.bootstrap_servers, topic, new)
+        wait_for(lambda: recorded_count(postgres_url, topic) == len(keyed) + len(new), 120, "the new messages")
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        broker.stop()
+    assert process.returncode == 0, stderr
+    assert json.loads(stdout)["processed"] == len(keyed) + len(new)  # the replayed ones were not even read twice
+
+    reference = f"sqlite:///{tmp_path / 'reference.db'}"
+    assert cli("ingest", str(stream), "--format", "json", store=reference).returncode == 0
+    total, _, balances = ledger_contents(postgres_url)
+    reference_total, _, reference_balances = ledger_contents(reference)
+    assert (total, balances) == (reference_total, reference_balances)
+
+
+@pytest.fixture
+def own_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """A throwaway PostgreSQL server of our own (the shared one is never stopped): (URL, data dir)."""
+    binaries = PG_BIN
+    base = Path(tempfile.mkdtemp(prefix="pl-pg-"))
+    data = base / "data"
+    shutil.chown(base, "postgres")
+    port = free_port()
+    as_postgres = AS_POSTGRES
+    subprocess.run([*as_postgres, str(binaries / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
+                   check=True, capture_output=True)  # fmt: skip
+    pg_ctl = [*as_postgres, str(binaries / "pg_ctl"), "-D", str(data), "-l", str(base / "log")]
+    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1"
+    subprocess.run([*pg_ctl, "-o", options, "-w", "start"], check=True, capture_output=True)
+    try:
+        subprocess.run([*as_postgres, str(binaries / "createdb"), "-h", "127.0.0.1", "-p", str(port), "ledger"],
+                       check=True, capture_output=True)  # fmt: skip
+        yield f"postgresql://postgres@127.0.0.1:{port}/ledger", base
+    finally:
+        subprocess.run([*pg_ctl, "-m", "immediate", "-w", "stop"], check=False, capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_database_outage_means_bounded_retries_then_exit_3_with_nothing_committed(
+    kafka_bootstrap: str, own_postgres: tuple[str, Path]
+) -> None:
+    store, base = own_postgres
+    topic, group = unique("outage"), unique("g")
+    create_topic(kafka_bootstrap, topic, PARTITIONS)
+    first = generate(1_000, 50, 100, seed=81)
+    produce(kafka_bootstrap, topic, first)
+    process = start_consume(store, kafka_bootstrap, topic, group, "--store-attempts", "3")
+    wait_for(lambda: recorded_count(store, topic) == 1_000, 120, "the first messages to be recorded")
+    before = positions(store, topic, PARTITIONS)
+
+    pg_ctl = [*AS_POSTGRES, str(PG_BIN / "pg_ctl"), "-D", str(base / "data")]
+    subprocess.run([*pg_ctl, "-m", "immediate", "-w", "stop"], check=True, capture_output=True)
+    produce(kafka_bootstrap, topic, generate(200, 50, 100, seed=82))
+    _, stderr = process.communicate(timeout=180)
+    assert process.returncode == 3, stderr
+    assert "store unavailable" in stderr and "retry 1/2" in stderr and "retry 2/2" in stderr
+    assert "Traceback" not in stderr
+
+    port = store.rsplit(":", 1)[1].split("/")[0]
+    subprocess.run([*pg_ctl, "-l", str(base / "log"), "-o", f"-p {port} -k {base} -c listen_addresses=127.0.0.1",
+                    "-w", "start"], check=True, capture_output=True)  # fmt: skip
+    assert positions(store, topic, PARTITIONS) == before  # nothing of the failed batch was recorded
+    committed = committed_offsets(kafka_bootstrap, topic, group)
+    assert all(committed[p] is None or committed[p] <= (before[p] or -1) + 1 for p in range(PARTITIONS)), committed
+
+
+def committed_offsets(bootstrap: str, topic: str, group: str) -> dict[int, int | None]:
+    consumer = KafkaConsumer(**KafkaSettings(bootstrap).consumer_config(group, 10))
+    try:
+        return {p: consumer.committed(TopicPartition(topic, p)) for p in range(PARTITIONS)}
+    finally:
+        consumer.close(autocommit=False)
