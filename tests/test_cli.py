@@ -26,6 +26,7 @@ def one_line_error(result: subprocess.CompletedProcess[str], status: int, fragme
 COMMANDS = [
     ["ingest"], ["sweep"], ["balance"], ["balances"], ["history"], ["report"], ["report", "liability"],
     ["report", "rollforward"], ["program"], ["program", "show"], ["schemas"], ["schemas", "export"],
+    ["consume"], ["produce"], ["demo"],
 ]  # fmt: skip
 
 

@@ -188,3 +188,27 @@ def test_an_unreachable_broker_is_reported_and_retried_without_spinning(sqlite_u
     assert json.loads(stdout)["processed"] == 0
     # CPU time of the child over its whole life (startup included) stays far below the 8 s it ran.
     assert used.ru_utime + used.ru_stime - usage.ru_utime - usage.ru_stime < 3.0
+
+
+def test_the_demo_runs_the_main_job_end_to_end(kafka_bootstrap: str, tmp_path: Path) -> None:
+    ledger_file = tmp_path / "demo.db"
+    result = cli("demo", "--members", "60", "--messages-per-member", "10", "--ledger", str(ledger_file),
+                 env={"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for heading in ("messages", "members per tier", "top 10 balances", "points liability", "done in"):
+        assert heading in result.stdout
+    assert "dead_letters" in result.stdout and "duplicates" in result.stdout
+    total, _, balances = ledger_contents(f"sqlite:///{ledger_file}")
+    assert len(balances) == 60 and total > 500
+
+
+def test_kafka_usage_errors_are_one_line_with_their_status(sqlite_url: str, tmp_path: Path) -> None:
+    bad_topic = cli("consume", "--topic", "no/slashes", store=sqlite_url)
+    assert bad_topic.returncode == 2 and "is not a Kafka topic name" in bad_topic.stderr
+    same = cli("consume", "--topic", "a", "--dead-letter-topic", "a", store=sqlite_url)
+    assert same.returncode == 2 and "cannot be one of the consumed topics" in same.stderr
+    closed = f"127.0.0.1:{free_port()}"
+    (tmp_path / "one.jsonl").write_text('{"type": "enrollment"}\n')
+    produce_fails = cli("produce", str(tmp_path / "one.jsonl"), "--bootstrap-servers", closed)
+    assert produce_fails.returncode == 1, produce_fails.stderr
+    assert f"Kafka broker {closed} unreachable" in produce_fails.stderr and "Traceback" not in produce_fails.stderr

@@ -1,0 +1,188 @@
+"""Kafka consume throughput: a bare kafka-python consumer against `consume` into PostgreSQL (not a test).
+
+    python benchmarks/consume.py [--messages 100000] [--members 5000] [--batch-size 500] [--profile]
+
+Produces the stream to a 4-partition topic (a local Tansu broker unless
+KAFKA_BOOTSTRAP_SERVERS is set), then, in the same run, measures (a) a bare
+group consumer that only `json.loads` each value and (b) the ledger's consume
+loop into a fresh PostgreSQL database until every position is recorded. Each
+runs in a child process of its own so its peak memory is its own; rates count
+from the first record received (a group join is not throughput). With
+--profile, (b) runs under cProfile and the top functions are printed. The last
+line printed is one JSON object with every figure and the ratio b/a.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import io
+import json
+import os
+import pstats
+import resource
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from kafka import KafkaConsumer
+
+from consumers.jsonlines import DEFAULT_BATCH_SIZE
+from consumers.kafka_batch import upstream_name
+from consumers.kafka_clients import ensure_topics, new_producer
+from consumers.kafka_consumer import ConsumeOptions
+from consumers.kafka_producer import produce_lines
+from consumers.kafka_run import consume
+from consumers.kafka_settings import KafkaSettings, dead_letter_topic
+from ledger.application import LedgerApplication
+from ledger.outcomes import Tally
+from ledger.program import Program
+from ledger.store import parse_store_url
+from points_ledger.broker import LocalBroker
+from points_ledger.preflight import connect
+from points_ledger.streamgen import generate
+
+SERVER = "postgresql://postgres@127.0.0.1:5432"
+PARTITIONS = 4
+SETTINGS = {"session_timeout_ms": 3_000, "heartbeat_interval_ms": 1_000}
+
+
+def _admin(sql: str) -> None:
+    with connect(parse_store_url(f"{SERVER}/postgres"), autocommit=True) as conn:
+        conn.execute(sql)  # type: ignore[arg-type]
+
+
+@contextmanager
+def _cluster() -> Iterator[str]:
+    configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if configured:
+        yield configured
+        return
+    with LocalBroker() as broker:
+        yield broker.bootstrap_servers
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def bare(bootstrap: str, topic: str, messages: int) -> dict[str, Any]:
+    """(a) kafka-python in a group, json.loads of each value, nothing else."""
+    settings = KafkaSettings(bootstrap, **SETTINGS)  # type: ignore[arg-type]
+    consumer = KafkaConsumer(topic, **settings.consumer_config(f"bench-bare-{uuid.uuid4().hex[:8]}", 10_000))
+    seen, first_at = 0, None
+    while seen < messages:
+        for records in consumer.poll(timeout_ms=1_000).values():
+            if first_at is None:
+                first_at = time.perf_counter()
+            for record in records:
+                with contextlib.suppress(ValueError):  # the stream has invalid lines on purpose
+                    json.loads(record.value)
+            seen += len(records)
+    seconds = time.perf_counter() - (first_at or time.perf_counter())
+    consumer.close(autocommit=False)
+    return {"messages": seen, "seconds": seconds, "messages_per_s": seen / seconds, "peak_rss_mib": _peak_rss_mib()}
+
+
+def ledger(bootstrap: str, topic: str, store: str, last_offsets: dict[int, int], batch_size: int,
+           profile: bool) -> dict[str, Any]:  # fmt: skip
+    """(b) the consume loop into PostgreSQL, stopped when every partition's last offset is recorded."""
+    settings = KafkaSettings(bootstrap, **SETTINGS)  # type: ignore[arg-type]
+    app = LedgerApplication(parse_store_url(store), Program())
+    stop = threading.Event()
+    marks: list[tuple[float, int]] = []
+
+    def on_progress(tally: Tally) -> None:
+        marks.append((time.perf_counter(), tally.processed))
+        if all((app.position(upstream_name(topic, p)) or -1) >= last for p, last in last_offsets.items()):
+            stop.set()
+
+    options = ConsumeOptions((topic,), f"bench-ledger-{uuid.uuid4().hex[:8]}", batch_size)
+    profiler = cProfile.Profile() if profile else None
+    if profiler:
+        profiler.enable()
+    tally = consume(app, settings, options, {topic: dead_letter_topic(topic)}, stop, warn=print,
+                    on_progress=on_progress)  # fmt: skip
+    if profiler:
+        profiler.disable()
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats(os.environ.get("BENCH_SORT", "tottime")).print_stats(
+            int(os.environ.get("BENCH_TOP", "25"))
+        )
+        print(out.getvalue(), file=sys.stderr)
+    app.close()
+    with connect(parse_store_url(store)) as conn:
+        events = conn.execute("SELECT count(*) FROM ledger_events").fetchone()[0]  # type: ignore[index]
+    (first_at, first_count), (last_at, last_count) = marks[0], marks[-1]
+    rate = (last_count - first_count) / (last_at - first_at)
+    return {"messages": tally.processed, "events": events, "seconds": last_at - first_at, "messages_per_s": rate,
+            "events_per_s": rate * events / max(tally.processed, 1), "peak_rss_mib": _peak_rss_mib()}  # fmt: skip
+
+
+def _child(phase: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """Run one phase in a fresh interpreter; its last stdout line is the result."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", phase, json.dumps(arguments)], stdout=subprocess.PIPE, check=True
+    )
+    return json.loads(done.stdout.decode().strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--members", type=int, default=5_000)
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    parser.add_argument("--profile", action="store_true", help="profile (b) and print the top functions on stderr")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        phase, arguments = args.child[0], json.loads(args.child[1])
+        if phase == "ledger":
+            arguments["last_offsets"] = {int(p): o for p, o in arguments["last_offsets"].items()}
+        print(json.dumps(bare(**arguments) if phase == "bare" else ledger(**arguments)))
+        return
+
+    topic = f"bench.{uuid.uuid4().hex[:8]}"
+    dbname = f"pl_bench_{uuid.uuid4().hex[:10]}"
+    _admin(f'CREATE DATABASE "{dbname}"')
+    try:
+        with _cluster() as bootstrap:
+            settings = KafkaSettings(bootstrap)
+            ensure_topics(settings, {topic: PARTITIONS, dead_letter_topic(topic): 1})
+            lines = generate(args.messages, args.members, days=365, seed=101)
+            producer = new_producer(settings)
+            started = time.perf_counter()
+            produced = produce_lines(producer, topic, lines)
+            produce_s = time.perf_counter() - started
+            producer.close()
+            print(f"produced:   {produced.sent:>9,} messages in {produce_s:.1f} s ({produced.sent / produce_s:,.0f}/s)")
+            a = _child("bare", {"bootstrap": bootstrap, "topic": topic, "messages": produced.sent})
+            peak_a = a["peak_rss_mib"]
+            print(f"(a) bare:   {a['messages_per_s']:>9,.0f} messages/s  (json.loads only; peak {peak_a:.0f} MiB)")
+            b = _child("ledger", {"bootstrap": bootstrap, "topic": topic, "store": f"{SERVER}/{dbname}",
+                                  "last_offsets": produced.last_offsets, "batch_size": args.batch_size,
+                                  "profile": args.profile})  # fmt: skip
+            print(f"(b) ledger: {b['messages_per_s']:>9,.0f} messages/s  ({b['events_per_s']:,.0f} events/s into "
+                  f"PostgreSQL; peak {b['peak_rss_mib']:.0f} MiB)")  # fmt: skip
+    finally:
+        _admin(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+    ratio = b["messages_per_s"] / a["messages_per_s"]
+    print(f"(b) / (a) = {ratio:.3f} (goal >= 0.2)")
+    print(json.dumps({
+        "messages": produced.sent, "members": args.members, "partitions": PARTITIONS, "batch_size": args.batch_size,
+        "produce_messages_per_s": round(produced.sent / produce_s),
+        "bare_messages_per_s": round(a["messages_per_s"]), "bare_peak_rss_mib": round(a["peak_rss_mib"]),
+        "ledger_messages_per_s": round(b["messages_per_s"]), "ledger_events_per_s": round(b["events_per_s"]),
+        "ledger_events": b["events"], "ledger_peak_rss_mib": round(b["peak_rss_mib"]),
+        "ratio_ledger_to_bare": round(ratio, 3),
+    }))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
