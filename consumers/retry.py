@@ -14,9 +14,13 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """`attempts` tries in all, waiting `first_delay_s`, doubling up to `max_delay_s`, between them."""
+    """`attempts` tries in all, waiting `first_delay_s`, doubling up to `max_delay_s`, between them.
 
-    attempts: int = 6
+    On PostgreSQL each try already includes the eventsourcing library's own retries (10, 0.2 s apart,
+    each waiting up to the connect timeout), so a down server takes ~50 s per try with the defaults.
+    """
+
+    attempts: int = 3
     first_delay_s: float = 0.5
     max_delay_s: float = 8.0
 

@@ -7,6 +7,7 @@ in one transaction.
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
@@ -18,6 +19,7 @@ from eventsourcing.application import AggregateNotFoundError, Application, Proce
 from eventsourcing.persistence import (
     EventStore,
     IntegrityError,
+    InternalError,
     JSONTranscoder,
     ProcessRecorder,
     Tracking,
@@ -44,6 +46,9 @@ SNAPSHOT_INTERVAL = 100
 CONFLICT_RETRIES = 3
 #: Rows per read when listing members.
 PAGE_SIZE = 5_000
+#: Tries at creating the tables when other processes create them at the same moment.
+TABLE_CREATE_ATTEMPTS = 5
+TABLE_CREATE_RETRY_S = 0.2
 
 
 class _SetAsList(Transcoding):
@@ -79,6 +84,22 @@ class _PurchaseAsDict(Transcoding):
         return PurchaseRecord(**data)
 
 
+def _create_tables(recorder: Any) -> None:
+    """CREATE TABLE IF NOT EXISTS, retried: on PostgreSQL two consumers starting together on a new
+    database collide in the catalog ("tuple concurrently updated", duplicate type names)."""
+    create = getattr(recorder, "create_table", None)
+    if create is None:
+        return  # in-memory recorders have no tables
+    for attempt in range(TABLE_CREATE_ATTEMPTS):
+        try:
+            create()
+            return
+        except (InternalError, IntegrityError):
+            if attempt == TABLE_CREATE_ATTEMPTS - 1:
+                raise
+            time.sleep(TABLE_CREATE_RETRY_S * (attempt + 1))
+
+
 class LedgerApplication(Application[UUID]):
     """The system of record for points."""
 
@@ -89,17 +110,20 @@ class LedgerApplication(Application[UUID]):
         self.program = program
         self.store = store
         self._members: OrderedDict[str, Member] = OrderedDict()
-        super().__init__(env=store.env)
+        # Tables are created here (see _create_tables), not by the library's factory.
+        super().__init__(env={**store.env, "CREATE_TABLE": "no"})
         self.recorder: ProcessRecorder
 
     def construct_recorder(self) -> ProcessRecorder:
         recorder = self.factory.process_recorder()
+        _create_tables(recorder)
         use_binary_inserts(recorder)
         guard_positions(recorder)
         return recorder
 
     def construct_snapshot_store(self) -> EventStore[UUID]:
         store = super().construct_snapshot_store()
+        _create_tables(store.recorder)
         use_binary_inserts(store.recorder)
         return store
 
@@ -156,7 +180,11 @@ class LedgerApplication(Application[UUID]):
     def record(self, members: Sequence[Member], tracking: Tracking | None = None) -> None:
         """Write the members' new events, and the tracking record, in one transaction."""
         processing_event = ProcessingEvent[UUID](tracking=tracking)
-        processing_event.collect_events(*members)
+        # What ProcessingEvent.collect_events does, without its runtime Protocol isinstance checks
+        # (measured: ~9% of Kafka consume time).
+        for member in members:
+            processing_event.events.extend(member.collect_events())
+            processing_event.aggregates[member.id] = member
         recordings = self._record(processing_event)
         for member in members:
             self._remember(member)

@@ -175,7 +175,8 @@ def test_a_database_outage_means_bounded_retries_then_exit_3_with_nothing_commit
     create_topic(kafka_bootstrap, topic, PARTITIONS)
     first = generate(1_000, 50, 100, seed=81)
     produce(kafka_bootstrap, topic, first)
-    process = start_consume(store, kafka_bootstrap, topic, group, "--store-attempts", "3")
+    process = start_consume(store, kafka_bootstrap, topic, group, "--store-attempts", "3",
+                            env={"POSTGRES_CONNECT_TIMEOUT": "1"})  # fmt: skip
     wait_for(lambda: recorded_count(store, topic) == 1_000, 120, "the first messages to be recorded")
     before = positions(store, topic, PARTITIONS)
 

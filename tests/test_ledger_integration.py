@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import itertools
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
@@ -17,6 +19,7 @@ from points_ledger.streamgen import DEFAULT_START, generate
 from projections import reports
 from projections.log import read_log
 from schemas import Invalid, parse_message
+from tests.cli_helpers import ROOT
 from tests.oracle import Oracle
 
 MESSAGES = 20_000
@@ -113,3 +116,17 @@ def test_snapshots_load_the_same_member_as_a_full_replay(store_url: str) -> None
     assert loaded.balance == sum(event.balance_delta for event in replayed) > 1000
     app.close()
     fresh.close()
+
+
+def test_processes_opening_a_new_postgresql_ledger_at_once_all_succeed(postgres_url: str) -> None:
+    """Consumers of one group start together on an empty database: table creation must not collide."""
+    code = (
+        "from ledger.application import LedgerApplication; from ledger.program import Program; "
+        "from ledger.store import parse_store_url; "
+        f"LedgerApplication(parse_store_url({postgres_url!r}), Program()).close()"
+    )
+    processes = [
+        subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True, cwd=ROOT) for _ in range(6)
+    ]
+    errors = [process.communicate(timeout=120)[1] for process in processes]
+    assert [process.returncode for process in processes] == [0] * 6, errors
