@@ -27,8 +27,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from kafka import KafkaConsumer
@@ -44,7 +42,7 @@ from ledger.application import LedgerApplication
 from ledger.outcomes import Tally
 from ledger.program import Program
 from ledger.store import parse_store_url
-from points_ledger.broker import LocalBroker
+from points_ledger.broker import kafka_cluster
 from points_ledger.preflight import connect
 from points_ledger.streamgen import generate
 
@@ -56,16 +54,6 @@ SETTINGS = {"session_timeout_ms": 3_000, "heartbeat_interval_ms": 1_000}
 def _admin(sql: str) -> None:
     with connect(parse_store_url(f"{SERVER}/postgres"), autocommit=True) as conn:
         conn.execute(sql)  # type: ignore[arg-type]
-
-
-@contextmanager
-def _cluster() -> Iterator[str]:
-    configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if configured:
-        yield configured
-        return
-    with LocalBroker() as broker:
-        yield broker.bootstrap_servers
 
 
 def _peak_rss_mib() -> float:
@@ -152,7 +140,7 @@ def main() -> None:
     dbname = f"pl_bench_{uuid.uuid4().hex[:10]}"
     _admin(f'CREATE DATABASE "{dbname}"')
     try:
-        with _cluster() as bootstrap:
+        with kafka_cluster() as (bootstrap, _):
             settings = KafkaSettings(bootstrap)
             ensure_topics(settings, {topic: PARTITIONS, dead_letter_topic(topic): 1})
             lines = generate(args.messages, args.members, days=365, seed=101)

@@ -14,6 +14,8 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -116,3 +118,14 @@ class LocalBroker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@contextmanager
+def kafka_cluster() -> Iterator[tuple[str, bool]]:
+    """(bootstrap servers, started here): KAFKA_BOOTSTRAP_SERVERS if set, else a local broker for this run."""
+    configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if configured:
+        yield configured, False
+        return
+    with LocalBroker() as broker:
+        yield broker.bootstrap_servers, True

@@ -12,8 +12,6 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,7 @@ from ledger.outcomes import Tally
 from ledger.program import Program
 from ledger.store import parse_store_url
 from points_ledger import output
-from points_ledger.broker import LocalBroker
+from points_ledger.broker import kafka_cluster
 from points_ledger.errors import reported_errors, warn
 from points_ledger.progress import count_progress
 from points_ledger.streamgen import DEFAULT_START, StreamGenerator
@@ -46,17 +44,6 @@ DEMO_SESSION_TIMEOUT_MS = 3_000
 #: Most seconds the consume phase may go without a new message before the demo gives up waiting.
 DEMO_IDLE_LIMIT_S = 30.0
 TOP_BALANCES = 10
-
-
-@contextmanager
-def kafka_cluster() -> Iterator[tuple[str, bool]]:
-    """(bootstrap servers, started here): KAFKA_BOOTSTRAP_SERVERS if set, else a local broker for this run."""
-    configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if configured:
-        yield configured, False
-        return
-    with LocalBroker() as broker:
-        yield broker.bootstrap_servers, True
 
 
 @click.command()

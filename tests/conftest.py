@@ -15,7 +15,7 @@ import pytest
 from ledger.application import LedgerApplication
 from ledger.program import Program
 from ledger.store import parse_store_url
-from points_ledger.broker import LocalBroker
+from points_ledger.broker import kafka_cluster
 from points_ledger.preflight import connect
 
 #: The shared PostgreSQL server every developer machine and CI runs; tests never stop it.
@@ -81,9 +81,5 @@ def memory_ledger(program: Program) -> Iterator[LedgerApplication]:
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
     """KAFKA_BOOTSTRAP_SERVERS if set, else a Tansu broker for the whole session (tests use their own topics)."""
-    configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if configured:
-        yield configured
-        return
-    with LocalBroker() as broker:
-        yield broker.bootstrap_servers
+    with kafka_cluster() as (bootstrap_servers, _):
+        yield bootstrap_servers

@@ -50,12 +50,18 @@ def consume_to_end(store: str, bootstrap: str, topic: str, group: str) -> dict[s
     return json.loads(result.stdout)  # type: ignore[no-any-return]
 
 
+def stream_of_20k(bootstrap: str, prefix: str, seed: int) -> tuple[str, str]:
+    """A new topic holding a 20,000-message stream, and a new group name: (topic, group)."""
+    topic = unique(prefix)
+    create_topic(bootstrap, topic, PARTITIONS)
+    produce(bootstrap, topic, generate(20_000, 400, 500, seed=seed))
+    return topic, unique("g")
+
+
 def test_kill_9_at_random_moments_neither_loses_nor_doubles(
     kafka_bootstrap: str, postgres_url: str, second_postgres_url: str
 ) -> None:
-    topic, group = unique("crash"), unique("g")
-    create_topic(kafka_bootstrap, topic, PARTITIONS)
-    produce(kafka_bootstrap, topic, generate(20_000, 400, 500, seed=77))
+    topic, group = stream_of_20k(kafka_bootstrap, "crash", seed=77)
 
     rng = random.Random(20_000)
     kills = after_commit_kills = 0
@@ -89,9 +95,7 @@ def test_kill_9_at_random_moments_neither_loses_nor_doubles(
 def test_a_rebalance_mid_stream_neither_skips_nor_doubles(
     kafka_bootstrap: str, postgres_url: str, second_postgres_url: str
 ) -> None:
-    topic, group = unique("rebalance"), unique("g")
-    create_topic(kafka_bootstrap, topic, PARTITIONS)
-    produce(kafka_bootstrap, topic, generate(20_000, 400, 500, seed=78))
+    topic, group = stream_of_20k(kafka_bootstrap, "rebalance", seed=78)
 
     first = start_consume(postgres_url, kafka_bootstrap, topic, group, "--batch-size", "100")
     second = start_consume(postgres_url, kafka_bootstrap, topic, group, "--batch-size", "100", "--until-idle", "8")
