@@ -32,7 +32,7 @@ from typing import Any
 from kafka import KafkaConsumer
 
 from consumers.jsonlines import DEFAULT_BATCH_SIZE
-from consumers.kafka_batch import upstream_name
+from consumers.kafka_batch import recorded_through
 from consumers.kafka_clients import ensure_topics, new_producer
 from consumers.kafka_consumer import ConsumeOptions
 from consumers.kafka_producer import produce_lines
@@ -88,7 +88,7 @@ def ledger(bootstrap: str, topic: str, store: str, last_offsets: dict[int, int],
 
     def on_progress(tally: Tally) -> None:
         marks.append((time.perf_counter(), tally.processed))
-        if all((app.position(upstream_name(topic, p)) or -1) >= last for p, last in last_offsets.items()):
+        if recorded_through(app, topic, last_offsets):
             stop.set()
 
     options = ConsumeOptions((topic,), f"bench-ledger-{uuid.uuid4().hex[:8]}", batch_size)

@@ -24,6 +24,15 @@ def upstream_name(topic: str, partition: int) -> str:
     return f"kafka:{topic}:{partition}"
 
 
+def recorded_through(app: LedgerApplication, topic: str, last_offsets: dict[int, int]) -> bool:
+    """Has the ledger recorded each partition of `topic` at least up to its offset here?"""
+    for partition, offset in last_offsets.items():
+        position = app.position(upstream_name(topic, partition))
+        if position is None or position < offset:
+            return False
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class BatchResult:
     tally: Tally
@@ -38,7 +47,7 @@ def record_batch(
 ) -> BatchResult:
     """Apply one partition's records (in offset order, all after `previous`) in one transaction.
 
-    Raises DeadLetterWriteError (nothing recorded) or IntegrityError when another
+    Raises DeadLetterWriteError (nothing recorded) or PositionConflictError when another
     writer recorded this partition first (nothing recorded; re-read the position).
     """
     if not records:

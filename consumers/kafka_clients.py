@@ -2,33 +2,57 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaConnectionError, KafkaTimeoutError, TopicAlreadyExistsError
 
 from consumers.kafka_settings import KafkaSettings
 
 #: Seconds between attempts to reach the broker: doubling from the first to the last.
 CONNECT_DELAY_FIRST_S = 1.0
 CONNECT_DELAY_MAX_S = 30.0
+#: Seconds a TCP reachability check waits per bootstrap server.
+TCP_CHECK_TIMEOUT_S = 2.0
 
 C = TypeVar("C")
 
 
-def connect(create: Callable[[], C], describe: str, warn: Callable[[str], None], stop: threading.Event) -> C | None:
-    """Create a client, retrying for as long as the broker is unreachable; None if `stop` is set first."""
+def accepts_connections(bootstrap_servers: str, timeout_s: float = TCP_CHECK_TIMEOUT_S) -> bool:
+    """Does any bootstrap server accept a TCP connection? Checked before building a client, because a
+    kafka-python client that fails to bootstrap leaks its network thread and sockets."""
+    for server in bootstrap_servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]") or "localhost", int(port)), timeout=timeout_s):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+def connect(
+    create: Callable[[], C], bootstrap_servers: str, warn: Callable[[str], None], stop: threading.Event
+) -> C | None:
+    """Create a client, retrying for as long as the broker is unreachable; None if `stop` is set first.
+
+    Only unreachability is retried; other Kafka errors (configuration, authentication) are raised.
+    """
     delay = CONNECT_DELAY_FIRST_S
     while not stop.is_set():
-        try:
-            return create()
-        except KafkaError as error:
-            warn(f"Kafka broker {describe} unreachable ({type(error).__name__}); retrying in {delay:g} s")
-            stop.wait(delay)
-            delay = min(delay * 2, CONNECT_DELAY_MAX_S)
+        reason = "no TCP connection"
+        if accepts_connections(bootstrap_servers):
+            try:
+                return create()
+            except (KafkaTimeoutError, KafkaConnectionError) as error:
+                reason = type(error).__name__
+        warn(f"Kafka broker {bootstrap_servers} unreachable ({reason}); retrying in {delay:g} s")
+        stop.wait(delay)
+        delay = min(delay * 2, CONNECT_DELAY_MAX_S)
     return None
 
 

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from eventsourcing.persistence import IntegrityError
 from kafka import ConsumerRebalanceListener, KafkaConsumer
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
@@ -28,6 +27,7 @@ from consumers.metrics import ConsumerMetrics
 from consumers.retry import RetryPolicy, call_store
 from ledger.application import LedgerApplication
 from ledger.outcomes import Tally
+from ledger.positions import PositionConflictError
 
 #: Milliseconds one poll waits for records (also how quickly a stop request is noticed).
 POLL_TIMEOUT_MS = 500
@@ -130,8 +130,11 @@ class LedgerConsumer:
         return seconds >= (limit if self._assigned_at is not None else limit + FIRST_ASSIGNMENT_GRACE_S)
 
     def close(self) -> None:
-        self.consumer.close(autocommit=False)
-        self.dead_letters.close()
+        """Close both clients, even if the first fails."""
+        try:
+            self.consumer.close(autocommit=False)
+        finally:
+            self.dead_letters.close()
 
     # ---- one partition batch ----------------------------------------------------------------
 
@@ -150,8 +153,8 @@ class LedgerConsumer:
                     self.options.store_retry,
                     self.warn,
                 )
-            except IntegrityError:
-                self._resync(partition)
+            except PositionConflictError:
+                self._resync(partition, fresh[-1].offset)
                 return
             self._recorded[partition] = result.last_offset
             self._uncommitted[partition] = result.last_offset + 1
@@ -163,10 +166,16 @@ class LedgerConsumer:
             result.tally, time.perf_counter() - started, partition.topic, partition.partition, result.last_offset
         )
 
-    def _resync(self, partition: TopicPartition) -> None:
-        """Another writer recorded this partition first: continue after what it recorded."""
+    def _resync(self, partition: TopicPartition, last_offset: int) -> None:
+        """The partition's recorded position is not where this batch expected: continue after it."""
         position = self._stored_position(partition, None)
-        self.warn(f"{partition.topic}/{partition.partition} was recorded elsewhere up to {position}; continuing there")
+        where = f"{partition.topic}/{partition.partition}"
+        if position == last_offset:
+            # A retry after a commit whose acknowledgement was lost: the batch is in the ledger.
+            self.warn(f"{where} batch up to {last_offset} was already recorded (its commit was not acknowledged)")
+            self._uncommitted[partition] = last_offset + 1
+        else:
+            self.warn(f"{where} was recorded elsewhere up to {position}; continuing after it")
         self._seek(partition, position)
 
     # ---- positions --------------------------------------------------------------------------

@@ -37,6 +37,7 @@ class ConsumedRecord(Protocol):
     offset: int
     key: bytes | None
     value: bytes | None
+    headers: list[tuple[str, bytes]] | None
 
 
 def dead_letter_headers(record: ConsumedRecord, invalid: Invalid) -> list[tuple[str, bytes]]:
@@ -60,9 +61,8 @@ class KafkaDeadLetters:
     def send(self, record: ConsumedRecord, invalid: Invalid) -> None:
         topic = self._topic_for[record.topic]
         try:
-            future = self._producer.send(
-                topic, key=record.key, value=record.value, headers=dead_letter_headers(record, invalid)
-            )
+            headers = [*(record.headers or []), *dead_letter_headers(record, invalid)]
+            future = self._producer.send(topic, key=record.key, value=record.value, headers=headers)
         except (KafkaError, ValueError, AssertionError) as error:
             raise self._failure(record, topic, error) from error
         self._pending.append((record, future))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 
@@ -42,6 +43,10 @@ def consume(
     if on_start is not None:
         on_start(ledger_consumer)
     try:
-        return ledger_consumer.run(stop, on_progress)
-    finally:
-        ledger_consumer.close()
+        tally = ledger_consumer.run(stop, on_progress)
+    except BaseException:
+        with contextlib.suppress(Exception):  # the first error is the one to report
+            ledger_consumer.close()
+        raise
+    ledger_consumer.close()
+    return tally

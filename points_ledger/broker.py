@@ -23,6 +23,8 @@ from typing import IO
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
+from consumers.kafka_clients import accepts_connections
+
 #: Seconds to wait for a started broker to answer an ApiVersions request.
 READY_TIMEOUT_S = 10.0
 #: Seconds to wait for the broker to exit after SIGINT before killing it.
@@ -52,8 +54,12 @@ def free_port() -> int:
 
 def is_ready(bootstrap_servers: str, timeout_ms: int = 1000) -> bool:
     """True when the broker answers Kafka requests (an open socket is not enough)."""
+    if not accepts_connections(bootstrap_servers, timeout_ms / 1000):
+        return False  # no client built: one that fails to bootstrap leaks its thread and sockets
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=timeout_ms)
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap_servers, request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms
+        )
     except (KafkaError, OSError, ValueError):
         return False
     admin.close()
@@ -85,7 +91,9 @@ class LocalBroker:
         deadline = time.monotonic() + READY_TIMEOUT_S
         while not is_ready(self.bootstrap_servers):
             if self.process.poll() is not None:
-                raise BrokerError(f"the local broker exited with status {self.process.returncode}: {self.log_text()}")
+                status, log = self.process.returncode, self.log_text()
+                self.stop()
+                raise BrokerError(f"the local broker exited with status {status}: {log}")
             if time.monotonic() > deadline:
                 self.stop()
                 raise BrokerError(f"the local broker did not answer within {READY_TIMEOUT_S:.0f} s")
@@ -94,14 +102,13 @@ class LocalBroker:
 
     def stop(self) -> None:
         """SIGINT (a clean, quick stop); kill if it lingers. Everything it held is gone."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from consumers.kafka_batch import upstream_name
+from consumers.kafka_batch import recorded_through
 from consumers.kafka_clients import ensure_topics, new_producer
 from consumers.kafka_consumer import ConsumeOptions
 from consumers.kafka_producer import ProduceResult, produce_lines
@@ -47,9 +47,12 @@ TOP_BALANCES = 10
 
 
 @click.command()
-@click.option("--members", type=click.IntRange(1, 1_000_000), default=1_000, show_default=True)
-@click.option("--days", type=click.IntRange(1, 3_650), default=365, show_default=True)
-@click.option("--messages-per-member", type=click.IntRange(1, 1_000), default=20, show_default=True)
+@click.option("--members", type=click.IntRange(1, 1_000_000), default=1_000, show_default=True,
+              help="Members in the generated stream.")  # fmt: skip
+@click.option("--days", type=click.IntRange(1, 3_650), default=365, show_default=True,
+              help="Days the stream spans (from 2024-01-01).")  # fmt: skip
+@click.option("--messages-per-member", type=click.IntRange(1, 1_000), default=20, show_default=True,
+              help="The stream holds MEMBERS x this many messages.")  # fmt: skip
 @click.option("--seed", type=int, default=7, show_default=True, help="Same seed, same stream.")
 @click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("points-ledger-demo.db"), show_default=True,
@@ -105,10 +108,9 @@ def _consume(
     app: LedgerApplication, settings: KafkaSettings, topic: str, produced: ProduceResult, progress: bool
 ) -> Tally:
     stop = threading.Event()
-    targets = {upstream_name(topic, partition): offset for partition, offset in produced.last_offsets.items()}
 
     def all_recorded() -> bool:
-        return all((app.position(name) or -1) >= offset for name, offset in targets.items())
+        return recorded_through(app, topic, produced.last_offsets)
 
     options = ConsumeOptions((topic,), f"points-ledger-demo-{os.getpid()}", 1_000, until_idle_s=DEMO_IDLE_LIMIT_S)
     with count_progress("consume", produced.sent, enabled=progress) as update:

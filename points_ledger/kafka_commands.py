@@ -71,8 +71,10 @@ def stop_on_signals() -> Iterator[threading.Event]:
     def handle(signum: int, frame: object) -> None:
         if stop.is_set():
             raise KeyboardInterrupt
-        warn(f"{signal.Signals(signum).name}: stopping after the current batch")
         stop.set()
+        # os.write, not print: the main thread may be inside a write to stderr right now.
+        notice = f"points-ledger: {signal.Signals(signum).name}: stopping after the current batch\n"
+        os.write(sys.stderr.fileno(), notice.encode())
 
     previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:

@@ -84,6 +84,11 @@ def positions(store: str, topic: str, partitions: int) -> dict[int, int | None]:
         app.close()
 
 
+def recorded_count(store: str, topic: str, partitions: int) -> int:
+    """Messages whose position is recorded (offsets are dense in a fresh topic)."""
+    return sum(p + 1 for p in positions(store, topic, partitions).values() if p is not None)
+
+
 def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():

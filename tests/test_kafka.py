@@ -13,11 +13,13 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
-from consumers.kafka_batch import upstream_name
+from consumers.kafka_batch import recorded_through, upstream_name
 from consumers.kafka_consumer import ConsumeOptions, LedgerConsumer
 from consumers.kafka_deadletters import DeadLetterWriteError, KafkaDeadLetters
 from consumers.kafka_settings import KafkaSettings
 from consumers.metrics import ConsumerMetrics
+from ledger.application import LedgerApplication
+from ledger.positions import Position
 from points_ledger.broker import free_port
 from points_ledger.streamgen import INVALID_LINES, generate
 from schemas import Invalid, parse_message
@@ -30,6 +32,7 @@ from tests.kafka_helpers import (
     positions,
     produce,
     read_topic,
+    recorded_count,
     start_consume,
     unique,
     wait_for,
@@ -84,18 +87,25 @@ def test_every_kind_of_invalid_message_is_dead_lettered_with_headers_and_nothing
         encode(wire("redemption", "A", redemption_id="r1", points=1_000_000)),  # a rejection, not a dead letter
     ]
     huge = b'{"type":"purchase","pad":"' + b"x" * (1024 * 1024) + b'"}'
-    produce(kafka_bootstrap, topic, [*valid, *INVALID_LINES, huge])
+    last_offsets = produce(kafka_bootstrap, topic, [*valid, *INVALID_LINES, huge]).last_offsets
+    with_headers = b'{"type": "purchase", "member_id": "B"}'  # incomplete; its own headers must survive
+    producer = KafkaProducer(**KafkaSettings(kafka_bootstrap).producer_config())
+    # Keyed lines all hash to partition 0 and unkeyed ones go anywhere: this one makes partition 1 non-empty.
+    sent = producer.send(topic, key=b"B", value=with_headers, headers=[("trace_id", b"abc-123")], partition=1)
+    last_offsets[1] = max(last_offsets.get(1, -1), sent.get(timeout=30).offset)
+    producer.close()
 
     result = ok_json(cli(*consume_args(kafka_bootstrap, topic, unique("g"), "--until-idle", "3"), store=sqlite_url))
-    assert result == {"processed": len(INVALID_LINES) + 3, "recorded": 1, "duplicates": 0, "rejected": 1,
-                      "invalid": len(INVALID_LINES) + 1}  # fmt: skip
+    assert result == {"processed": len(INVALID_LINES) + 4, "recorded": 1, "duplicates": 0, "rejected": 1,
+                      "invalid": len(INVALID_LINES) + 2}  # fmt: skip
 
     letters = read_topic(kafka_bootstrap, f"{topic}.dlq")
-    assert sorted(letter.value for letter in letters) == sorted([*INVALID_LINES, huge])
+    assert sorted(letter.value for letter in letters) == sorted([*INVALID_LINES, huge, with_headers])
     source = {record.value: record for record in read_topic(kafka_bootstrap, topic)}
     for letter in letters:
         headers = {name: value.decode() for name, value in letter.headers}
         original = source[letter.value]
+        assert letter.headers[: len(original.headers)] == original.headers  # the record's own headers first
         assert letter.key == original.key
         assert headers["source_topic"] == topic
         assert (int(headers["source_partition"]), int(headers["source_offset"])) == (
@@ -108,8 +118,15 @@ def test_every_kind_of_invalid_message_is_dead_lettered_with_headers_and_nothing
         else:
             assert isinstance(expected, Invalid)
             assert (headers["error_class"], headers["error_reason"]) == (expected.error_class, expected.reason)
-    recorded = positions(sqlite_url, topic, 2)
-    assert all(position is not None for position in recorded.values())  # dead letters' positions are recorded too
+    assert positions(sqlite_url, topic, 2) == last_offsets  # dead letters' positions are recorded too
+
+
+def test_recorded_through_counts_offset_zero_as_recorded(memory_ledger: LedgerApplication) -> None:
+    assert not recorded_through(memory_ledger, "t", {0: 0})
+    memory_ledger.apply_batch([], Position(upstream_name("t", 0), 0, None))
+    assert recorded_through(memory_ledger, "t", {0: 0})
+    assert not recorded_through(memory_ledger, "t", {0: 1})
+    assert not recorded_through(memory_ledger, "t", {0: 0, 1: 0})
 
 
 def test_a_dead_letter_that_cannot_be_written_stops_the_consumer_and_records_nothing(
@@ -143,7 +160,7 @@ def test_metrics_while_running_then_sigterm_finishes_cleanly(kafka_bootstrap: st
     port = free_port()
     process = start_consume(postgres_url, kafka_bootstrap, topic, unique("g"), "--metrics-port", str(port))
     try:
-        wait_for(lambda: sum((p or -1) + 1 for p in positions(postgres_url, topic, 2).values()) == 1_500, 60,
+        wait_for(lambda: recorded_count(postgres_url, topic, 2) == 1_500, 60,
                  "every message to be recorded")  # fmt: skip
         recorded = positions(postgres_url, topic, 2)
         body = ""

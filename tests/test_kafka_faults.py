@@ -28,6 +28,7 @@ from tests.kafka_helpers import (
     ledger_contents,
     positions,
     produce,
+    recorded_count,
     start_consume,
     unique,
     wait_for,
@@ -39,9 +40,8 @@ PG_BIN = Path("/usr/lib/postgresql") / sorted(os.listdir("/usr/lib/postgresql"))
 AS_POSTGRES = ["runuser", "-u", "postgres", "--"]
 
 
-def recorded_count(store: str, topic: str) -> int:
-    """Messages whose position is recorded (offsets are dense in a fresh topic)."""
-    return sum((p if p is not None else -1) + 1 for p in positions(store, topic, PARTITIONS).values())
+def recorded(store: str, topic: str) -> int:
+    return recorded_count(store, topic, PARTITIONS)
 
 
 def consume_to_end(store: str, bootstrap: str, topic: str, group: str) -> dict[str, int]:
@@ -65,7 +65,7 @@ def test_kill_9_at_random_moments_neither_loses_nor_doubles(
 
     rng = random.Random(20_000)
     kills = after_commit_kills = 0
-    progress = [recorded_count(postgres_url, topic)]
+    progress = [recorded(postgres_url, topic)]
     while kills < 24:
         crash_env = {CRASH_AFTER_BATCH_ENV: str(rng.randint(1, 6))} if kills % 3 == 0 else {}
         process = start_consume(postgres_url, kafka_bootstrap, topic, group, "--batch-size", "200", env=crash_env)
@@ -78,14 +78,14 @@ def test_kill_9_at_random_moments_neither_loses_nor_doubles(
         process.communicate(timeout=60)
         assert process.returncode == -signal.SIGKILL
         kills += 1
-        progress.append(recorded_count(postgres_url, topic))
+        progress.append(recorded(postgres_url, topic))
     assert after_commit_kills == 8
     assert len(set(progress)) >= 6, progress  # the kills landed while work was being done
     assert progress[-1] < 20_000, progress  # and the last one before the end
 
     consume_to_end(postgres_url, kafka_bootstrap, topic, group)
     consume_to_end(second_postgres_url, kafka_bootstrap, topic, unique("g"))  # one clean run
-    assert recorded_count(postgres_url, topic) == 20_000
+    assert recorded(postgres_url, topic) == 20_000
     crashed, clean = ledger_contents(postgres_url), ledger_contents(second_postgres_url)
     assert crashed[0] == clean[0] > 20_000  # as many events: nothing doubled, nothing lost
     assert crashed[1] == clean[1]  # the same events, member by member, with the same provenance
@@ -99,18 +99,18 @@ def test_a_rebalance_mid_stream_neither_skips_nor_doubles(
 
     first = start_consume(postgres_url, kafka_bootstrap, topic, group, "--batch-size", "100")
     second = start_consume(postgres_url, kafka_bootstrap, topic, group, "--batch-size", "100", "--until-idle", "8")
-    wait_for(lambda: recorded_count(postgres_url, topic) >= 4_000, 120, "both consumers to be under way")
+    wait_for(lambda: recorded(postgres_url, topic) >= 4_000, 120, "both consumers to be under way")
     first.send_signal(signal.SIGTERM)
     first_out, first_err = first.communicate(timeout=60)
     assert first.returncode == 0, first_err
-    assert recorded_count(postgres_url, topic) < 20_000  # stopped mid-stream
+    assert recorded(postgres_url, topic) < 20_000  # stopped mid-stream
     second_out, second_err = second.communicate(timeout=300)
     assert second.returncode == 0, second_err
 
     first_tally, second_tally = json.loads(first_out), json.loads(second_out)
     assert first_tally["processed"] > 0 and second_tally["processed"] > 0
     assert first_tally["processed"] + second_tally["processed"] == 20_000  # each message handled once in all
-    assert recorded_count(postgres_url, topic) == 20_000
+    assert recorded(postgres_url, topic) == 20_000
 
     consume_to_end(second_postgres_url, kafka_bootstrap, topic, unique("g"))
     assert ledger_contents(postgres_url) == ledger_contents(second_postgres_url)
@@ -127,13 +127,13 @@ def test_a_broker_that_loses_everything_does_not_make_the_ledger_apply_twice(pos
         create_topic(broker.bootstrap_servers, topic, PARTITIONS)
         produce(broker.bootstrap_servers, topic, keyed)
         process = start_consume(postgres_url, broker.bootstrap_servers, topic, group)
-        wait_for(lambda: recorded_count(postgres_url, topic) == len(keyed), 120, "the first stream to be recorded")
+        wait_for(lambda: recorded(postgres_url, topic) == len(keyed), 120, "the first stream to be recorded")
         broker.stop()
         broker.start()  # same port, nothing in it: no topics, no groups, no offsets
         create_topic(broker.bootstrap_servers, topic, PARTITIONS)
         produce(broker.bootstrap_servers, topic, keyed)  # the same messages again, at the same offsets
         produce(broker.bootstrap_servers, topic, new)
-        wait_for(lambda: recorded_count(postgres_url, topic) == len(keyed) + len(new), 120, "the new messages")
+        wait_for(lambda: recorded(postgres_url, topic) == len(keyed) + len(new), 120, "the new messages")
         process.send_signal(signal.SIGTERM)
         stdout, stderr = process.communicate(timeout=60)
     finally:
@@ -181,7 +181,7 @@ def test_a_database_outage_means_bounded_retries_then_exit_3_with_nothing_commit
     produce(kafka_bootstrap, topic, first)
     process = start_consume(store, kafka_bootstrap, topic, group, "--store-attempts", "3",
                             env={"POSTGRES_CONNECT_TIMEOUT": "1"})  # fmt: skip
-    wait_for(lambda: recorded_count(store, topic) == 1_000, 120, "the first messages to be recorded")
+    wait_for(lambda: recorded(store, topic) == 1_000, 120, "the first messages to be recorded")
     before = positions(store, topic, PARTITIONS)
 
     pg_ctl = [*AS_POSTGRES, str(PG_BIN / "pg_ctl"), "-D", str(base / "data")]
@@ -197,7 +197,10 @@ def test_a_database_outage_means_bounded_retries_then_exit_3_with_nothing_commit
                     "-w", "start"], check=True, capture_output=True)  # fmt: skip
     assert positions(store, topic, PARTITIONS) == before  # nothing of the failed batch was recorded
     committed = committed_offsets(kafka_bootstrap, topic, group)
-    assert all(committed[p] is None or committed[p] <= (before[p] or -1) + 1 for p in range(PARTITIONS)), committed
+    assert all(
+        committed[p] is None or committed[p] <= (before[p] if before[p] is not None else -1) + 1
+        for p in range(PARTITIONS)
+    ), committed
 
 
 def committed_offsets(bootstrap: str, topic: str, group: str) -> dict[int, int | None]:
