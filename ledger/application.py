@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -23,17 +22,18 @@ from eventsourcing.persistence import (
     JSONTranscoder,
     ProcessRecorder,
     Tracking,
-    Transcoding,
+    Transcoder,
 )
 from eventsourcing.utils import get_topic
 
 from ledger.member import Member, Source, member_uuid
+from ledger.originators import maybe_stored
 from ledger.outcomes import RECORDED, Decision
 from ledger.pgbinary import use_binary_inserts
 from ledger.positions import PositionConflictError, guard_positions
 from ledger.program import Program
-from ledger.rules import Lot, PurchaseRecord
 from ledger.store import Store
+from ledger.transcoding import LEDGER_TRANSCODINGS, LedgerTranscoder
 from schemas import Enrollment, Message
 
 #: Most messages one transaction may hold.
@@ -49,39 +49,6 @@ PAGE_SIZE = 5_000
 #: Tries at creating the tables when other processes create them at the same moment.
 TABLE_CREATE_ATTEMPTS = 5
 TABLE_CREATE_RETRY_S = 0.2
-
-
-class _SetAsList(Transcoding):
-    type = set
-    name = "set"
-
-    def encode(self, obj: set[str]) -> list[str]:
-        return sorted(obj)
-
-    def decode(self, data: list[str]) -> set[str]:
-        return set(data)
-
-
-class _LotAsDict(Transcoding):
-    type = Lot
-    name = "lot"
-
-    def encode(self, obj: Lot) -> dict[str, Any]:
-        return asdict(obj)
-
-    def decode(self, data: dict[str, Any]) -> Lot:
-        return Lot(**data)
-
-
-class _PurchaseAsDict(Transcoding):
-    type = PurchaseRecord
-    name = "purchase"
-
-    def encode(self, obj: PurchaseRecord) -> dict[str, Any]:
-        return asdict(obj)
-
-    def decode(self, data: dict[str, Any]) -> PurchaseRecord:
-        return PurchaseRecord(**data)
 
 
 def _create_tables(recorder: Any) -> None:
@@ -127,9 +94,14 @@ class LedgerApplication(Application[UUID]):
         use_binary_inserts(store.recorder)
         return store
 
+    def construct_transcoder(self) -> Transcoder:
+        transcoder = LedgerTranscoder()
+        self.register_transcodings(transcoder)
+        return transcoder
+
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
-        for transcoding in (_SetAsList(), _LotAsDict(), _PurchaseAsDict()):
+        for transcoding in LEDGER_TRANSCODINGS:
             transcoder.register(transcoding)
 
     # ---- writing ----------------------------------------------------------------------------
@@ -162,12 +134,13 @@ class LedgerApplication(Application[UUID]):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _apply_batch_once(self, batch: Sequence[tuple[Message, Source]], tracking: Tracking | None) -> list[Decision]:
+        members = self._members_of([message.member_id for message, _ in batch])
         touched: dict[str, Member] = {}
         decisions: list[Decision] = []
         for message, source in batch:
-            member = touched.get(message.member_id) or self._cached_member(message.member_id)
+            member = members.get(message.member_id)
             if member is None:
-                member = Member.start(message, source, self.program)
+                member = members[message.member_id] = Member.start(message, source, self.program)
                 touched[message.member_id] = member
                 if isinstance(message, Enrollment):
                     decisions.append(RECORDED)
@@ -238,12 +211,32 @@ class LedgerApplication(Application[UUID]):
 
     # ---- internals --------------------------------------------------------------------------
 
+    def _members_of(self, member_ids: Sequence[str]) -> dict[str, Member]:
+        """The existing members among `member_ids`: cached ones, and the others loaded once each, after
+        one query has told which of them are stored at all (new members then cost no query)."""
+        found: dict[str, Member] = {}
+        uncached: dict[UUID, str] = {}
+        for member_id in dict.fromkeys(member_ids):
+            member = self._from_cache(member_id)
+            if member is not None:
+                found[member_id] = member
+            else:
+                uncached[member_uuid(member_id)] = member_id
+        for stored in maybe_stored(self.recorder, uncached):
+            member = self.member(uncached[stored])
+            if member is not None:
+                found[member.member_id] = member
+        return found
+
     def _cached_member(self, member_id: str) -> Member | None:
+        return self._from_cache(member_id) or self.member(member_id)
+
+    def _from_cache(self, member_id: str) -> Member | None:
+        """The cached member, marked as most recently used; None if not cached."""
         member = self._members.get(member_id)
         if member is not None:
             self._members.move_to_end(member_id)
-            return member
-        return self.member(member_id)
+        return member
 
     def _remember(self, member: Member) -> None:
         self._members[member.member_id] = member

@@ -13,6 +13,9 @@ import pytest
 from consumers.deadletters import DeadLetter
 from consumers.jsonlines import ingest_lines
 from ledger.application import LedgerApplication
+from ledger.member import member_uuid
+from ledger.originators import maybe_stored
+from ledger.outcomes import Outcome
 from ledger.program import Program
 from ledger.store import parse_store_url
 from points_ledger.streamgen import DEFAULT_START, generate
@@ -20,6 +23,7 @@ from projections import reports
 from projections.log import read_log
 from schemas import Invalid, parse_message
 from tests.cli_helpers import ROOT
+from tests.messages import purchase
 from tests.oracle import Oracle
 
 MESSAGES = 20_000
@@ -130,3 +134,21 @@ def test_processes_opening_a_new_postgresql_ledger_at_once_all_succeed(postgres_
     ]
     errors = [process.communicate(timeout=120)[1] for process in processes]
     assert [process.returncode for process in processes] == [0] * 6, errors
+
+
+def test_a_new_writer_finds_stored_members_among_many_unknown_ones(store_url: str) -> None:
+    """One query per batch tells stored members from new ones; a stored member is never started again."""
+    first = LedgerApplication(parse_store_url(store_url), Program())
+    stored = [purchase("10.00", member=f"S{i}", when="2024-01-02") for i in range(3)]
+    first.apply_batch([(message, {"file": "a", "line": n}) for n, message in enumerate(stored)])
+    first.close()
+
+    fresh = LedgerApplication(parse_store_url(store_url), Program())  # nothing cached
+    many = [member_uuid(f"N{i}") for i in range(2_500)] + [member_uuid(f"S{i}") for i in range(3)]
+    assert maybe_stored(fresh.recorder, many) == {member_uuid(f"S{i}") for i in range(3)}
+    assert maybe_stored(fresh.recorder, []) == set()
+
+    again = [(message, {"file": "b", "line": n}) for n, message in enumerate([*stored, purchase("5.00", member="S0")])]
+    assert [d.outcome for d in fresh.apply_batch(again)] == [Outcome.DUPLICATE] * 3 + [Outcome.RECORDED]
+    assert [fresh.member(f"S{i}").balance for i in range(3)] == [15, 10, 10]  # type: ignore[union-attr]
+    fresh.close()

@@ -1,0 +1,64 @@
+"""How member events become bytes: the library's JSON format, encoded by orjson.
+
+The stored format is exactly the library's `JSONTranscoder` format (types it
+cannot write natively become `{"_type_": ..., "_data_": ...}` through the
+registered transcodings), so events read back with the library's own decoder
+and older stores stay readable. Only encoding is swapped: the standard
+library's encoder took about a sixth of Kafka consume time; orjson writes the
+same bytes in half the time. orjson is told to hand datetimes and dataclasses
+to the transcodings instead of writing them itself, as the standard encoder
+does; `tests/test_transcoding.py` checks the bytes are the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import orjson
+from eventsourcing.persistence import JSONTranscoder, Transcoding
+
+from ledger.rules import Lot, PurchaseRecord
+
+#: orjson writes these types itself unless told to pass them to `default`, as the standard encoder does.
+_PASS_TO_TRANSCODINGS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+class LedgerTranscoder(JSONTranscoder):
+    """The library's JSON transcoder, encoding with orjson."""
+
+    def encode(self, obj: Any) -> bytes:
+        return orjson.dumps(obj, default=self._encode_obj, option=_PASS_TO_TRANSCODINGS)
+
+
+class SetAsList(Transcoding):
+    type = set
+    name = "set"
+
+    def encode(self, obj: set[str]) -> list[str]:
+        return sorted(obj)
+
+    def decode(self, data: list[str]) -> set[str]:
+        return set(data)
+
+
+class DataclassAsDict(Transcoding):
+    """A dataclass of plain fields (lots, purchases in snapshots) as the dict of its fields."""
+
+    def __init__(self, cls: type[Any], name: str) -> None:
+        self.type = cls
+        self.name = name
+
+    def encode(self, obj: Any) -> dict[str, Any]:
+        return asdict(obj)
+
+    def decode(self, data: dict[str, Any]) -> Any:
+        return self.type(**data)
+
+
+#: The transcodings member events and snapshots need beyond the library's own.
+LEDGER_TRANSCODINGS: tuple[Transcoding, ...] = (
+    SetAsList(),
+    DataclassAsDict(Lot, "lot"),
+    DataclassAsDict(PurchaseRecord, "purchase"),
+)
