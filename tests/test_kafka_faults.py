@@ -10,7 +10,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -50,6 +50,19 @@ def consume_to_end(store: str, bootstrap: str, topic: str, group: str) -> dict[s
     return json.loads(result.stdout)  # type: ignore[no-any-return]
 
 
+#: A timed kill comes early once its run has recorded this many messages, so that 24 kills land before the
+#: end of the stream however fast the machine is (most timed kills land during start-up and record nothing).
+MOST_PER_TIMED_KILL = 500
+
+
+def kill_soon(process: subprocess.Popen[str], after_s: float, recorded_since: Callable[[], int]) -> None:
+    """SIGKILL after `after_s` seconds, or sooner once MOST_PER_TIMED_KILL messages are recorded."""
+    deadline = time.monotonic() + after_s
+    while time.monotonic() < deadline and recorded_since() < MOST_PER_TIMED_KILL:
+        time.sleep(0.1)
+    process.kill()
+
+
 def stream_of_20k(bootstrap: str, prefix: str, seed: int) -> tuple[str, str]:
     """A new topic holding a 20,000-message stream, and a new group name: (topic, group)."""
     topic = unique(prefix)
@@ -73,8 +86,7 @@ def test_kill_9_at_random_moments_neither_loses_nor_doubles(
             process.wait(timeout=120)  # it kills itself right after a database commit, before the offset commit
             after_commit_kills += 1
         else:
-            time.sleep(rng.uniform(1.0, 4.0))
-            process.kill()
+            kill_soon(process, rng.uniform(1.0, 4.0), lambda: recorded(postgres_url, topic) - progress[-1])
         process.communicate(timeout=60)
         assert process.returncode == -signal.SIGKILL
         kills += 1
