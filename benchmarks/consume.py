@@ -53,7 +53,7 @@ SETTINGS = {"session_timeout_ms": 3_000, "heartbeat_interval_ms": 1_000}
 
 def _admin(sql: str) -> None:
     with connect(parse_store_url(f"{SERVER}/postgres"), autocommit=True) as conn:
-        conn.execute(sql)  # type: ignore[arg-type]
+        conn.execute(sql)
 
 
 def _peak_rss_mib() -> float:

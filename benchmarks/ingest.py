@@ -39,7 +39,7 @@ class _Discard:
 
 def _admin(sql: str) -> None:
     with connect(parse_store_url(f"{SERVER}/postgres"), autocommit=True) as conn:
-        conn.execute(sql)  # type: ignore[arg-type]
+        conn.execute(sql)
 
 
 def _ingest(store_url: str, stream: bytes, batch_size: int) -> dict[str, float]:

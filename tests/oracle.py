@@ -37,7 +37,7 @@ class OMember:
     enrolled_t: datetime | None = None
 
     def balance(self) -> int:
-        return sum(lot["remaining"] for lot in self.lots) - self.debt
+        return sum(int(lot["remaining"]) for lot in self.lots) - self.debt
 
 
 class Oracle:

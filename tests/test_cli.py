@@ -160,9 +160,8 @@ def test_a_program_file_changes_the_rules_applied(tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path / 'l.db'}"
     eur = (b'{"type":"purchase","event_id":"e1","member_id":"M","occurred_at":"2024-01-01T00:00:00Z",'
            b'"transaction_id":"t","amount":"10.50","currency":"EUR"}\n')  # fmt: skip
-    assert (
-        ok_json(cli("--program", str(toml), "ingest", "-", "--format", "json", store=store, stdin=eur))["recorded"] == 1
-    )  # type: ignore[index]
+    ingested = ok_json(cli("--program", str(toml), "ingest", "-", "--format", "json", store=store, stdin=eur))
+    assert isinstance(ingested, dict) and ingested["recorded"] == 1
     statement = ok_json(cli("--program", str(toml), "balance", "M", "--format", "json", store=store))
     assert isinstance(statement, dict) and statement["balance"] == 21
     assert ok_json(cli("ingest", "-", "--format", "json", store=store, stdin=eur.replace(b"e1", b"e2")))["invalid"] == 1  # type: ignore[index]

@@ -13,7 +13,7 @@ import pytest
 from consumers.deadletters import DeadLetter
 from consumers.jsonlines import ingest_lines
 from ledger.application import LedgerApplication
-from ledger.member import member_uuid
+from ledger.member import Source, member_uuid
 from ledger.originators import maybe_stored
 from ledger.outcomes import Outcome
 from ledger.program import Program
@@ -21,7 +21,7 @@ from ledger.store import parse_store_url
 from points_ledger.streamgen import DEFAULT_START, generate
 from projections import reports
 from projections.log import read_log
-from schemas import Invalid, parse_message
+from schemas import Invalid, Message, parse_message
 from tests.cli_helpers import ROOT
 from tests.messages import purchase
 from tests.oracle import Oracle
@@ -148,7 +148,8 @@ def test_a_new_writer_finds_stored_members_among_many_unknown_ones(store_url: st
     assert maybe_stored(fresh.recorder, many) == {member_uuid(f"S{i}") for i in range(3)}
     assert maybe_stored(fresh.recorder, []) == set()
 
-    again = [(message, {"file": "b", "line": n}) for n, message in enumerate([*stored, purchase("5.00", member="S0")])]
+    more = [*stored, purchase("5.00", member="S0")]
+    again: list[tuple[Message, Source]] = [(message, {"file": "b", "line": n}) for n, message in enumerate(more)]
     assert [d.outcome for d in fresh.apply_batch(again)] == [Outcome.DUPLICATE] * 3 + [Outcome.RECORDED]
     assert [fresh.member(f"S{i}").balance for i in range(3)] == [15, 10, 10]  # type: ignore[union-attr]
     fresh.close()

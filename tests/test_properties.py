@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger.application import LedgerApplication
-from ledger.member import Member
+from ledger.member import Member, Source
 from ledger.outcomes import Outcome
 from ledger.program import Program
 from ledger.store import parse_store_url
@@ -68,7 +68,8 @@ def ledger() -> Iterator[LedgerApplication]:
 def apply_all(app: LedgerApplication, messages: list[Message], batch: int = 7) -> list[Outcome]:
     outcomes = []
     for start in range(0, len(messages), batch):
-        chunk = [(m, {"file": "p", "line": start + i}) for i, m in enumerate(messages[start : start + batch])]
+        part = messages[start : start + batch]
+        chunk: list[tuple[Message, Source]] = [(m, {"file": "p", "line": start + i}) for i, m in enumerate(part)]
         outcomes += [d.outcome for d in app.apply_batch(chunk)]
     return outcomes
 
