@@ -86,9 +86,12 @@ def ledger(bootstrap: str, topic: str, store: str, last_offsets: dict[int, int],
     stop = threading.Event()
     marks: list[tuple[float, int]] = []
 
+    expected = sum(offset + 1 for offset in last_offsets.values())  # offsets are dense in a fresh topic
+
     def on_progress(tally: Tally) -> None:
         marks.append((time.perf_counter(), tally.processed))
-        if recorded_through(app, topic, last_offsets):
+        # Ask the database only at the end: four position queries per poll would be counted against (b).
+        if tally.processed >= expected and recorded_through(app, topic, last_offsets):
             stop.set()
 
     options = ConsumeOptions((topic,), f"bench-ledger-{uuid.uuid4().hex[:8]}", batch_size)
