@@ -21,6 +21,7 @@ from typing import Any
 from kafka import ConsumerRebalanceListener, KafkaConsumer
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
+from consumers.idle import IdleClock
 from consumers.kafka_batch import record_batch, upstream_name
 from consumers.kafka_deadletters import KafkaDeadLetters
 from consumers.metrics import ConsumerMetrics
@@ -33,8 +34,8 @@ from ledger.positions import PositionConflictError
 POLL_TIMEOUT_MS = 500
 #: Seconds without group membership before we say so on stderr (and again every this often).
 UNREACHABLE_WARNING_S = 10.0
-#: With --until-idle, extra seconds allowed for the first assignment (a group join can wait for dead members).
-FIRST_ASSIGNMENT_GRACE_S = 60.0
+#: With --until-idle, extra seconds allowed without partitions (a group join can wait for dead members).
+UNASSIGNED_GRACE_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -81,9 +82,12 @@ class LedgerConsumer:
     # ---- the loop ---------------------------------------------------------------------------
 
     def run(self, stop: threading.Event, on_progress: Callable[[Tally], None] | None = None) -> Tally:
-        """Consume until `stop` is set or, with `until_idle_s`, until no record came for that long."""
+        """Consume until `stop` is set or, with `until_idle_s`, until idle that long (see consumers/idle.py)."""
         self.consumer.subscribe(list(self.options.topics), listener=_Rebalance(self))
-        last_record_at = self._member_at = time.monotonic()
+        self._member_at = time.monotonic()
+        limit = self.options.until_idle_s
+        idle = None if limit is None else IdleClock(limit, UNASSIGNED_GRACE_S, self._member_at)
+        assigned_before = self._assigned_at
         try:
             while not stop.is_set():
                 polled: dict[TopicPartition, list[Any]] = self.consumer.poll(
@@ -92,8 +96,11 @@ class LedgerConsumer:
                 self._resume_pending(stop)
                 now = time.monotonic()
                 self._warn_if_unassigned(now)
-                if polled or (self._assigned_at is not None and self._assigned_at > last_record_at):
-                    last_record_at = now
+                if idle is not None:
+                    with self._lock:
+                        settled = bool(self._owned) and not self._pending
+                    idle.observe(now, settled=settled, active=bool(polled) or self._assigned_at != assigned_before)
+                    assigned_before = self._assigned_at
                 if polled:
                     for partition, records in polled.items():
                         if stop.is_set():
@@ -103,7 +110,7 @@ class LedgerConsumer:
                     if on_progress is not None:
                         on_progress(self.tally)
                 self._report_lag()
-                if self._idle_for(now - last_record_at):
+                if idle is not None and idle.expired(now):
                     break
         finally:
             self._commit_offsets()
@@ -121,13 +128,6 @@ class LedgerConsumer:
                 "(broker unreachable, topic missing, or more consumers in the group than partitions)"
             )
             self._warned_at = now
-
-    def _idle_for(self, seconds: float) -> bool:
-        """Idle long enough to stop? Waiting for the first assignment gets a grace period on top."""
-        limit = self.options.until_idle_s
-        if limit is None:
-            return False
-        return seconds >= (limit if self._assigned_at is not None else limit + FIRST_ASSIGNMENT_GRACE_S)
 
     def close(self) -> None:
         """Close both clients, even if the first fails."""

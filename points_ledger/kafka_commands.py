@@ -120,7 +120,9 @@ def stop_on_signals() -> Iterator[threading.Event]:
     type=click.FloatRange(0, min_open=True),
     default=None,
     metavar="SECONDS",
-    help="Stop after this long without a new message (batch jobs, tests). Default: run until stopped.",
+    help="Stop after this long without a new message while holding partitions (time in a group join or "
+    "rebalance does not count; without partitions for SECONDS + 60 it stops too). For batch jobs and tests. "
+    "Default: run until stopped.",
 )
 @click.option(
     "--metrics-port",
