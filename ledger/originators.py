@@ -20,6 +20,12 @@ from psycopg.sql import SQL, Identifier
 
 #: Ids per SQLite statement (its default limit on parameters is 32,766 since 3.32).
 SQLITE_IDS_PER_QUERY_MAX = 1_000
+#: One primary-key probe per id (`SELECT DISTINCT … IN (…)` read every event row of each id).
+#: `table` is the library's own events table name, never input.
+_SQLITE_PROBE = (
+    "WITH ids(id) AS (VALUES {rows}) SELECT id FROM ids "
+    "WHERE EXISTS (SELECT 1 FROM {table} WHERE originator_id = ids.id)"
+)
 
 
 def maybe_stored(recorder: Any, originator_ids: Collection[UUID]) -> set[UUID]:
@@ -58,11 +64,7 @@ def _on_sqlite(recorder: Any, originator_ids: Collection[UUID]) -> set[UUID]:
     with recorder.datastore.transaction(commit=False) as cursor:
         for start in range(0, len(keys), SQLITE_IDS_PER_QUERY_MAX):
             chunk = keys[start : start + SQLITE_IDS_PER_QUERY_MAX]
-            marks = ",".join("?" * len(chunk))
-            cursor.execute(
-                f"SELECT DISTINCT originator_id FROM {recorder.events_table_name} "  # noqa: S608 (the library's table name)
-                f"WHERE originator_id IN ({marks})",
-                chunk,
-            )
-            found.update(by_key[row["originator_id"]] for row in cursor.fetchall())
+            rows = ",".join(["(?)"] * len(chunk))
+            cursor.execute(_SQLITE_PROBE.format(rows=rows, table=recorder.events_table_name), chunk)
+            found.update(by_key[row["id"]] for row in cursor.fetchall())
     return found
