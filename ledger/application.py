@@ -134,20 +134,18 @@ class LedgerApplication(Application[UUID]):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _apply_batch_once(self, batch: Sequence[tuple[Message, Source]], tracking: Tracking | None) -> list[Decision]:
-        members = self._members_of([message.member_id for message, _ in batch])
-        touched: dict[str, Member] = {}
+        member_ids = list(dict.fromkeys(message.member_id for message, _ in batch))  # in first-seen order
+        members = self._members_of(member_ids)
         decisions: list[Decision] = []
         for message, source in batch:
             member = members.get(message.member_id)
             if member is None:
                 member = members[message.member_id] = Member.start(message, source, self.program)
-                touched[message.member_id] = member
                 if isinstance(message, Enrollment):
                     decisions.append(RECORDED)
                     continue
-            touched[message.member_id] = member
             decisions.append(member.handle(message, source, self.program))
-        self.record(list(touched.values()), tracking)
+        self.record([members[member_id] for member_id in member_ids], tracking)
         return decisions
 
     def record(self, members: Sequence[Member], tracking: Tracking | None = None) -> None:
@@ -212,11 +210,11 @@ class LedgerApplication(Application[UUID]):
     # ---- internals --------------------------------------------------------------------------
 
     def _members_of(self, member_ids: Sequence[str]) -> dict[str, Member]:
-        """The existing members among `member_ids`: cached ones, and the others loaded once each, after
+        """The existing members among `member_ids` (distinct): cached ones, and the others loaded once each, after
         one query has told which of them are stored at all (new members then cost no query)."""
         found: dict[str, Member] = {}
         uncached: dict[UUID, str] = {}
-        for member_id in dict.fromkeys(member_ids):
+        for member_id in member_ids:
             member = self._from_cache(member_id)
             if member is not None:
                 found[member_id] = member
