@@ -75,7 +75,6 @@ class LedgerConsumer:
         self._recorded: dict[TopicPartition, int | None] = {}
         self._uncommitted: dict[TopicPartition, int] = {}
         self._batches = 0
-        self._assigned_at: float | None = None
         self._member_at = time.monotonic()
         self._warned_at: float | None = None
 
@@ -87,20 +86,18 @@ class LedgerConsumer:
         self._member_at = time.monotonic()
         limit = self.options.until_idle_s
         idle = None if limit is None else IdleClock(limit, UNASSIGNED_GRACE_S, self._member_at)
-        assigned_before = self._assigned_at
         try:
             while not stop.is_set():
                 polled: dict[TopicPartition, list[Any]] = self.consumer.poll(
                     timeout_ms=POLL_TIMEOUT_MS, max_records=self.options.batch_size
                 )
-                self._resume_pending(stop)
+                resumed = self._resume_pending(stop)
                 now = time.monotonic()
                 self._warn_if_unassigned(now)
                 if idle is not None:
                     with self._lock:
                         settled = bool(self._owned) and not self._pending
-                    idle.observe(now, settled=settled, active=bool(polled) or self._assigned_at != assigned_before)
-                    assigned_before = self._assigned_at
+                    idle.observe(now, settled=settled, active=bool(polled) or resumed)
                 if polled:
                     for partition, records in polled.items():
                         if stop.is_set():
@@ -191,10 +188,12 @@ class LedgerConsumer:
         else:
             self.consumer.seek(partition, position + 1)
 
-    def _resume_pending(self, stop: threading.Event) -> None:
-        """Seek newly assigned partitions to their recorded position + 1, then let them fetch."""
+    def _resume_pending(self, stop: threading.Event) -> bool:
+        """Seek newly assigned partitions to their recorded position + 1, then let them fetch.
+        True if any partition was resumed."""
         with self._lock:
             pending = list(self._pending)
+        resumed = False
         for partition in pending:
             position = self._stored_position(partition, stop)
             with self._lock:
@@ -204,7 +203,8 @@ class LedgerConsumer:
                 if partition in self._owned:
                     self._seek(partition, position)
                     self.consumer.resume(partition)
-                    self._assigned_at = time.monotonic()
+                    resumed = True
+        return resumed
 
     def _assigned(self, partitions: list[TopicPartition]) -> None:
         with self._lock:
