@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import SecretStr
+
 from schemas.parsing import MESSAGE_MAX_BYTES
 
 DEFAULT_TOPIC = "loyalty.transactions"
@@ -25,6 +27,12 @@ RECONNECT_BACKOFF_MAX_MS = 5_000
 DELIVERY_TIMEOUT_MS = 30_000
 #: Milliseconds one produce request may take.
 PRODUCE_REQUEST_TIMEOUT_MS = 10_000
+#: Kafka's `security.protocol` values.
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+#: SASL mechanisms we support (kafka-python's names).
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+#: Producer compression codecs; "none" sends uncompressed batches.
+COMPRESSION_CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
 
 
 def dead_letter_topic(topic: str) -> str:
@@ -49,14 +57,58 @@ class KafkaSettings:
     heartbeat_interval_ms: int = 3_000
     #: Idempotent producers wedge after a Tansu restart; turn on for real clusters.
     enable_idempotence: bool = False
+    #: Codec of batches we produce (dead letters, `produce`); consumers read every codec.
+    compression: str = "none"
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    #: Never printed: SecretStr masks itself in repr and str.
+    sasl_password: SecretStr | None = None
+    #: PEM files: the CA bundle that signs the brokers' certificates, and our own certificate and key (mutual TLS).
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_key_password: SecretStr | None = None
+    ssl_check_hostname: bool = True
+
+    def __post_init__(self) -> None:
+        if self.security_protocol not in SECURITY_PROTOCOLS:
+            raise ValueError(f"security protocol must be one of {', '.join(SECURITY_PROTOCOLS)}")
+        if self.compression not in COMPRESSION_CODECS:
+            raise ValueError(f"compression must be one of {', '.join(COMPRESSION_CODECS)}")
+        uses_sasl = self.security_protocol.startswith("SASL_")
+        if uses_sasl and self.sasl_mechanism not in SASL_MECHANISMS:
+            raise ValueError(f"{self.security_protocol} needs a SASL mechanism: one of {', '.join(SASL_MECHANISMS)}")
+        if uses_sasl and (not self.sasl_username or self.sasl_password is None):
+            raise ValueError(f"{self.security_protocol} needs a SASL username and password")
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.security_protocol in {"SSL", "SASL_SSL"}
 
     def common(self) -> dict[str, Any]:
-        return {
+        config: dict[str, Any] = {
             "bootstrap_servers": self.bootstrap_servers.split(","),
             "client_id": self.client_id,
             "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,
             "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS,
+            "security_protocol": self.security_protocol,
         }
+        if self.uses_tls:
+            config |= {
+                "ssl_cafile": self.ssl_cafile,
+                "ssl_certfile": self.ssl_certfile,
+                "ssl_keyfile": self.ssl_keyfile,
+                "ssl_password": self.ssl_key_password.get_secret_value() if self.ssl_key_password else None,
+                "ssl_check_hostname": self.ssl_check_hostname,
+            }
+        if self.security_protocol.startswith("SASL_"):
+            config |= {
+                "sasl_mechanism": self.sasl_mechanism,
+                "sasl_plain_username": self.sasl_username,
+                "sasl_plain_password": self.sasl_password.get_secret_value() if self.sasl_password else None,
+            }
+        return config
 
     def consumer_config(self, group: str, max_poll_records: int) -> dict[str, Any]:
         return {
@@ -81,4 +133,5 @@ class KafkaSettings:
             "max_block_ms": DELIVERY_TIMEOUT_MS,
             "linger_ms": 20,
             "batch_size": 256 * 1024,
+            "compression_type": None if self.compression == "none" else self.compression,
         }
