@@ -1,35 +1,67 @@
-"""JSON Lines ingest: lines applied in file order, in batches, one transaction per batch."""
+"""JSON Lines ingest: lines applied in file order, in batches, one transaction per batch.
+
+Files are read as the tools that write them expect: a UTF-8 byte-order mark at the start is skipped,
+CRLF line ends work, and blank lines are skipped (not counted); line numbers stay the file's own.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
 from typing import BinaryIO
 
 from consumers.deadletters import DeadLetter, DeadLetterSink
 from ledger.application import BATCH_SIZE_MAX, LedgerApplication
 from ledger.member import Source
-from ledger.outcomes import Tally
-from schemas import Invalid, Message, parse_message
-from schemas.parsing import MESSAGE_MAX_BYTES
+from ledger.outcomes import Failure, Tally
+from schemas import Acceptance, Invalid, Message, parse_message
+from schemas.parsing import MESSAGE_MAX_BYTES, strip_bom
 
 #: Messages per transaction unless told otherwise.
 DEFAULT_BATCH_SIZE = 500
+#: Byte-order marks of encodings that are not UTF-8: such a file must be converted, not read line by line.
+_OTHER_BOMS = {
+    b"\xff\xfe\x00\x00": "UTF-32",
+    b"\x00\x00\xfe\xff": "UTF-32",
+    b"\xff\xfe": "UTF-16",
+    b"\xfe\xff": "UTF-16",
+}
+#: The error class of a dead letter whose message made a rule raise.
+RULE_FAILED = "RuleFailed"
+
+
+class InputEncodingError(ValueError):
+    """The input is not UTF-8 text (a UTF-16 or UTF-32 export, say)."""
 
 
 def read_lines(stream: BinaryIO, limit: int = MESSAGE_MAX_BYTES) -> Iterator[tuple[int, bytes, bool]]:
-    """(line number, bytes without the newline, truncated) for every line; memory stays bounded by `limit`."""
+    """(line number, bytes without the line end, truncated) for every non-blank line; memory stays bounded
+    by `limit`. Raises InputEncodingError for a UTF-16/32 byte-order mark."""
     number = 0
     while True:
         chunk = stream.readline(limit + 1)
         if not chunk:
             return
         number += 1
+        if number == 1:
+            _refuse_other_encodings(chunk)
+            chunk = strip_bom(chunk)
         truncated = False
         if len(chunk) > limit and not chunk.endswith(b"\n"):
             truncated = True
             while (rest := stream.readline(limit)) and not rest.endswith(b"\n"):
                 pass
-        yield number, chunk.rstrip(b"\r\n") if not truncated else chunk[:limit], truncated
+        if truncated:
+            yield number, chunk[:limit], True
+        elif (line := chunk.rstrip(b"\r\n")).strip():
+            yield number, line, False
+
+
+def _refuse_other_encodings(first: bytes) -> None:
+    for bom, encoding in _OTHER_BOMS.items():
+        if first.startswith(bom):
+            raise InputEncodingError(f"the input is {encoding} (it starts with a {encoding} byte-order mark); "
+                                     "convert it to UTF-8 first, e.g. with iconv")  # fmt: skip
 
 
 def ingest_lines(
@@ -39,37 +71,50 @@ def ingest_lines(
     dead_letters: DeadLetterSink,
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    received_at: datetime | None = None,
     on_batch: Callable[[Tally], None] | None = None,
 ) -> Tally:
-    """Apply every valid line in order; every invalid one becomes a dead letter."""
+    """Apply every valid line in order; every invalid one, and every one a rule fails on, becomes a dead
+    letter. `received_at` (default: now) is the arrival time messages from the future are judged by."""
     if not 1 <= batch_size <= BATCH_SIZE_MAX:
         raise ValueError(f"batch size must be 1..{BATCH_SIZE_MAX}")
+    acceptance = app.program.acceptance(received_at or datetime.now(UTC))
     tally = Tally()
     batch: list[tuple[Message, Source]] = []
+    lines: list[bytes] = []
+
+    def dead_letter_failures(failures: Sequence[Failure]) -> None:
+        for failure in failures:
+            source = batch[failure.index][1]
+            letter = DeadLetter(source_name, int(source["line"]), lines[failure.index], failure.reason, RULE_FAILED)
+            dead_letters.write(letter)
+        dead_letters.flush()
 
     def flush() -> None:
         dead_letters.flush()
         if batch:
-            for decision in app.apply_batch(batch):
+            for decision in app.apply_batch(batch, on_failures=dead_letter_failures):
                 tally.count(decision.outcome)
             batch.clear()
+            lines.clear()
         if on_batch is not None:
             on_batch(tally)
 
     for number, raw, truncated in read_lines(stream):
-        parsed = _parse(raw, truncated, app.program.currency)
+        parsed = _parse(raw, truncated, acceptance)
         if isinstance(parsed, Invalid):
             dead_letters.write(DeadLetter(source_name, number, raw, parsed.reason, parsed.error_class, truncated))
             tally.count(None)
             continue
         batch.append((parsed, {"file": source_name, "line": number}))
+        lines.append(raw)
         if len(batch) >= batch_size:
             flush()
     flush()
     return tally
 
 
-def _parse(raw: bytes, truncated: bool, currency: str) -> Message | Invalid:
+def _parse(raw: bytes, truncated: bool, acceptance: Acceptance) -> Message | Invalid:
     if truncated:
         return Invalid(f"line is longer than {MESSAGE_MAX_BYTES} bytes", "TooLarge")
-    return parse_message(raw, currency=currency)
+    return parse_message(raw, acceptance)

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
+from consumers.jsonlines import RULE_FAILED
 from consumers.kafka_deadletters import ConsumedRecord, KafkaDeadLetters
 from ledger.application import LedgerApplication
 from ledger.member import Source
-from ledger.outcomes import Tally
+from ledger.outcomes import Failure, Tally
 from ledger.positions import Position
 from schemas import Invalid, Message, parse_message
 
@@ -39,6 +41,19 @@ class BatchResult:
     last_offset: int
 
 
+def received_at(record: ConsumedRecord, now: datetime) -> datetime:
+    """When a record reached Kafka: its timestamp, unless missing or ahead of our clock. A replay of the
+    topic judges every message by the same time, so it decides the same; a producer whose clock runs
+    ahead cannot make a message from the future look timely."""
+    if record.timestamp is None or record.timestamp < 0:
+        return now
+    try:
+        stamped = datetime.fromtimestamp(record.timestamp / 1000, UTC)
+    except (OverflowError, OSError, ValueError):
+        return now
+    return min(stamped, now)
+
+
 def record_batch(
     app: LedgerApplication,
     records: Sequence[ConsumedRecord],
@@ -47,26 +62,36 @@ def record_batch(
 ) -> BatchResult:
     """Apply one partition's records (in offset order, all after `previous`) in one transaction.
 
+    Invalid records, and records a rule fails on, are dead-lettered (confirmed before the commit).
     Raises DeadLetterWriteError (nothing recorded) or PositionConflictError when another
     writer recorded this partition first (nothing recorded; re-read the position).
     """
     if not records:
         raise ValueError("an empty batch has no position to record")
     topic, partition = records[0].topic, records[0].partition
+    now = datetime.now(UTC)
     tally = Tally()
     batch: list[tuple[Message, Source]] = []
+    kept: list[ConsumedRecord] = []
     for record in records:
         if record.topic != topic or record.partition != partition:
             raise ValueError("a batch holds the records of one partition")
-        parsed = parse_message(record.value or b"", currency=app.program.currency)
+        parsed = parse_message(record.value or b"", app.program.acceptance(received_at(record, now)))
         if isinstance(parsed, Invalid):
             dead_letters.send(record, parsed)
             tally.count(None)
         else:
             batch.append((parsed, {"topic": topic, "partition": partition, "offset": record.offset}))
+            kept.append(record)
     dead_letters.flush()
+
+    def dead_letter_failures(failures: Sequence[Failure]) -> None:
+        for failure in failures:
+            dead_letters.send(kept[failure.index], Invalid(failure.reason, RULE_FAILED))
+        dead_letters.flush()
+
     last_offset = records[-1].offset
-    decisions = app.apply_batch(batch, Position(upstream_name(topic, partition), last_offset, previous))
-    for decision in decisions:
+    position = Position(upstream_name(topic, partition), last_offset, previous)
+    for decision in app.apply_batch(batch, position, on_failures=dead_letter_failures):
         tally.count(decision.outcome)
     return BatchResult(tally, last_offset)

@@ -9,11 +9,13 @@ once); the source headers identify repeats.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from kafka.errors import KafkaError
 
 from schemas import Invalid
+from schemas.parsing import MESSAGE_MAX_BYTES
 
 #: Header names on every dead letter (values are UTF-8).
 HEADER_SOURCE_TOPIC = "source_topic"
@@ -21,8 +23,16 @@ HEADER_SOURCE_PARTITION = "source_partition"
 HEADER_SOURCE_OFFSET = "source_offset"
 HEADER_ERROR_CLASS = "error_class"
 HEADER_ERROR_REASON = "error_reason"
+HEADER_TRUNCATED = "truncated"
 #: Seconds `flush` waits for acknowledgements.
 FLUSH_TIMEOUT_S = 60.0
+#: A dead letter keeps the record whole up to these sizes, so that it always fits one produce request
+#: (consumers/kafka_settings.PRODUCE_REQUEST_MAX_BYTES). Beyond them the value and key keep their first
+#: bytes, the record's own headers are left out, and the `truncated` header says what was cut; the whole
+#: record stays in the source topic at the offset the headers name.
+DEAD_LETTER_VALUE_MAX_BYTES = 2 * MESSAGE_MAX_BYTES
+DEAD_LETTER_KEY_MAX_BYTES = 64 * 1024
+DEAD_LETTER_OWN_HEADERS_MAX_BYTES = 256 * 1024
 
 
 class DeadLetterWriteError(RuntimeError):
@@ -38,6 +48,8 @@ class ConsumedRecord(Protocol):
     key: bytes | None
     value: bytes | None
     headers: list[tuple[str, bytes]] | None
+    #: Milliseconds since the epoch (CreateTime or LogAppendTime); -1 or None when the record has none.
+    timestamp: int | None
 
 
 def dead_letter_headers(record: ConsumedRecord, invalid: Invalid) -> list[tuple[str, bytes]]:
@@ -46,8 +58,32 @@ def dead_letter_headers(record: ConsumedRecord, invalid: Invalid) -> list[tuple[
         (HEADER_SOURCE_PARTITION, str(record.partition).encode()),
         (HEADER_SOURCE_OFFSET, str(record.offset).encode()),
         (HEADER_ERROR_CLASS, invalid.error_class.encode()),
-        (HEADER_ERROR_REASON, invalid.reason.encode()),
+        (HEADER_ERROR_REASON, invalid.reason.encode("utf-8", "replace")),
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRecord:
+    """What is produced for one offending record: unchanged when it fits, else cut as the headers say."""
+
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
+def dead_letter_record(record: ConsumedRecord, invalid: Invalid) -> DeadLetterRecord:
+    key, value, own = record.key, record.value, list(record.headers or [])
+    cut: list[str] = []
+    if value is not None and len(value) > DEAD_LETTER_VALUE_MAX_BYTES:
+        value, cut = value[:MESSAGE_MAX_BYTES], [*cut, f"value of {len(value)} bytes"]
+    if key is not None and len(key) > DEAD_LETTER_KEY_MAX_BYTES:
+        key, cut = key[:DEAD_LETTER_KEY_MAX_BYTES], [*cut, f"key of {len(key)} bytes"]
+    if sum(len(name) + len(data or b"") for name, data in own) > DEAD_LETTER_OWN_HEADERS_MAX_BYTES:
+        own, cut = [], [*cut, f"{len(own)} headers"]
+    headers = [*own, *dead_letter_headers(record, invalid)]
+    if cut:
+        headers.append((HEADER_TRUNCATED, ("cut: " + ", ".join(cut)).encode()))
+    return DeadLetterRecord(key, value, headers)
 
 
 class KafkaDeadLetters:
@@ -61,8 +97,8 @@ class KafkaDeadLetters:
     def send(self, record: ConsumedRecord, invalid: Invalid) -> None:
         topic = self._topic_for[record.topic]
         try:
-            headers = [*(record.headers or []), *dead_letter_headers(record, invalid)]
-            future = self._producer.send(topic, key=record.key, value=record.value, headers=headers)
+            letter = dead_letter_record(record, invalid)
+            future = self._producer.send(topic, key=letter.key, value=letter.value, headers=letter.headers)
         except (KafkaError, ValueError, AssertionError) as error:
             raise self._failure(record, topic, error) from error
         self._pending.append((record, future))

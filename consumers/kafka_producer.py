@@ -15,6 +15,8 @@ from typing import Any
 
 from kafka.errors import KafkaError
 
+from schemas.parsing import strip_bom
+
 #: Seconds to wait for the last acknowledgements.
 FLUSH_TIMEOUT_S = 120.0
 
@@ -36,8 +38,8 @@ class ProduceResult:
 
 def member_key(line: bytes) -> bytes | None:
     try:
-        message = json.loads(line)
-    except (ValueError, UnicodeDecodeError):
+        message = json.loads(strip_bom(line))
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nesting deeper than json allows
         return None
     member_id = message.get("member_id") if isinstance(message, dict) else None
     return member_id.encode() if isinstance(member_id, str) and member_id else None

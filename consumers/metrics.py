@@ -20,7 +20,7 @@ class ConsumerMetrics:
         self.registry = CollectorRegistry()
         self.messages = Counter(
             f"{PREFIX}_messages_consumed_total",
-            "Kafka messages handled, by outcome (recorded, duplicate, rejected, invalid).",
+            "Kafka messages handled, by outcome (recorded, duplicate, rejected, invalid, failed).",
             ["outcome"],
             registry=self.registry,
         )
@@ -42,7 +42,7 @@ class ConsumerMetrics:
             ["topic", "partition"],
             registry=self.registry,
         )
-        for outcome in ("recorded", "duplicate", "rejected", "invalid"):
+        for outcome in ("recorded", "duplicate", "rejected", "invalid", "failed"):
             self.messages.labels(outcome)
 
     def serve(self, port: int, address: str = "127.0.0.1") -> None:
@@ -54,6 +54,7 @@ class ConsumerMetrics:
         self.messages.labels("duplicate").inc(tally.duplicates)
         self.messages.labels("rejected").inc(tally.rejected)
         self.messages.labels("invalid").inc(tally.invalid)
+        self.messages.labels("failed").inc(tally.failed)
         self.batch_seconds.observe(seconds)
         self.position.labels(topic, str(partition)).set(offset)
 

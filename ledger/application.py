@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -28,7 +28,7 @@ from eventsourcing.utils import get_topic
 
 from ledger.member import Member, Source, member_uuid
 from ledger.originators import maybe_stored
-from ledger.outcomes import RECORDED, Decision
+from ledger.outcomes import FAILED, RECORDED, Decision, Failure
 from ledger.pgbinary import use_binary_inserts
 from ledger.positions import PositionConflictError, guard_positions
 from ledger.program import Program
@@ -50,6 +50,9 @@ PAGE_SIZE = 5_000
 TABLE_CREATE_ATTEMPTS = 5
 TABLE_CREATE_RETRY_S = 0.2
 
+#: Told which messages of a batch failed, before anything is recorded; raising records nothing.
+OnFailures = Callable[[Sequence[Failure]], None]
+
 
 def _create_tables(recorder: Any) -> None:
     """CREATE TABLE IF NOT EXISTS, retried: on PostgreSQL two consumers starting together on a new
@@ -65,6 +68,10 @@ def _create_tables(recorder: Any) -> None:
             if attempt == TABLE_CREATE_ATTEMPTS - 1:
                 raise
             time.sleep(TABLE_CREATE_RETRY_S * (attempt + 1))
+
+
+class OutOfRangeError(ValueError):
+    """A time outside the range the program computes with."""
 
 
 class LedgerApplication(Application[UUID]):
@@ -107,12 +114,21 @@ class LedgerApplication(Application[UUID]):
     # ---- writing ----------------------------------------------------------------------------
 
     def apply(self, message: Message, source: Source) -> Decision:
-        """Apply one message in its own transaction."""
+        """Apply one message in its own transaction; a rule that fails raises."""
         return self.apply_batch([(message, source)])[0]
 
-    def apply_batch(self, batch: Sequence[tuple[Message, Source]], tracking: Tracking | None = None) -> list[Decision]:
+    def apply_batch(
+        self,
+        batch: Sequence[tuple[Message, Source]],
+        tracking: Tracking | None = None,
+        *,
+        on_failures: OnFailures | None = None,
+    ) -> list[Decision]:
         """Apply messages in order and record all their events (and `tracking`) in one transaction.
 
+        The unit of failure is the message: one that makes a rule raise is left out (its member is
+        decided again without it) and reported to `on_failures` before the commit, so the caller can
+        dead-letter it first; without `on_failures` its error is raised and nothing is recorded.
         Raises IntegrityError without retrying when `tracking` is already recorded or, for a
         `Position`, when another writer moved that upstream position first.
         """
@@ -120,7 +136,7 @@ class LedgerApplication(Application[UUID]):
             raise ValueError(f"a batch holds at most {BATCH_SIZE_MAX} messages, not {len(batch)}")
         for attempt in range(CONFLICT_RETRIES + 1):
             try:
-                return self._apply_batch_once(batch, tracking)
+                return self._apply_batch_once(batch, tracking, on_failures)
             except PositionConflictError:
                 self._members.clear()
                 raise
@@ -133,20 +149,53 @@ class LedgerApplication(Application[UUID]):
                 raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _apply_batch_once(self, batch: Sequence[tuple[Message, Source]], tracking: Tracking | None) -> list[Decision]:
+    def _apply_batch_once(
+        self, batch: Sequence[tuple[Message, Source]], tracking: Tracking | None, on_failures: OnFailures | None
+    ) -> list[Decision]:
         member_ids = list(dict.fromkeys(message.member_id for message, _ in batch))  # in first-seen order
         members = self._members_of(member_ids)
         decisions: list[Decision] = []
-        for message, source in batch:
-            member = members.get(message.member_id)
-            if member is None:
-                member = members[message.member_id] = Member.start(message, source, self.program)
-                if isinstance(message, Enrollment):
-                    decisions.append(RECORDED)
-                    continue
-            decisions.append(member.handle(message, source, self.program))
-        self.record([members[member_id] for member_id in member_ids], tracking)
+        failures: dict[int, Failure] = {}
+        for index, (message, source) in enumerate(batch):
+            try:
+                decisions.append(self._decide(members, message, source))
+            except Exception as error:  # a rule raised: this message fails, not its batch
+                failures[index] = Failure(index, error)
+                decisions.append(FAILED)
+                self._decide_again_without(members, batch, index, failures, decisions)
+        if failures:
+            if on_failures is None:
+                raise next(iter(failures.values())).error
+            on_failures(list(failures.values()))
+        self.record([members[member_id] for member_id in member_ids if member_id in members], tracking)
         return decisions
+
+    def _decide(self, members: dict[str, Member], message: Message, source: Source) -> Decision:
+        member = members.get(message.member_id)
+        if member is None:
+            member = members[message.member_id] = Member.start(message, source, self.program)
+            if isinstance(message, Enrollment):
+                return RECORDED
+        return member.handle(message, source, self.program)
+
+    def _decide_again_without(
+        self,
+        members: dict[str, Member],
+        batch: Sequence[tuple[Message, Source]],
+        failed: int,
+        failures: dict[int, Failure],
+        decisions: list[Decision],
+    ) -> None:
+        """The failed message may have changed its member half-way: reload the member as stored and
+        apply its earlier messages of this batch again (the rules are pure, so they decide the same)."""
+        member_id = batch[failed][0].member_id
+        members.pop(member_id, None)
+        self._members.pop(member_id, None)
+        members.update(self._members_of([member_id]))
+        for index in range(failed):
+            message, source = batch[index]
+            if message.member_id == member_id and index not in failures:
+                decisions[index] = self._decide(members, message, source)
 
     def record(self, members: Sequence[Member], tracking: Tracking | None = None) -> None:
         """Write the members' new events, and the tracking record, in one transaction."""
@@ -163,7 +212,15 @@ class LedgerApplication(Application[UUID]):
         self._notify(recordings)
 
     def sweep(self, as_of: datetime) -> tuple[int, int]:
-        """Expire lots and re-evaluate tiers for every member: (members, members changed)."""
+        """Expire lots and re-evaluate tiers for every member: (members, members changed).
+
+        `as_of` must lie in the program's range of accepted times, as message times do: the rules
+        compute windows and retention periods from it."""
+        earliest, latest = self.program.occurred_at_earliest, self.program.occurred_at_latest
+        if not earliest <= as_of <= latest:
+            raise OutOfRangeError(
+                f"a sweep time must lie between {earliest.isoformat()} and {latest.isoformat()} (the program's range)"
+            )
         seen = changed = 0
         page: list[Member] = []
         for member_id in self.member_ids():

@@ -20,9 +20,11 @@ from eventsourcing.domain import Aggregate
 from ledger.outcomes import DUPLICATE, RECORDED, Decision, Outcome, Rejection
 from ledger.program import Program
 from ledger.rules import (
+    AWARD_MAX,
     Lot,
     PurchaseRecord,
     TierDecision,
+    beyond_limits,
     cents,
     debt_repayment,
     earned_points,
@@ -435,6 +437,11 @@ class Member(Aggregate):
             )  # fmt: skip
         multiplier = program.multiplier(self.tier)
         base, awarded = earned_points(message.amount, multiplier, program)
+        if awarded > AWARD_MAX or beyond_limits(self.balance + awarded):
+            return self._reject(
+                message, message.transaction_id, Rejection.LIMIT_EXCEEDED,
+                f"{awarded} points would be awarded (at most {AWARD_MAX} per purchase) on a balance of {self.balance}",
+            )  # fmt: skip
         fields = {
             "transaction_id": message.transaction_id,
             "amount": message.amount,
@@ -467,6 +474,11 @@ class Member(Aggregate):
                 f" of a {purchase.amount_cents / 100:.2f} purchase",
             )  # fmt: skip
         points, credits = refund_clawback(purchase, refund_cents)
+        if beyond_limits(self.balance - points):
+            return self._reject(
+                message, message.refund_id, Rejection.LIMIT_EXCEEDED,
+                f"clawing back {points} points would leave a debt beyond the ledger's limit",
+            )  # fmt: skip
         consumed, shortfall = take_points(self.lots, points)
         fields = {
             "refund_id": message.refund_id,
@@ -512,6 +524,11 @@ class Member(Aggregate):
             "reason": message.reason,
             "operator": message.operator,
         }
+        if message.points > 0 and beyond_limits(self.balance + message.points):
+            return self._reject(
+                message, message.adjustment_id, Rejection.LIMIT_EXCEEDED,
+                f"{message.points} points on a balance of {self.balance} would pass the ledger's limit",
+            )  # fmt: skip
         if message.points > 0:
             return _Effect(
                 self.PointsAdjusted, {**fields, **self._new_lot(message.points, at, program), "consumed": []}

@@ -12,6 +12,8 @@ class Outcome(StrEnum):
     RECORDED = "recorded"
     DUPLICATE = "duplicate"
     REJECTED = "rejected"
+    #: A rule raised for this message: nothing of it is recorded, the rest of its batch is.
+    FAILED = "failed"
 
 
 class Rejection(StrEnum):
@@ -24,6 +26,8 @@ class Rejection(StrEnum):
     UNKNOWN_TRANSACTION = "unknown_transaction"
     EXCEEDS_PURCHASE = "exceeds_purchase"
     INSUFFICIENT_POINTS = "insufficient_points"
+    #: The message would take a purchase's award or a member's balance beyond the ledger's limits.
+    LIMIT_EXCEEDED = "limit_exceeded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +40,24 @@ class Decision:
 
 RECORDED = Decision(Outcome.RECORDED)
 DUPLICATE = Decision(Outcome.DUPLICATE)
+FAILED = Decision(Outcome.FAILED)
+
+#: Longest failure reason kept (it goes into a dead letter's header).
+FAILURE_REASON_MAX_CHARS = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A message of a batch that made a rule raise; the batch was applied without it."""
+
+    index: int
+    error: Exception
+
+    @property
+    def reason(self) -> str:
+        text = (str(self.error).strip() or "no detail").splitlines()[0]
+        reason = f"{type(self.error).__name__}: {text}"
+        return reason if len(reason) <= FAILURE_REASON_MAX_CHARS else reason[: FAILURE_REASON_MAX_CHARS - 1] + "…"
 
 
 @dataclass(slots=True)
@@ -47,6 +69,7 @@ class Tally:
     duplicates: int = 0
     rejected: int = 0
     invalid: int = 0
+    failed: int = 0
 
     def count(self, outcome: Outcome | None) -> None:
         """Count one message; `None` means it was invalid."""
@@ -57,6 +80,8 @@ class Tally:
             self.recorded += 1
         elif outcome is Outcome.DUPLICATE:
             self.duplicates += 1
+        elif outcome is Outcome.FAILED:
+            self.failed += 1
         else:
             self.rejected += 1
 
@@ -67,6 +92,12 @@ class Tally:
         self.duplicates += other.duplicates
         self.rejected += other.rejected
         self.invalid += other.invalid
+        self.failed += other.failed
+
+    @property
+    def dead_letters(self) -> int:
+        """Invalid messages and messages a rule failed on: both go to the dead letters."""
+        return self.invalid + self.failed
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -75,4 +106,5 @@ class Tally:
             "duplicates": self.duplicates,
             "rejected": self.rejected,
             "invalid": self.invalid,
+            "failed": self.failed,
         }

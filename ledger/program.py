@@ -7,14 +7,21 @@ leaves out takes the default program's value.
 from __future__ import annotations
 
 import tomllib
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from schemas.parsing import Acceptance
 
 #: Days are whole days; the longest period any rule may use.
 DAYS_MAX = 36_500
+#: Most hours a message may claim to lie after its arrival (a year).
+FUTURE_TOLERANCE_HOURS_MAX = 8_760
+
+UtcTime = Annotated[AwareDatetime, AfterValidator(lambda value: value.astimezone(UTC))]
 
 
 class ProgramError(ValueError):
@@ -52,6 +59,12 @@ class Program(BaseModel):
     point_value: Annotated[Decimal, Field(ge=0, le=1000)] = Decimal("0.01")
     breakage_rate: Annotated[Decimal, Field(ge=0, le=1)] = Decimal("0")
     tiers: tuple[Tier, ...] = DEFAULT_TIERS
+    #: Messages must have happened in this range (inclusive): the ledger computes expiries and tier
+    #: windows from these times, and a time outside it is a sender's error, dead-lettered.
+    occurred_at_earliest: UtcTime = datetime(1970, 1, 1, tzinfo=UTC)
+    occurred_at_latest: UtcTime = datetime(2100, 1, 1, tzinfo=UTC)
+    #: A message more than this after it was received comes from a wrong clock and is dead-lettered.
+    future_tolerance_hours: Annotated[int, Field(ge=1, le=FUTURE_TOLERANCE_HOURS_MAX)] = 24
 
     @model_validator(mode="after")
     def _tiers_ascend(self) -> Self:
@@ -63,7 +76,31 @@ class Program(BaseModel):
         names = [tier.name for tier in self.tiers]
         if len(set(names)) != len(names):
             raise ValueError("tier names must be unique")
+        return self._times_computable()
+
+    def _times_computable(self) -> Self:
+        """Every time a rule derives from an accepted time must exist: t - window, t + validity, ..."""
+        if self.occurred_at_latest <= self.occurred_at_earliest:
+            raise ValueError("occurred_at_latest must be after occurred_at_earliest")
+        back = timedelta(days=self.tier_window_days + 1)
+        ahead = timedelta(days=max(self.points_validity_days, self.tier_retention_days) + 1)
+        if self.occurred_at_earliest - datetime.min.replace(tzinfo=UTC) < back:
+            raise ValueError(f"occurred_at_earliest must be at least tier_window_days after {datetime.min.date()}")
+        if datetime.max.replace(tzinfo=UTC) - self.occurred_at_latest < ahead:
+            raise ValueError(
+                f"occurred_at_latest must be at least the longest validity or retention before {datetime.max.date()}"
+            )
         return self
+
+    def acceptance(self, received_at: datetime | None = None) -> Acceptance:
+        """What a message must satisfy, beyond the wire format, to reach the rules."""
+        return Acceptance(
+            currency=self.currency,
+            earliest=self.occurred_at_earliest,
+            latest=self.occurred_at_latest,
+            future_tolerance=timedelta(hours=self.future_tolerance_hours),
+            received_at=received_at,
+        )
 
     @property
     def base_tier(self) -> str:

@@ -15,6 +15,11 @@ from ledger.program import Program
 
 #: Decimal precision for rule arithmetic; inexact results raise instead of rounding silently.
 _PRECISION = 100
+#: Most points one purchase may award (the most any other message may move, too).
+AWARD_MAX = 1_000_000_000
+#: Largest balance (and debt) a member may reach: a trillion points. Sums over millions of members
+#: then still fit the 64-bit integers SQL engines add with (SQLite raises on overflow).
+BALANCE_MAX = 1_000_000_000_000
 
 
 @dataclass(slots=True)
@@ -90,6 +95,11 @@ def earned_points(amount: Decimal, multiplier: Decimal, program: Program) -> tup
     """(base, awarded): base = floor(amount * earn_rate); awarded = floor(base * multiplier)."""
     base = floor_product(amount, program.earn_rate)
     return base, floor_product(base, multiplier)
+
+
+def beyond_limits(balance_after: int) -> bool:
+    """Would this balance (or debt, when negative) leave the range the ledger keeps?"""
+    return not -BALANCE_MAX <= balance_after <= BALANCE_MAX
 
 
 def lot_expiry(at: datetime, program: Program) -> datetime:

@@ -13,7 +13,7 @@ import click
 
 from consumers.deadletters import DeadLetterSink, JsonLinesDeadLetters, StderrDeadLetters
 from consumers.jsonlines import DEFAULT_BATCH_SIZE, ingest_lines
-from ledger.application import BATCH_SIZE_MAX
+from ledger.application import BATCH_SIZE_MAX, OutOfRangeError
 from ledger.store import DEFAULT_STORE_URL
 from points_ledger import kafka_commands, output
 from points_ledger.context import TIME, Context, format_option, pass_context
@@ -133,7 +133,10 @@ def sweep(context: Context, as_of: datetime, output_format: str) -> None:
     recorded when the ledger finds them, never backdated.
     """
     with context.ledger(must_exist=True) as app:
-        members, changed = app.sweep(as_of)
+        try:
+            members, changed = app.sweep(as_of)
+        except OutOfRangeError as error:
+            raise click.BadParameter(str(error), param_hint="--as-of") from error
     result = {"as_of": as_of, "members": members, "changed": changed}
     if output_format == "json":
         output.print_json(result)

@@ -132,7 +132,7 @@ def _summary(app: LedgerApplication, tally: Tally, as_of: Any) -> dict[str, Any]
     tiers = Counter(member.tier for member in figures.members.values())
     top = sorted(figures.members.values(), key=lambda member: (-member.balance, member.member_id))[:TOP_BALANCES]
     return {
-        "messages": tally.as_dict() | {"dead_letters": tally.invalid},
+        "messages": tally.as_dict() | {"dead_letters": tally.dead_letters},
         "members_per_tier": {tier.name: tiers.get(tier.name, 0) for tier in app.program.tiers},
         "top_balances": [{"member_id": m.member_id, "balance": m.balance, "tier": m.tier} for m in top],
         "liability": reports.liability_of(figures, as_of, app.program),

@@ -13,6 +13,7 @@ import click
 import psycopg
 from eventsourcing.persistence import IntegrityError, PersistenceError
 
+from consumers.jsonlines import InputEncodingError
 from consumers.kafka_deadletters import DeadLetterWriteError
 from ledger.member import LedgerInvariantError
 from ledger.program import ProgramError
@@ -74,6 +75,8 @@ def reported_errors(store_description: Callable[[], str]) -> Iterator[None]:
         raise StoreUnavailableError(f"store {store_description()} unavailable: {_first_line(error)}") from error
     except DeadLetterWriteError as error:
         raise CommandError(f"{error}; stopped, nothing recorded for this batch") from error
+    except InputEncodingError as error:
+        raise CommandError(str(error)) from error
     except LedgerInvariantError as error:
         raise CommandError(f"ledger invariant broken, nothing recorded for this batch: {error}") from error
     except OSError as error:

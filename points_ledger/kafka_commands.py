@@ -225,7 +225,7 @@ def _dead_letter_of(topic: str) -> str:
 
 
 def _summary(tally: Tally) -> str:
-    return f"{tally.processed:,} messages, {tally.recorded:,} recorded, {tally.invalid:,} dead letters"
+    return f"{tally.processed:,} messages, {tally.recorded:,} recorded, {tally.dead_letters:,} dead letters"
 
 
 @click.command()

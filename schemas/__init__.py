@@ -12,10 +12,11 @@ from schemas.messages import (
     Redemption,
     Refund,
 )
-from schemas.parsing import Invalid, parse_message
+from schemas.parsing import Acceptance, Invalid, parse_message
 
 __all__ = [
     "MESSAGE_MODELS",
+    "Acceptance",
     "Adjustment",
     "Enrollment",
     "Invalid",

@@ -7,7 +7,7 @@ timestamp has a bug we want to see in the dead letters, not silently coerced.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -24,10 +24,37 @@ from pydantic import (
 AMOUNT_MAX_DIGITS = 14
 #: Largest absolute number of points one message may move.
 POINTS_MAX = 1_000_000_000
+#: One cent: every amount is a whole number of cents.
+CENT = Decimal("0.01")
 
 
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 is before the first representable UTC time
+        raise ValueError("is outside the range of representable times") from None
+
+
+def _whole_cents(amount: Decimal) -> Decimal:
+    """An exact count of cents, written with two places (1E-999999999 passes pydantic's decimal checks)."""
+    try:
+        exact = amount.quantize(CENT)
+    except InvalidOperation:
+        raise ValueError("is not an amount of money") from None
+    if exact != amount:
+        raise ValueError("must be a whole number of cents")
+    return exact
+
+
+def _printable(text: str) -> str:
+    """No NUL and no lone surrogates: such text cannot be stored as UTF-8 or in a PostgreSQL text column."""
+    if "\x00" in text:
+        raise ValueError("must not contain the NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (no lone surrogates)") from None
+    return text
 
 
 def _nonzero(points: int) -> int:
@@ -37,11 +64,11 @@ def _nonzero(points: int) -> int:
 
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
-EventId = Annotated[str, Field(min_length=1, max_length=128)]
-MemberId = Annotated[str, Field(min_length=1, max_length=64)]
-BusinessId = Annotated[str, Field(min_length=1, max_length=128)]
-ShortText = Annotated[str, Field(min_length=1, max_length=256)]
-Amount = Annotated[Decimal, Field(gt=0, decimal_places=2, max_digits=AMOUNT_MAX_DIGITS)]
+EventId = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_printable)]
+MemberId = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_printable)]
+BusinessId = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_printable)]
+ShortText = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_printable)]
+Amount = Annotated[Decimal, Field(gt=0, decimal_places=2, max_digits=AMOUNT_MAX_DIGITS), AfterValidator(_whole_cents)]
 PositivePoints = Annotated[int, Field(gt=0, le=POINTS_MAX)]
 SignedPoints = Annotated[int, Field(ge=-POINTS_MAX, le=POINTS_MAX)]
 Currency = Annotated[str, Field(min_length=3, max_length=3, pattern=r"^[A-Z]{3}$")]

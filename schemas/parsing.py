@@ -7,14 +7,19 @@ person reading a dead letter, so it names the field and what was wrong with it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from schemas.messages import MESSAGE_MODELS, Message
+from schemas.messages import MESSAGE_MODELS, Enrollment, Message
 
 #: Largest message accepted, in bytes; anything bigger is invalid, unread.
 MESSAGE_MAX_BYTES = 1_048_576
+#: Longest reason we give: reasons quote input (an unknown type), which may be up to a message long.
+REASON_MAX_CHARS = 1_000
+#: What some Windows tools put before UTF-8 text; JSON (RFC 8259) lets a parser ignore it.
+UTF8_BOM = b"\xef\xbb\xbf"
 
 _MESSAGE_ADAPTER: TypeAdapter[Message] = TypeAdapter(Message)
 
@@ -26,22 +31,76 @@ class Invalid:
     reason: str
     error_class: str = "ValidationError"
 
+    def __post_init__(self) -> None:
+        if len(self.reason) > REASON_MAX_CHARS:
+            object.__setattr__(self, "reason", self.reason[: REASON_MAX_CHARS - 1] + "…")
 
-def parse_message(raw: bytes, *, currency: str | None = None) -> Message | Invalid:
-    """Validate one wire message; `currency`, if given, is the program currency."""
+
+@dataclass(frozen=True, slots=True)
+class Acceptance:
+    """What the program accepts beyond the wire format: its currency and the times it can compute with.
+
+    `received_at` is when the message reached us (the Kafka record's time, or the start of a file's
+    ingest); a message that claims to have happened more than `future_tolerance` after it has a sender
+    with a wrong clock. Without `received_at` only the fixed range applies.
+    """
+
+    currency: str | None = None
+    earliest: datetime | None = None
+    latest: datetime | None = None
+    future_tolerance: timedelta | None = None
+    received_at: datetime | None = None
+
+
+def strip_bom(raw: bytes) -> bytes:
+    return raw[len(UTF8_BOM) :] if raw.startswith(UTF8_BOM) else raw
+
+
+def parse_message(raw: bytes, acceptance: Acceptance | None = None) -> Message | Invalid:
+    """Validate one wire message against the wire format and, if given, what the program accepts."""
     if len(raw) > MESSAGE_MAX_BYTES:
         return Invalid(f"message is {len(raw)} bytes, more than {MESSAGE_MAX_BYTES}", "TooLarge")
+    raw = strip_bom(raw)
     if not raw.strip():
         return Invalid("empty message", "Empty")
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError as error:
         return Invalid(f"not UTF-8 text: {error.reason} at byte {error.start}", "Encoding")
-    context = {"currency": currency} if currency is not None else None
+    acceptance = acceptance or Acceptance()
+    context = {"currency": acceptance.currency} if acceptance.currency is not None else None
     try:
-        return _MESSAGE_ADAPTER.validate_json(raw, context=context)
+        message = _MESSAGE_ADAPTER.validate_json(raw, context=context)
     except ValidationError as error:
         return Invalid(_describe(error), _error_class(error))
+    except Exception as error:  # never raise for input: a validator we did not foresee is a dead letter too
+        return Invalid(f"cannot be validated: {type(error).__name__}: {error}", "Unvalidated")
+    return _out_of_range(message, acceptance) or message
+
+
+def _out_of_range(message: Message, acceptance: Acceptance) -> Invalid | None:
+    """The message's times inside the range the ledger computes with, and not from a sender's future."""
+    times = {"occurred_at": message.occurred_at}
+    if isinstance(message, Enrollment) and message.enrolled_at is not None:
+        times["enrolled_at"] = message.enrolled_at
+    for name, value in times.items():
+        if acceptance.earliest is not None and value < acceptance.earliest:
+            return Invalid(f"{name} {value.isoformat()} is before {acceptance.earliest.isoformat()}, "
+                           "the earliest time the program accepts", "OutOfRange")  # fmt: skip
+        if acceptance.latest is not None and value > acceptance.latest:
+            return Invalid(f"{name} {value.isoformat()} is after {acceptance.latest.isoformat()}, "
+                           "the latest time the program accepts", "OutOfRange")  # fmt: skip
+    received, tolerance = acceptance.received_at, acceptance.future_tolerance
+    if received is not None and tolerance is not None and message.occurred_at > received + tolerance:
+        return Invalid(
+            f"occurred_at {message.occurred_at.isoformat()} is more than {_hours(tolerance)} after the message "
+            f"was received ({received.isoformat()}): the sender's clock is probably wrong", "FromTheFuture",
+        )  # fmt: skip
+    return None
+
+
+def _hours(span: timedelta) -> str:
+    return f"{span.total_seconds() / 3600:g} h"
 
 
 def _error_class(error: ValidationError) -> str:

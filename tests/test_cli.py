@@ -40,8 +40,9 @@ def test_every_command_explains_itself(command: list[str]) -> None:
 def test_ingest_the_sample_twice_then_query_everything(store_url: str, tmp_path: Path) -> None:
     dead = tmp_path / "dead.jsonl"
     first = ok_json(cli("ingest", str(SAMPLE), "--dead-letter", str(dead), "--format", "json", store=store_url))
-    assert isinstance(first, dict) and set(first) == {"processed", "recorded", "duplicates", "rejected", "invalid"}
-    assert first["processed"] == len(SAMPLE.read_bytes().splitlines())
+    assert isinstance(first, dict)
+    assert set(first) == {"processed", "recorded", "duplicates", "rejected", "invalid", "failed"}
+    assert first["processed"] == sum(1 for line in SAMPLE.read_bytes().splitlines() if line.strip())  # blanks skipped
     assert first["recorded"] > 0 and first["invalid"] > 0
     letters = [json.loads(line) for line in dead.read_text().splitlines()]
     assert len(letters) == first["invalid"]
@@ -102,7 +103,7 @@ def test_piped_ingest_prints_only_the_summary_and_reads_stdin(tmp_path: Path) ->
 
 def test_invalid_lines_without_a_dead_letter_file_are_reported_on_stderr(tmp_path: Path) -> None:
     result = cli("ingest", "-", "--format", "json", store=f"sqlite:///{tmp_path / 'l.db'}", stdin=b"{oops\n")
-    assert ok_json(result) == {"processed": 1, "recorded": 0, "duplicates": 0, "rejected": 0, "invalid": 1}
+    assert ok_json(result) == {"processed": 1, "recorded": 0, "duplicates": 0, "rejected": 0, "invalid": 1, "failed": 0}
     assert "<stdin>:1: not valid JSON" in result.stderr
 
 

@@ -22,7 +22,7 @@ from ledger.application import LedgerApplication
 from ledger.positions import Position
 from points_ledger.broker import free_port
 from points_ledger.streamgen import INVALID_LINES, generate
-from schemas import Invalid, parse_message
+from schemas import Acceptance, Invalid, parse_message
 from tests.cli_helpers import cli
 from tests.kafka_helpers import (
     consume_args,
@@ -97,7 +97,7 @@ def test_every_kind_of_invalid_message_is_dead_lettered_with_headers_and_nothing
 
     result = ok_json(cli(*consume_args(kafka_bootstrap, topic, unique("g"), "--until-idle", "3"), store=sqlite_url))
     assert result == {"processed": len(INVALID_LINES) + 4, "recorded": 1, "duplicates": 0, "rejected": 1,
-                      "invalid": len(INVALID_LINES) + 2}  # fmt: skip
+                      "invalid": len(INVALID_LINES) + 2, "failed": 0}  # fmt: skip
 
     letters = read_topic(kafka_bootstrap, f"{topic}.dlq")
     assert sorted(letter.value for letter in letters) == sorted([*INVALID_LINES, huge, with_headers])
@@ -112,7 +112,7 @@ def test_every_kind_of_invalid_message_is_dead_lettered_with_headers_and_nothing
             original.partition,
             original.offset,
         )
-        expected = parse_message(letter.value, currency="USD")
+        expected = parse_message(letter.value, Acceptance(currency="USD"))
         if len(letter.value) > 1024 * 1024:
             assert headers["error_class"] == "TooLarge"
         else:

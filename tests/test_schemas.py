@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from points_ledger.streamgen import INVALID_LINES
-from schemas import Adjustment, Enrollment, Invalid, Purchase, Redemption, Refund, parse_message
+from schemas import Acceptance, Adjustment, Enrollment, Invalid, Purchase, Redemption, Refund, parse_message
 
 COMMON = {"event_id": "e1", "member_id": "M1", "occurred_at": "2024-03-01T10:00:00+02:00"}
 
@@ -61,14 +61,14 @@ def test_times_are_normalised_to_utc_and_amounts_are_exact_decimals() -> None:
     ],
 )
 def test_invalid_messages_name_the_problem(fields: dict[str, object], reason: str) -> None:
-    result = parse_message(raw(**fields), currency="USD")
+    result = parse_message(raw(**fields), Acceptance(currency="USD"))
     assert isinstance(result, Invalid)
     assert reason in result.reason
 
 
 @pytest.mark.parametrize("line", INVALID_LINES)
 def test_the_generators_invalid_lines_are_all_invalid(line: bytes) -> None:
-    assert isinstance(parse_message(line, currency="USD"), Invalid)
+    assert isinstance(parse_message(line, Acceptance(currency="USD")), Invalid)
 
 
 def test_oversized_input_is_refused_unread() -> None:
@@ -78,5 +78,79 @@ def test_oversized_input_is_refused_unread() -> None:
 
 @given(st.binary(max_size=300))
 def test_parsing_never_raises_on_arbitrary_bytes(data: bytes) -> None:
-    result = parse_message(data, currency="USD")
+    result = parse_message(data, Acceptance(currency="USD"))
     assert isinstance(result, Invalid | Purchase | Refund | Redemption | Adjustment | Enrollment)
+
+
+# ---- valid JSON, extreme values: every one is an Invalid with a reason, none raises -----------------
+
+NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+PROGRAM_RANGE = Acceptance(
+    currency="USD", earliest=datetime(1970, 1, 1, tzinfo=UTC), latest=datetime(2100, 1, 1, tzinfo=UTC),
+    future_tolerance=timedelta(hours=24), received_at=NOW,
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("fields", "error_class", "reason"),
+    [
+        ({"type": "enrollment", "occurred_at": "9999-12-30T00:00:00Z"}, "OutOfRange", "after 2100-01-01"),
+        ({"type": "enrollment", "occurred_at": "1969-12-31T23:59:59Z"}, "OutOfRange", "before 1970-01-01"),
+        # Before the first representable UTC time: converting it raised OverflowError inside pydantic.
+        ({"type": "enrollment", "occurred_at": "0001-01-01T00:00:00+14:00"}, "ValidationError", "range"),
+        ({"type": "enrollment", "occurred_at": "9999-12-31T23:59:59-14:00"}, "ValidationError", "range"),
+        ({"type": "enrollment", "enrolled_at": "0001-01-01T00:00:00Z"}, "OutOfRange", "enrolled_at"),
+        ({"type": "enrollment", "occurred_at": "2099-01-01T00:00:00Z"}, "FromTheFuture", "clock"),
+        ({"type": "purchase", "transaction_id": "t", "amount": "1E-999999999", "currency": "USD"},
+         "ValidationError", "whole number of cents"),
+        ({"type": "enrollment", "member_id": "M\u0000"}, "ValidationError", "NUL"),
+        ({"type": "x" * 5_000}, "UnknownType", "unknown type"),
+    ],
+)  # fmt: skip
+def test_valid_json_with_values_the_ledger_cannot_take_is_invalid_with_a_reason(
+    fields: dict[str, object], error_class: str, reason: str
+) -> None:
+    result = parse_message(raw(**fields), PROGRAM_RANGE)
+    assert isinstance(result, Invalid), result
+    assert result.error_class == error_class and reason in result.reason
+    assert len(result.reason) <= 1_000
+
+
+def test_times_just_inside_the_range_and_the_tolerance_are_accepted() -> None:
+    for when in ["1970-01-01T00:00:00Z", "2100-01-01T00:00:00Z"]:
+        assert isinstance(parse_message(raw(type="enrollment", occurred_at=when)), Enrollment)
+    assert isinstance(parse_message(raw(type="enrollment", occurred_at="2100-01-01T00:00:00Z"),
+                                    Acceptance(latest=datetime(2100, 1, 1, tzinfo=UTC))), Enrollment)  # fmt: skip
+    tomorrow = (NOW + timedelta(hours=24)).isoformat()
+    assert isinstance(parse_message(raw(type="enrollment", occurred_at=tomorrow), PROGRAM_RANGE), Enrollment)
+
+
+def test_amounts_are_whole_cents_written_with_two_places() -> None:
+    message = parse_message(raw(type="purchase", transaction_id="t", amount="1.10000000000000", currency="USD"))
+    assert isinstance(message, Purchase) and str(message.amount) == "1.10"
+
+
+def test_a_utf8_byte_order_mark_before_a_message_is_ignored() -> None:
+    assert isinstance(parse_message(b"\xef\xbb\xbf" + raw(type="enrollment")), Enrollment)
+
+
+_any_time = st.datetimes(
+    min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59),
+    timezones=st.sampled_from([UTC, timezone(timedelta(hours=14)), timezone(timedelta(hours=-14))]),
+)  # fmt: skip
+_json_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(10**30), max_value=10**30),
+    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=40),
+    st.decimals(allow_nan=False, allow_infinity=False).map(str), _any_time.map(lambda t: t.isoformat()),
+)  # fmt: skip
+
+
+@given(st.sampled_from(["purchase", "refund", "redemption", "adjustment", "enrollment"]),
+       st.dictionaries(st.sampled_from(["occurred_at", "enrolled_at", "amount", "points", "transaction_id",
+                                        "refund_id", "redemption_id", "adjustment_id", "reason", "operator",
+                                        "currency", "member_id"]), _json_scalars, max_size=8))  # fmt: skip
+def test_parsing_never_raises_on_well_formed_messages_with_any_values(kind: str, fields: dict[str, object]) -> None:
+    result = parse_message(raw(type=kind, **fields), PROGRAM_RANGE)
+    assert isinstance(result, Invalid | Purchase | Refund | Redemption | Adjustment | Enrollment)
+    if not isinstance(result, Invalid):
+        assert PROGRAM_RANGE.earliest <= result.occurred_at <= PROGRAM_RANGE.latest  # type: ignore[operator]
