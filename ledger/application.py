@@ -30,6 +30,7 @@ from ledger.member import Member, Source, member_uuid
 from ledger.originators import maybe_stored
 from ledger.outcomes import FAILED, RECORDED, Decision, Failure
 from ledger.pgbinary import use_binary_inserts
+from ledger.pgconnect import configure_pool
 from ledger.positions import PositionConflictError, guard_positions
 from ledger.program import Program
 from ledger.store import Store
@@ -89,6 +90,7 @@ class LedgerApplication(Application[UUID]):
         self.recorder: ProcessRecorder
 
     def construct_recorder(self) -> ProcessRecorder:
+        configure_pool(self.factory, self.store)  # before the first connection: TLS, password, PG* fallbacks
         recorder = self.factory.process_recorder()
         _create_tables(recorder)
         use_binary_inserts(recorder)
@@ -96,6 +98,7 @@ class LedgerApplication(Application[UUID]):
         return recorder
 
     def construct_snapshot_store(self) -> EventStore[UUID]:
+        configure_pool(self.factory, self.store)  # the same pool: already configured, unless that changes
         store = super().construct_snapshot_store()
         _create_tables(store.recorder)
         use_binary_inserts(store.recorder)

@@ -11,23 +11,14 @@ from typing import Any
 
 import psycopg
 
+from ledger.pgconnect import connection_kwargs
 from ledger.store import Store
 
 
 def connect(store: Store, **options: Any) -> psycopg.Connection[Any]:
-    """A plain psycopg 3 connection to a PostgreSQL store (also for tests and benchmarks)."""
-    if store.kind != "postgresql":
-        raise ValueError(f"{store.describe()} is not a PostgreSQL store")
-    env = store.env
-    return psycopg.connect(
-        host=env["POSTGRES_HOST"],
-        port=int(env["POSTGRES_PORT"]),
-        user=env["POSTGRES_USER"],
-        password=env["POSTGRES_PASSWORD"] or None,
-        dbname=env["POSTGRES_DBNAME"],
-        connect_timeout=int(env["POSTGRES_CONNECT_TIMEOUT"]),
-        **options,
-    )
+    """A plain psycopg 3 connection to a PostgreSQL store (also for tests and benchmarks), with the same
+    parameters (TLS, password, PG* fallbacks) as the library's pool gets."""
+    return psycopg.connect(**{**connection_kwargs(store), **options})
 
 
 def check_reachable(store: Store) -> None:

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import random
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,7 +15,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from consumers.kafka_producer import member_key
 from consumers.kafka_settings import KafkaSettings
-from points_ledger.broker import LocalBroker, free_port
+from points_ledger.broker import LocalBroker
 from points_ledger.kafka_commands import CRASH_AFTER_BATCH_ENV
 from points_ledger.streamgen import generate
 from tests.cli_helpers import cli
@@ -33,11 +30,9 @@ from tests.kafka_helpers import (
     unique,
     wait_for,
 )
+from tests.pg_server import PgServer, pg_server
 
 PARTITIONS = 4
-#: The server binaries of the installed PostgreSQL (for a throwaway server of our own).
-PG_BIN = Path("/usr/lib/postgresql") / sorted(os.listdir("/usr/lib/postgresql"))[-1] / "bin"
-AS_POSTGRES = ["runuser", "-u", "postgres", "--"]
 
 
 def recorded(store: str, topic: str) -> int:
@@ -161,32 +156,16 @@ def test_a_broker_that_loses_everything_does_not_make_the_ledger_apply_twice(pos
 
 
 @pytest.fixture
-def own_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """A throwaway PostgreSQL server of our own (the shared one is never stopped): (URL, data dir)."""
-    binaries = PG_BIN
-    base = Path(tempfile.mkdtemp(prefix="pl-pg-"))
-    data = base / "data"
-    shutil.chown(base, "postgres")
-    port = free_port()
-    as_postgres = AS_POSTGRES
-    subprocess.run([*as_postgres, str(binaries / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
-                   check=True, capture_output=True)  # fmt: skip
-    pg_ctl = [*as_postgres, str(binaries / "pg_ctl"), "-D", str(data), "-l", str(base / "log")]
-    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1"
-    subprocess.run([*pg_ctl, "-o", options, "-w", "start"], check=True, capture_output=True)
-    try:
-        subprocess.run([*as_postgres, str(binaries / "createdb"), "-h", "127.0.0.1", "-p", str(port), "ledger"],
-                       check=True, capture_output=True)  # fmt: skip
-        yield f"postgresql://postgres@127.0.0.1:{port}/ledger", base
-    finally:
-        subprocess.run([*pg_ctl, "-m", "immediate", "-w", "stop"], check=False, capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
+def own_postgres() -> Iterator[tuple[str, PgServer]]:
+    """A throwaway PostgreSQL server of our own (the shared one is never stopped): (URL, server)."""
+    with pg_server() as server:
+        yield server.url(), server
 
 
 def test_a_database_outage_means_bounded_retries_then_exit_3_with_nothing_committed(
-    kafka_bootstrap: str, own_postgres: tuple[str, Path]
+    kafka_bootstrap: str, own_postgres: tuple[str, PgServer]
 ) -> None:
-    store, base = own_postgres
+    store, server = own_postgres
     topic, group = unique("outage"), unique("g")
     create_topic(kafka_bootstrap, topic, PARTITIONS)
     first = generate(1_000, 50, 100, seed=81)
@@ -196,17 +175,14 @@ def test_a_database_outage_means_bounded_retries_then_exit_3_with_nothing_commit
     wait_for(lambda: recorded(store, topic) == 1_000, 120, "the first messages to be recorded")
     before = positions(store, topic, PARTITIONS)
 
-    pg_ctl = [*AS_POSTGRES, str(PG_BIN / "pg_ctl"), "-D", str(base / "data")]
-    subprocess.run([*pg_ctl, "-m", "immediate", "-w", "stop"], check=True, capture_output=True)
+    server.stop()
     produce(kafka_bootstrap, topic, generate(200, 50, 100, seed=82))
     _, stderr = process.communicate(timeout=180)
     assert process.returncode == 3, stderr
     assert "store unavailable" in stderr and "retry 1/2" in stderr and "retry 2/2" in stderr
     assert "Traceback" not in stderr
 
-    port = store.rsplit(":", 1)[1].split("/")[0]
-    subprocess.run([*pg_ctl, "-l", str(base / "log"), "-o", f"-p {port} -k {base} -c listen_addresses=127.0.0.1",
-                    "-w", "start"], check=True, capture_output=True)  # fmt: skip
+    server.start()
     assert positions(store, topic, PARTITIONS) == before  # nothing of the failed batch was recorded
     committed = committed_offsets(kafka_bootstrap, topic, group)
     for partition in range(PARTITIONS):

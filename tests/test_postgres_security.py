@@ -1,0 +1,301 @@
+"""PostgreSQL in production: TLS with certificate checks, and passwords from anywhere but the command line.
+
+One throwaway server for the module (never the shared one): scram-sha-256 passwords, a certificate from
+a trustme CA, `ssl = on`, and a pg_hba.conf that accepts TCP only over TLS (`hostssl`) and rejects the
+rest (`hostnossl ... reject`). Its log records every connection, so a test can tell the CLI's own
+connections (the first direct one and the library's pool) went over TLS.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import trustme
+
+from consumers.deadletters import JsonLinesDeadLetters
+from consumers.jsonlines import ingest_lines
+from ledger.application import LedgerApplication
+from ledger.pgconnect import connection_kwargs
+from ledger.program import Program
+from ledger.store import StoreError, parse_store_url
+from points_ledger.preflight import check_reachable, connect
+from tests.cli_helpers import SAMPLE, cli
+from tests.pg_server import PgServer, pg_server, write_as_postgres
+
+#: Distinctive, so finding it anywhere in output is never a coincidence.
+SECRET = "Pw-7f3e9c1a-ledger-sekrit"
+WRONG = "Wr0ng-b7c4e1-not-the-password"
+USER = "ledger_app"
+#: Variables that could hand a test a password or TLS setting it did not choose.
+AMBIENT = (
+    "PGPASSWORD", "PGPASSFILE", "PGSSLMODE", "PGSSLROOTCERT", "PGSSLCERT", "PGSSLKEY", "PGUSER", "PGAPPNAME",
+    "PGCONNECT_TIMEOUT", "POSTGRES_PASSWORD", "POSTGRES_USER", "POSTGRES_GET_PASSWORD_TOPIC",
+)  # fmt: skip
+TLS_ON = "SSL enabled"
+
+
+@dataclass(frozen=True)
+class TlsServer:
+    server: PgServer
+    ca: Path  # the CA that signed the server's certificate
+    other_ca: Path  # a CA the server's certificate has nothing to do with
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsServer]:
+    files = tmp_path_factory.mktemp("tls")
+    ca, other = trustme.CA(), trustme.CA()
+    certificate = ca.issue_cert("127.0.0.1", "localhost")
+    ca.cert_pem.write_to_path(str(files / "ca.pem"))
+    other.cert_pem.write_to_path(str(files / "other-ca.pem"))
+
+    def configure(server: PgServer) -> None:
+        write_as_postgres(server.data / "server.crt", b"".join(pem.bytes() for pem in certificate.cert_chain_pems))
+        write_as_postgres(server.data / "server.key", certificate.private_key_pem.bytes())
+        write_as_postgres(server.data / "pg_hba.conf", (
+            "local     all all              trust\n"
+            "hostssl   all all 127.0.0.1/32 scram-sha-256\n"
+            "hostnossl all all 127.0.0.1/32 reject\n"
+        ))  # fmt: skip
+        with (server.data / "postgresql.conf").open("a") as conf:
+            conf.write("ssl = on\npassword_encryption = 'scram-sha-256'\nlog_connections = on\n")
+
+    with pg_server(initdb_args=("--auth-local=trust", "--auth-host=scram-sha-256"), configure=configure) as server:
+        with server.admin() as admin:
+            admin.execute(f"CREATE ROLE {USER} LOGIN PASSWORD '{SECRET}'")
+        yield TlsServer(server, files / "ca.pem", files / "other-ca.pem")
+
+
+@pytest.fixture(autouse=True)
+def no_ambient_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Each test names its own password source; no ~/.pgpass of the machine's either."""
+    for name in AMBIENT:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+
+@pytest.fixture
+def database(tls_server: TlsServer) -> str:
+    """A fresh database owned by the application's role (left for the module's server to take away)."""
+    name = f"pl_{uuid.uuid4().hex[:10]}"
+    with tls_server.server.admin() as admin:
+        admin.execute(f'CREATE DATABASE "{name}" OWNER {USER}')
+    return name
+
+
+def url(tls_server: TlsServer, database: str, query: str = "", password: str | None = None) -> str:
+    user = f"{USER}:{password}" if password else USER
+    return f"postgresql://{user}@127.0.0.1:{tls_server.server.port}/{database}{'?' + query if query else ''}"
+
+
+def verify_full(tls_server: TlsServer, *, ca: Path | None = None, extra: str = "") -> str:
+    return f"sslmode=verify-full&sslrootcert={ca or tls_server.ca}{'&' + extra if extra else ''}"
+
+
+def passfile(tmp_path: Path, tls_server: TlsServer, password: str = SECRET, mode: int = 0o600) -> Path:
+    file = tmp_path / "pgpass"
+    file.write_text(f"# libpq's format\n127.0.0.1:{tls_server.server.port}:*:{USER}:{password}\n")
+    file.chmod(mode)
+    return file
+
+
+def no_secret_in(result: subprocess.CompletedProcess[str], *secrets: str) -> None:
+    for secret in secrets:
+        assert secret not in result.stdout and secret not in result.stderr, (result.stdout, result.stderr)
+
+
+def failure(result: subprocess.CompletedProcess[str], status: int, *fragments: str) -> str:
+    assert result.returncode == status, (result.returncode, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def ingest_then_balances(store: str, env: dict[str, str] | None = None) -> None:
+    ingested = cli("ingest", str(SAMPLE), "--format", "json", "--dead-letter", "/dev/null", store=store, env=env)
+    assert ingested.returncode == 0, ingested.stderr
+    assert json.loads(ingested.stdout)["recorded"] > 0
+    balances = cli("balances", "--format", "json", store=store, env=env)
+    assert balances.returncode == 0, balances.stderr
+    rows = [json.loads(line) for line in balances.stdout.splitlines()]
+    assert rows and all(set(row) == {"member_id", "balance", "tier"} for row in rows)
+    no_secret_in(ingested, SECRET)
+    no_secret_in(balances, SECRET)
+
+
+def connections_logged(tls_server: TlsServer, application_name: str) -> list[str]:
+    """The server's 'connection authorized' lines for one application_name."""
+    log = tls_server.server.log.read_text(errors="replace").splitlines()
+    return [line for line in log if "connection authorized" in line and f"application_name={application_name} " in line]
+
+
+# ---- the password from each source, over verified TLS, through the real CLI ------------------------------
+
+
+def test_pgpassword_over_verify_full_and_every_connection_is_tls(tls_server: TlsServer, database: str) -> None:
+    name = f"pl-sec-{uuid.uuid4().hex[:8]}"
+    store = url(tls_server, database, verify_full(tls_server, extra=f"application_name={name}"))
+    ingest_then_balances(store, env={"PGPASSWORD": SECRET})
+    # The CLI's direct connection and the library's pool both connected, and all of them over TLS.
+    lines = connections_logged(tls_server, name)
+    assert len(lines) >= 4 and all(TLS_ON in line for line in lines), lines  # two commands, >= 2 each
+
+
+@pytest.mark.parametrize("named_by", ["PGPASSFILE", "passfile parameter"])
+def test_a_libpq_passfile(tls_server: TlsServer, database: str, tmp_path: Path, named_by: str) -> None:
+    file = passfile(tmp_path, tls_server)
+    if named_by == "PGPASSFILE":  # and TLS from libpq's variables too: nothing in the URL's query
+        env = {"PGPASSFILE": str(file), "PGSSLMODE": "verify-full", "PGSSLROOTCERT": str(tls_server.ca)}
+        ingest_then_balances(url(tls_server, database), env=env)
+    else:
+        ingest_then_balances(url(tls_server, database, verify_full(tls_server, extra=f"passfile={file}")))
+
+
+def test_password_in_the_url_still_works_and_is_masked(tls_server: TlsServer, database: str) -> None:
+    store = url(tls_server, database, verify_full(tls_server), password=SECRET)
+    ingest_then_balances(store)
+    parsed = parse_store_url(store)
+    assert SECRET not in parsed.describe() and ":***@" in parsed.describe()
+    assert SECRET not in repr(parsed) and SECRET not in str(parsed)
+
+
+def test_password_file_argument_in_process(
+    tls_server: TlsServer, database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret_file = tmp_path / "db-password"
+    secret_file.write_text(f"{SECRET}\n")
+    monkeypatch.setenv("POSTGRES_PASSWORD", WRONG)  # the password file comes first
+    store = parse_store_url(url(tls_server, database, verify_full(tls_server)), password_file=secret_file)
+    assert SECRET not in repr(store) and SECRET not in store.describe()
+    check_reachable(store)
+    with connect(store) as direct:
+        row = direct.execute("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()
+        assert row is not None and row[0] is True and str(row[1]).startswith("TLS"), row
+    app = LedgerApplication(store, Program())
+    try:
+        tally = ingest_lines(app, io.BytesIO(SAMPLE.read_bytes()), "stream.jsonl", JsonLinesDeadLetters(io.StringIO()))
+        assert tally.recorded > 0
+        assert next(app.member_ids(), None) is not None
+        datastore = app.recorder.datastore  # type: ignore[attr-defined]
+        with datastore.get_connection() as pooled:  # the library's pool, not our direct connection
+            row = pooled.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()
+            assert row == {"ssl": True}, row
+    finally:
+        app.close()
+
+
+# ---- refusals: exit 3 with the server's or libpq's reason, and no secret anywhere ---------------------
+
+
+@pytest.mark.parametrize("named_by", ["url", "PGSSLMODE"])
+def test_verify_full_against_an_untrusted_ca_fails(tls_server: TlsServer, database: str, named_by: str) -> None:
+    env = {"PGPASSWORD": SECRET}
+    if named_by == "url":
+        store = url(tls_server, database, verify_full(tls_server, ca=tls_server.other_ca))
+    else:
+        store = url(tls_server, database)
+        env |= {"PGSSLMODE": "verify-full", "PGSSLROOTCERT": str(tls_server.other_ca)}
+    result = cli("balances", store=store, env=env)
+    failure(result, 3, "unavailable", "certificate verify failed")
+    no_secret_in(result, SECRET)
+
+
+def test_the_server_refuses_a_connection_without_tls(tls_server: TlsServer, database: str) -> None:
+    result = cli("balances", store=url(tls_server, database, "sslmode=disable"), env={"PGPASSWORD": SECRET})
+    failure(result, 3, "unavailable", "pg_hba.conf rejects connection", "no encryption")
+    no_secret_in(result, SECRET)
+
+
+@pytest.mark.parametrize("source", ["url", "PGPASSWORD", "passfile"])
+def test_a_wrong_password_exits_3_with_the_servers_reason_and_never_shows_it(
+    tls_server: TlsServer, database: str, tmp_path: Path, source: str
+) -> None:
+    query = verify_full(tls_server)
+    env: dict[str, str] = {}
+    if source == "PGPASSWORD":
+        env["PGPASSWORD"] = WRONG
+    elif source == "passfile":
+        env["PGPASSFILE"] = str(passfile(tmp_path, tls_server, WRONG))
+    store = url(tls_server, database, query, password=WRONG if source == "url" else None)
+    result = cli("ingest", str(SAMPLE), store=store, env=env)
+    failure(result, 3, "unavailable", f'password authentication failed for user "{USER}"')
+    no_secret_in(result, WRONG, SECRET)
+
+
+# ---- bad settings: exit 2 before any connection ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "named"),
+    [
+        ("sslmdoe=require", "sslmdoe"),
+        ("sslmode=require&target_session_attrs=any", "target_session_attrs"),
+        (f"password={WRONG}", "password"),
+        ("sslmode=verify", "'verify'"),
+        ("sslmode=require&sslmode=disable", "given twice: sslmode"),
+        ("sslmode=", "without a value: sslmode"),
+        ("connect_timeout=soon", "connect_timeout"),
+        ("sslmode=verify-full&sslrootcert=/nonexistent/ca.pem", "sslrootcert '/nonexistent/ca.pem' is not a file"),
+    ],
+)
+def test_bad_url_parameters_exit_2_naming_them(tls_server: TlsServer, database: str, query: str, named: str) -> None:
+    result = cli("balances", store=url(tls_server, database, query))
+    failure(result, 2, "bad PostgreSQL", named)
+    no_secret_in(result, WRONG)
+
+
+def test_a_password_file_that_cannot_be_used_exits_2(tls_server: TlsServer, database: str, tmp_path: Path) -> None:
+    store = url(tls_server, database, verify_full(tls_server))
+    missing = cli("balances", store=store, env={"PGPASSFILE": str(tmp_path / "missing")})
+    failure(missing, 2, "password file", "cannot be read", "No such file")
+    readable = passfile(tmp_path, tls_server, mode=0o644)
+    loose = url(tls_server, database, verify_full(tls_server, extra=f"passfile={readable}"))
+    open_to_all = cli("balances", store=loose)
+    failure(open_to_all, 2, "group or world access")
+    no_secret_in(open_to_all, SECRET)
+    with pytest.raises(StoreError, match="cannot be read"):
+        parse_store_url(store, password_file=tmp_path / "no-such-secret")
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(StoreError, match="is empty"):
+        parse_store_url(store, password_file=tmp_path / "empty")
+
+
+# ---- the precedence, without a server ---------------------------------------------------------------------
+
+
+def test_password_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    base = "postgresql://app{}@db.example:5432/ledger?sslmode=require&application_name=x&connect_timeout=7"
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("from-file\r\n")
+
+    def password(store_url: str, file: Path | None = None) -> str | None:
+        kwargs = connection_kwargs(parse_store_url(store_url, password_file=file))
+        assert kwargs["sslmode"] == "require" and kwargs["application_name"] == "x" and kwargs["connect_timeout"] == 7
+        value = kwargs.get("password")
+        return None if value is None else str(value)
+
+    monkeypatch.setenv("POSTGRES_PASSWORD", "from-env")
+    monkeypatch.setenv("PGPASSWORD", "libpq-reads-this-itself")
+    assert password(base.format(":from%40url"), secret_file) == "from@url"
+    assert password(base.format(""), secret_file) == "from-file"
+    assert password(base.format("")) == "from-env"
+    monkeypatch.delenv("POSTGRES_PASSWORD")
+    assert password(base.format("")) is None  # no password key: libpq takes PGPASSWORD, then the passfile
+
+
+def test_masking_covers_messages_too() -> None:
+    with pytest.raises(StoreError) as raised:
+        parse_store_url(f"postgresql://app:{WRONG}@db.example:notaport/ledger")
+    assert WRONG not in str(raised.value) and "app:***@db.example" in str(raised.value)
+    with pytest.raises(StoreError) as raised:
+        parse_store_url(f"postgresql://app:{WRONG}@db.example/ledger?bogus=1")
+    assert WRONG not in str(raised.value) and "bogus" in str(raised.value)
