@@ -11,14 +11,20 @@ flight, so a partition is never given away half-applied.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import kafka.codec
+import kafka.record
 from kafka import ConsumerRebalanceListener, KafkaConsumer
+from kafka.errors import CorruptRecordError, UnsupportedCodecError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from consumers.idle import IdleClock
@@ -36,6 +42,77 @@ POLL_TIMEOUT_MS = 500
 UNREACHABLE_WARNING_S = 10.0
 #: With --until-idle, extra seconds allowed without partitions (a group join can wait for dead members).
 UNASSIGNED_GRACE_S = 60.0
+
+
+#: What kafka-python raises from poll() when it cannot decode a fetched record batch. Failures of the codec
+#: libraries themselves (lz4, snappy, zstandard, zlib) have their own types and are told by where they come from.
+DECODING_ERRORS = (UnsupportedCodecError, CorruptRecordError)
+#: Where kafka-python decodes and decompresses record batches.
+_DECODING_CODE = (Path(kafka.record.__file__).parent, Path(kafka.codec.__file__))
+#: The pip package that gives kafka-python each codec (gzip is in the standard library).
+CODEC_PACKAGES = {"snappy": "python-snappy", "lz4": "lz4", "zstd": "zstandard"}
+
+
+class UnreadableBatchError(RuntimeError):
+    """kafka-python cannot decode a fetched record batch: nothing of it is recorded, its position stays put.
+
+    `partition` and `offset` are None when kafka-python did not say where it was reading (they come
+    from its fetcher's state, see `unreadable_batch`).
+    """
+
+    def __init__(self, topic: str | None, partition: int | None, offset: int | None, cause: BaseException) -> None:
+        self.topic, self.partition, self.offset, self.cause = topic, partition, offset, cause
+        where = (
+            f"{topic}/{partition}@{offset}"
+            if topic is not None and partition is not None and offset is not None
+            else "an unknown partition and offset"
+        )
+        text = str(cause).strip()
+        reason = text.splitlines()[0].removeprefix(f"{type(cause).__name__}: ") if text else "no reason given"
+        super().__init__(
+            f"cannot read the record batch at {where} ({type(cause).__name__}: {reason}): {_what_to_do(cause)}"
+        )
+
+
+def _what_to_do(cause: BaseException) -> str:
+    if isinstance(cause, UnsupportedCodecError):
+        missing = re.search(r"for (\w+) compression codec", str(cause))
+        if missing:
+            codec = missing.group(1)
+            package = CODEC_PACKAGES.get(codec, codec)
+            return f"the batch is {codec}-compressed; install the {codec} codec library (pip install {package})"
+        return "the batch uses a compression codec kafka-python does not know; produce with gzip, snappy, lz4 or zstd"
+    if isinstance(cause, CorruptRecordError):
+        return "the batch is corrupt (check the producer and the broker; it cannot be read as it is)"
+    return "its compressed data could not be decoded (check the producer's codec and the codec library's version)"
+
+
+def is_decoding_failure(error: BaseException) -> bool:
+    """Did kafka-python's poll() raise this while decoding a record batch?"""
+    if isinstance(error, DECODING_ERRORS):
+        return True
+    for frame in traceback.extract_tb(error.__traceback__):
+        path = Path(frame.filename)
+        if any(path == code or code in path.parents for code in _DECODING_CODE):
+            return True
+    return False
+
+
+def unreadable_batch(consumer: KafkaConsumer, error: BaseException) -> UnreadableBatchError:
+    """The error for a decoding failure from `consumer.poll()`, naming the partition and offset it was reading.
+
+    kafka-python's exceptions do not carry them. Its fetcher does: a failure is raised (at once, or one
+    poll later when other records came first) while it takes records from the partition's parsed fetch,
+    `Fetcher._next_partition_records`, which stays in place afterwards; its `next_fetch_offset` is the
+    first offset not yet returned, that is the start of the batch that failed (or the fetch position
+    inside it). Read defensively: another kafka-python version may keep them elsewhere.
+    """
+    records = getattr(getattr(consumer, "_fetcher", None), "_next_partition_records", None)
+    partition = getattr(records, "topic_partition", None) if records else None
+    offset = getattr(records, "next_fetch_offset", None) if records else None
+    if isinstance(partition, TopicPartition) and isinstance(offset, int):
+        return UnreadableBatchError(partition.topic, partition.partition, offset, error)
+    return UnreadableBatchError(None, None, None, error)
 
 
 @dataclass(frozen=True)
@@ -88,9 +165,7 @@ class LedgerConsumer:
         idle = None if limit is None else IdleClock(limit, UNASSIGNED_GRACE_S, self._member_at)
         try:
             while not stop.is_set():
-                polled: dict[TopicPartition, list[Any]] = self.consumer.poll(
-                    timeout_ms=POLL_TIMEOUT_MS, max_records=self.options.batch_size
-                )
+                polled = self._poll()
                 resumed = self._resume_pending(stop)
                 now = time.monotonic()
                 self._warn_if_unassigned(now)
@@ -112,6 +187,23 @@ class LedgerConsumer:
         finally:
             self._commit_offsets()
         return self.tally
+
+    def _poll(self) -> dict[TopicPartition, list[Any]]:
+        """One poll; a batch kafka-python cannot decode stops the loop with UnreadableBatchError.
+
+        Stopping is the only safe answer: kafka-python (3.0.12) spins forever in the next poll after such
+        a failure, and skipping the batch would lose its messages. Nothing of it has been returned, so
+        nothing of it is recorded; the ledger's position for the partition stays just before it.
+        """
+        try:
+            polled: dict[TopicPartition, list[Any]] = self.consumer.poll(
+                timeout_ms=POLL_TIMEOUT_MS, max_records=self.options.batch_size
+            )
+        except Exception as error:
+            if not is_decoding_failure(error):
+                raise
+            raise unreadable_batch(self.consumer, error) from error
+        return polled
 
     def _warn_if_unassigned(self, now: float) -> None:
         """Say so (every UNREACHABLE_WARNING_S) while this consumer has no partitions."""

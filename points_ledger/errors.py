@@ -14,6 +14,7 @@ import psycopg
 from eventsourcing.persistence import IntegrityError, PersistenceError
 
 from consumers.jsonlines import InputEncodingError
+from consumers.kafka_consumer import UnreadableBatchError
 from consumers.kafka_deadletters import DeadLetterWriteError
 from ledger.member import LedgerInvariantError
 from ledger.program import ProgramError
@@ -73,7 +74,7 @@ def reported_errors(store_description: Callable[[], str]) -> Iterator[None]:
         ) from error
     except (psycopg.OperationalError, sqlite3.OperationalError, PersistenceError) as error:
         raise StoreUnavailableError(f"store {store_description()} unavailable: {_first_line(error)}") from error
-    except DeadLetterWriteError as error:
+    except (DeadLetterWriteError, UnreadableBatchError) as error:
         raise CommandError(f"{error}; stopped, nothing recorded for this batch") from error
     except InputEncodingError as error:
         raise CommandError(str(error)) from error
