@@ -81,5 +81,58 @@ def memory_ledger(program: Program) -> Iterator[LedgerApplication]:
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
     """KAFKA_BOOTSTRAP_SERVERS if set, else a Tansu broker for the whole session (tests use their own topics)."""
-    with kafka_cluster() as (bootstrap_servers, _):
+    with kafka_cluster(os.environ.get("KAFKA_BOOTSTRAP_SERVERS")) as (bootstrap_servers, _):
         yield bootstrap_servers
+
+
+# --- secured Kafka endpoints (tests/kafka_security.py): each on its own memory-only Tansu -------------------
+# (imported here, not at the top, so that this block stays one appended piece)
+from tests.kafka_security import (  # noqa: E402
+    Certificates,
+    SecureEndpoint,
+    make_certificates,
+    sasl_endpoint,
+    tansu_scram_endpoint,
+    tls_endpoint,
+)
+
+
+@pytest.fixture(scope="session")
+def kafka_certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    """trustme PEM files: a CA, server certs (127.0.0.1/localhost, and broker.invalid), a client cert, another CA."""
+    return make_certificates(tmp_path_factory.mktemp("kafka-certs"))
+
+
+@pytest.fixture(scope="session")
+def kafka_tls(kafka_certificates: Certificates) -> Iterator[SecureEndpoint]:
+    """SSL: TLS (server cert for 127.0.0.1 and localhost) terminated in front of a plaintext Tansu."""
+    with tls_endpoint(kafka_certificates) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="session")
+def kafka_mtls(kafka_certificates: Certificates) -> Iterator[SecureEndpoint]:
+    """SSL with mutual TLS: the listener wants a client certificate signed by the CA."""
+    with tls_endpoint(kafka_certificates, mutual=True) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="session")
+def kafka_sasl(kafka_certificates: Certificates) -> Iterator[SecureEndpoint]:
+    """SASL_PLAINTEXT: PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 for SASL_USERNAME / SASL_PASSWORD."""
+    with sasl_endpoint() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="session")
+def kafka_sasl_ssl(kafka_certificates: Certificates) -> Iterator[SecureEndpoint]:
+    """SASL_SSL: the same logins over TLS."""
+    with sasl_endpoint(kafka_certificates) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="session")
+def kafka_tansu_scram() -> Iterator[SecureEndpoint]:
+    """SASL_PLAINTEXT on Tansu's own --authentication listener: real SCRAM that refuses every login."""
+    with tansu_scram_endpoint() as endpoint:
+        yield endpoint

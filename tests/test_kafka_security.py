@@ -1,0 +1,234 @@
+"""TLS and SASL against real listeners (tests/kafka_security.py): what works, and what is refused at once."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import click
+import pytest
+from cryptography.hazmat.primitives import serialization
+from kafka import KafkaConsumer, TopicPartition
+from pydantic import SecretStr
+
+from consumers.kafka_clients import KafkaSecurityError, connect, ensure_topics, new_consumer, new_producer
+from consumers.kafka_consumer import ConsumeOptions
+from consumers.kafka_producer import produce_lines
+from consumers.kafka_run import consume
+from consumers.kafka_settings import KafkaSettings, dead_letter_topic
+from points_ledger.broker import free_port
+from points_ledger.errors import reported_errors
+from points_ledger.streamgen import generate
+from tests.kafka_helpers import open_ledger, positions, unique
+from tests.kafka_security import (
+    PROXY_MECHANISMS,
+    SASL_PASSWORD,
+    SASL_USERNAME,
+    Certificates,
+    SecureEndpoint,
+    tls_endpoint,
+)
+
+#: A refusal must come this fast: one probe, no retry loop (kafka-python alone would time out and retry forever).
+REFUSED_WITHIN_S = 5.0
+
+
+def produce_stream(settings: KafkaSettings, topic: str, partitions: int, messages: int) -> dict[int, int]:
+    """Create `topic` and produce a generated stream over `settings`; the last offset of each partition."""
+    assert ensure_topics(settings, {topic: partitions, dead_letter_topic(topic): 1}) == [
+        topic,
+        dead_letter_topic(topic),
+    ]
+    producer = new_producer(settings)
+    try:
+        result = produce_lines(producer, topic, generate(messages, 25, 60, seed=11))
+    finally:
+        producer.close()
+    assert result.sent == messages
+    return result.last_offsets
+
+
+def consume_exactly_once(settings: KafkaSettings, topic: str, partitions: int, store: str) -> None:
+    """Produce, consume into a SQLite ledger until idle, and check every position is the last offset produced."""
+    last_offsets = produce_stream(settings, topic, partitions, 200)
+    app = open_ledger(store)
+    warnings: list[str] = []
+    try:
+        tally = consume(app, settings, ConsumeOptions((topic,), unique("g"), 500, until_idle_s=1.5),
+                        {topic: dead_letter_topic(topic)}, threading.Event(), warn=warnings.append)  # fmt: skip
+    finally:
+        app.close()
+    assert tally.processed == 200, warnings
+    assert positions(store, topic, partitions) == last_offsets
+    assert not [w for w in warnings if "unreachable" in w]
+
+
+def read_back(settings: KafkaSettings, topic: str) -> int:
+    """How many records a group-less consumer over `settings` reads from partition 0 of `topic`."""
+    consumer = KafkaConsumer(**{**settings.common(), "enable_auto_commit": False, "auto_offset_reset": "earliest"})
+    try:
+        consumer.assign([TopicPartition(topic, 0)])
+        records = 0
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            batch = consumer.poll(timeout_ms=300)
+            records += sum(len(part) for part in batch.values())
+            if records and not batch:
+                break
+        return records
+    finally:
+        consumer.close()
+
+
+def refused(settings: KafkaSettings) -> KafkaSecurityError:
+    """connect() with a consumer on `settings` must raise KafkaSecurityError quickly, without a single retry."""
+    warnings: list[str] = []
+    stop = threading.Event()
+    threading.Timer(REFUSED_WITHIN_S, stop.set).start()  # a retry loop ends (and fails the test) instead of hanging
+    started = time.monotonic()
+    with pytest.raises(KafkaSecurityError) as caught:
+        connect(lambda: new_consumer(settings, unique("g"), 10), settings.bootstrap_servers, warnings.append, stop)
+    stop.set()
+    assert time.monotonic() - started < REFUSED_WITHIN_S
+    assert warnings == []  # never reported as unreachable, never retried
+    return caught.value
+
+
+# --- TLS -------------------------------------------------------------------------------------------------
+
+
+def test_tls_stream_is_consumed_exactly_once(kafka_tls: SecureEndpoint, sqlite_url: str) -> None:
+    consume_exactly_once(kafka_tls.settings(), unique("tls"), 2, sqlite_url)
+
+
+def test_tls_with_a_client_certificate(kafka_mtls: SecureEndpoint, kafka_certificates: Certificates) -> None:
+    settings = kafka_mtls.settings()
+    topic = unique("mtls")
+    produce_stream(settings, topic, 1, 50)
+    assert read_back(settings, topic) == 50
+    error = refused(kafka_mtls.settings(ssl_certfile=None, ssl_keyfile=None))
+    assert f"TLS handshake with Kafka broker {kafka_mtls.bootstrap_servers} refused" in str(error)
+    assert "certificate" in str(error).lower()
+
+
+def test_an_untrusted_certificate_is_refused_at_once(
+    kafka_tls: SecureEndpoint, kafka_certificates: Certificates
+) -> None:
+    error = refused(kafka_tls.settings(ssl_cafile=str(kafka_certificates.other_ca)))
+    assert f"Kafka broker {kafka_tls.bootstrap_servers} not trusted" in str(error)
+    assert "certificate verify failed: unable to get local issuer certificate" in str(error)
+    assert str(kafka_certificates.other_ca) in str(error)
+
+
+def test_a_certificate_from_an_unknown_ca_is_refused_whatever_we_trust(
+    kafka_certificates: Certificates, tmp_path: Path
+) -> None:
+    with tls_endpoint(kafka_certificates, cert=kafka_certificates.untrusted_cert,
+                      key=kafka_certificates.untrusted_key) as endpoint:  # fmt: skip
+        assert "certificate verify failed" in str(refused(endpoint.settings()))
+        # Hostname checks off changes nothing: the chain is still verified.
+        assert "certificate verify failed" in str(refused(endpoint.settings(ssl_check_hostname=False)))
+
+
+def test_a_hostname_mismatch_is_refused_unless_the_check_is_off(kafka_certificates: Certificates) -> None:
+    with tls_endpoint(kafka_certificates, cert=kafka_certificates.wrong_host_cert,
+                      key=kafka_certificates.wrong_host_key) as endpoint:  # fmt: skip
+        error = refused(endpoint.settings())
+        assert "certificate verify failed: IP address mismatch" in str(error) and "hostname check on" in str(error)
+        topic = unique("nocheck")
+        assert ensure_topics(endpoint.settings(ssl_check_hostname=False), {topic: 1}) == [topic]
+
+
+def test_unreadable_ca_certificate_or_key_files_are_named(
+    kafka_tls: SecureEndpoint, kafka_certificates: Certificates, tmp_path: Path
+) -> None:
+    missing = tmp_path / "missing-ca.pem"
+    error = refused(kafka_tls.settings(ssl_cafile=str(missing)))
+    assert str(error) == f"cannot read CA file {missing}: No such file or directory"
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    assert f"cannot read CA file {garbage}" in str(refused(kafka_tls.settings(ssl_cafile=str(garbage))))
+    no_key = refused(kafka_tls.settings(ssl_certfile=str(kafka_certificates.client_cert), ssl_keyfile=str(missing)))
+    assert f"cannot read client certificate {kafka_certificates.client_cert} or key {missing}" in str(no_key)
+    # An encrypted key with the wrong password: the message names the files, never the password.
+    encrypted = tmp_path / "client-encrypted.key"
+    _write_encrypted_key(kafka_certificates.client_key, encrypted, b"right-key-password")
+    wrong = refused(kafka_tls.settings(ssl_certfile=str(kafka_certificates.client_cert), ssl_keyfile=str(encrypted),
+                                       ssl_key_password=SecretStr("wrong-key-password")))  # fmt: skip
+    assert "or its password is wrong" in str(wrong) and "wrong-key-password" not in str(wrong)
+
+
+def _write_encrypted_key(source: Path, target: Path, password: bytes) -> None:
+    key = serialization.load_pem_private_key(source.read_bytes(), password=None)
+    target.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                         serialization.BestAvailableEncryption(password)))  # fmt: skip
+
+
+# --- SASL ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mechanism", PROXY_MECHANISMS)
+def test_sasl_plaintext_login_works(kafka_sasl: SecureEndpoint, mechanism: str) -> None:
+    settings = kafka_sasl.settings(sasl_mechanism=mechanism)
+    topic = unique(f"sasl-{mechanism.lower()}")
+    produce_stream(settings, topic, 1, 30)
+    assert read_back(settings, topic) == 30
+
+
+@pytest.mark.parametrize("mechanism", PROXY_MECHANISMS)
+def test_a_wrong_password_is_refused_without_showing_it(kafka_sasl: SecureEndpoint, mechanism: str) -> None:
+    error = refused(kafka_sasl.settings(sasl_mechanism=mechanism, sasl_password=SecretStr("Wr0ng-" + SASL_PASSWORD)))
+    assert str(error).startswith(
+        f"SASL: authentication failed for user {SASL_USERNAME!r} with mechanism {mechanism} "
+        f"at Kafka broker {kafka_sasl.bootstrap_servers}: "
+    )
+    assert "invalid credentials" in str(error)
+    assert SASL_PASSWORD not in str(error) and SASL_PASSWORD not in repr(error)
+
+
+def test_an_unknown_user_is_refused(kafka_sasl: SecureEndpoint) -> None:
+    error = refused(kafka_sasl.settings(sasl_mechanism="SCRAM-SHA-512", sasl_username="intruder"))
+    assert "for user 'intruder' with mechanism SCRAM-SHA-512" in str(error)
+
+
+def test_sasl_ssl_stream_is_consumed_exactly_once(kafka_sasl_ssl: SecureEndpoint, sqlite_url: str) -> None:
+    consume_exactly_once(kafka_sasl_ssl.settings(sasl_mechanism="SCRAM-SHA-512"), unique("saslssl"), 2, sqlite_url)
+
+
+def test_sasl_ssl_checks_the_certificate_before_sending_credentials(
+    kafka_sasl_ssl: SecureEndpoint, kafka_certificates: Certificates
+) -> None:
+    error = refused(kafka_sasl_ssl.settings(ssl_cafile=str(kafka_certificates.other_ca)))
+    assert "certificate verify failed" in str(error) and "SASL" not in str(error)
+
+
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-512"])
+def test_tansu_own_scram_refuses_a_login_it_does_not_know(kafka_tansu_scram: SecureEndpoint, mechanism: str) -> None:
+    error = refused(kafka_tansu_scram.settings(sasl_mechanism=mechanism))
+    assert f"for user {SASL_USERNAME!r} with mechanism {mechanism}" in str(error)
+    assert str(error).endswith(": unknown-user") and SASL_PASSWORD not in str(error)
+
+
+def test_a_mechanism_the_broker_does_not_offer_is_refused(kafka_tansu_scram: SecureEndpoint) -> None:
+    error = refused(kafka_tansu_scram.settings(sasl_mechanism="PLAIN"))
+    assert "with mechanism PLAIN" in str(error) and "closed the connection on our SaslHandshakeRequest" in str(error)
+
+
+# --- reporting -------------------------------------------------------------------------------------------
+
+
+def test_a_security_error_is_one_line_with_exit_status_1() -> None:
+    with pytest.raises(click.ClickException) as caught, reported_errors(lambda: "sqlite:///x"):
+        raise KafkaSecurityError("SASL: authentication failed for user 'u' with mechanism PLAIN at Kafka broker b: no")
+    assert caught.value.exit_code == 1
+    assert caught.value.message == "SASL: authentication failed for user 'u' with mechanism PLAIN at Kafka broker b: no"
+
+
+def test_a_closed_port_is_still_unreachable_not_a_security_error(kafka_certificates: Certificates) -> None:
+    settings = KafkaSettings(f"127.0.0.1:{free_port()}", security_protocol="SSL", ssl_cafile=str(kafka_certificates.ca))
+    warnings: list[str] = []
+    stop = threading.Event()
+    threading.Timer(1.5, stop.set).start()
+    assert connect(lambda: new_producer(settings), settings.bootstrap_servers, warnings.append, stop) is None
+    assert warnings and "unreachable (no TCP connection)" in warnings[0]
