@@ -143,7 +143,7 @@ def main() -> None:
     dbname = f"pl_bench_{uuid.uuid4().hex[:10]}"
     _admin(f'CREATE DATABASE "{dbname}"')
     try:
-        with kafka_cluster() as (bootstrap, _):
+        with kafka_cluster(os.environ.get("KAFKA_BOOTSTRAP_SERVERS")) as (bootstrap, _):
             settings = KafkaSettings(bootstrap)
             ensure_topics(settings, {topic: PARTITIONS, dead_letter_topic(topic): 1})
             lines = generate(args.messages, args.members, days=365, seed=101)

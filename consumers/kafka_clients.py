@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import errors as kafka_errors
 from kafka.admin import NewTopic
 from kafka.errors import KafkaConnectionError, KafkaTimeoutError, TopicAlreadyExistsError
 from kafka.net.sasl.scram import ScramClient
@@ -187,7 +188,8 @@ def _check_sasl(sock: socket.socket, settings: KafkaSettings, server: str) -> No
     handshake = login_step(SaslHandshakeRequest[1](mechanism=mechanism))
     if handshake.error_code:
         offered = ", ".join(handshake.mechanisms or []) or "none"
-        raise refused(f"the broker does not offer {mechanism} (it offers: {offered})")
+        answer = kafka_errors.for_code(handshake.error_code).__name__
+        raise refused(f"the broker refused the SASL handshake for {mechanism} ({answer}; it lists: {offered})")
     if mechanism == "PLAIN":
         answer = login_step(SaslAuthenticateRequest[1](auth_bytes=f"\0{user}\0{password}".encode()))
         if answer.error_code:

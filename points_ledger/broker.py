@@ -128,9 +128,8 @@ class LocalBroker:
 
 
 @contextmanager
-def kafka_cluster() -> Iterator[tuple[str, bool]]:
-    """(bootstrap servers, started here): KAFKA_BOOTSTRAP_SERVERS if set, else a local broker for this run."""
-    configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+def kafka_cluster(configured: str | None) -> Iterator[tuple[str, bool]]:
+    """(bootstrap servers, started here): the configured cluster if there is one, else a local broker."""
     if configured:
         yield configured, False
         return

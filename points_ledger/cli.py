@@ -15,8 +15,8 @@ from consumers.deadletters import DeadLetterSink, JsonLinesDeadLetters, StderrDe
 from consumers.jsonlines import DEFAULT_BATCH_SIZE, ingest_lines
 from ledger.application import BATCH_SIZE_MAX, OutOfRangeError
 from ledger.store import DEFAULT_STORE_URL
-from points_ledger import kafka_commands, output
-from points_ledger.context import TIME, Context, format_option, pass_context
+from points_ledger import config_commands, kafka_commands, output
+from points_ledger.context import TIME, Context, format_option, pass_context, setting_option
 from points_ledger.errors import CommandError, reported_errors
 from points_ledger.progress import ingest_progress
 from projections import reports, statements
@@ -26,33 +26,50 @@ from schemas.export import export_json_schemas
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option(
-    "--store",
-    "store_url",
-    envvar="LEDGER_STORE",
-    default=DEFAULT_STORE_URL,
-    show_default=True,
-    metavar="URL",
-    help="Event store: sqlite:///FILE, postgresql://USER@HOST:PORT/DB or memory:// (env LEDGER_STORE).",
+@setting_option(
+    "",
+    "config_file",
+    "--config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Config file (TOML) with the store, Kafka, consume and metrics settings (env LEDGER_CONFIG). "
+    "Default: ./points-ledger.toml if it exists. Flags > environment > file > defaults; see `config show`.",
 )
-@click.option(
+@setting_option(
+    "store",
+    "url",
+    "--store",
+    metavar="URL",
+    show_default=DEFAULT_STORE_URL,
+    help="Event store: sqlite:///FILE, postgresql://USER@HOST:PORT/DB[?sslmode=…] or memory:// (env LEDGER_STORE).",
+)
+@setting_option(
+    "store",
+    "password_file",
+    "--store-password-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="PostgreSQL password on the first line of FILE (env LEDGER_STORE_PASSWORD_FILE; "
+    "PGPASSWORD and libpq's passfile work too).",
+)
+@setting_option(
+    "",
+    "program",
     "--program",
-    "program_path",
-    envvar="LEDGER_PROGRAM",
-    default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
     metavar="FILE",
     help="Program config (TOML); the default program if not given (env LEDGER_PROGRAM).",
 )
 @click.version_option(package_name="points-ledger")
 @click.pass_context
-def main(ctx: click.Context, store_url: str, program_path: str | None) -> None:
+def main(ctx: click.Context) -> None:
     """points-ledger: the event-sourced system of record for loyalty points.
 
     Every change is an immutable event; balances, tiers and finance reports are
     folded from the event log. Exit status: 0 success, 1 failure, 2 bad usage
-    (including a bad store URL or program file), 3 store unavailable.
+    (including a bad store URL, config or program file), 3 store unavailable.
     """
-    ctx.obj = Context(store_url, program_path)
+    ctx.obj = Context()
 
 
 # ---- ingest and sweep ------------------------------------------------------------------------
@@ -295,7 +312,7 @@ def schemas_export(directory: Path) -> None:
         click.echo(str(path))
 
 
-for command in kafka_commands.COMMANDS:
+for command in [*kafka_commands.COMMANDS, *config_commands.COMMANDS]:
     main.add_command(command)
 
 

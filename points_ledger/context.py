@@ -1,4 +1,8 @@
-"""What every command shares: the global options' context, the time type and the --format option."""
+"""What every command shares: the effective settings, the ledger, the time type and the --format option.
+
+Flags are recorded (not passed as parameters) by `setting_option`, so that a flag the user did not give
+stays unset and the environment, the config file or the default can speak (points_ledger/config.py).
+"""
 
 from __future__ import annotations
 
@@ -11,25 +15,54 @@ import click
 
 from ledger.application import LedgerApplication
 from ledger.program import Program, load_program
-from ledger.store import Store, parse_store_url
+from ledger.store import Store, mask_url
+from points_ledger.config import LedgerSettings, Sources, load_settings
 from points_ledger.errors import reported_errors
 from points_ledger.preflight import check_reachable
 
 F = TypeVar("F", bound=Callable[..., Any])
+#: Where the flags given are collected, in click's context meta (shared by a command and its group).
+FLAGS = "points_ledger.flags"
+
+
+def setting_option(section: str, name: str, *declarations: str, **attributes: Any) -> Callable[[F], F]:
+    """A flag for setting `section.name`: recorded only when given, never passed to the command."""
+
+    def record(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is not None and value != ():
+            flags = ctx.meta.setdefault(FLAGS, {})
+            (flags.setdefault(section, {}) if section else flags)[name] = value
+        return value
+
+    return click.option(*declarations, expose_value=False, callback=record, **attributes)
 
 
 class Context:
-    """What the global options chose; the ledger is opened only by commands that need it."""
+    """The effective settings, loaded on first use (after every flag was recorded)."""
 
-    def __init__(self, store_url: str, program_path: str | None) -> None:
-        self.store_url = store_url
-        self.program_path = program_path
+    def __init__(self) -> None:
+        self._loaded: tuple[LedgerSettings, Sources] | None = None
+
+    def load(self) -> tuple[LedgerSettings, Sources]:
+        """The settings and their sources; raises ConfigError."""
+        if self._loaded is None:
+            self._loaded = load_settings(click.get_current_context().meta.get(FLAGS, {}))
+        return self._loaded
+
+    def loaded(self) -> tuple[LedgerSettings, Sources]:
+        """The same, a ConfigError reported as a usage error (exit 2)."""
+        with reported_errors(lambda: "-"):
+            return self.load()
+
+    @property
+    def settings(self) -> LedgerSettings:
+        return self.loaded()[0]
 
     def store(self) -> Store:
-        return parse_store_url(self.store_url)
+        return self.settings.store_config()
 
     def program(self) -> Program:
-        return load_program(self.program_path)
+        return load_program(self.settings.program)
 
     @contextmanager
     def ledger(self, *, must_exist: bool) -> Iterator[LedgerApplication]:
@@ -48,7 +81,7 @@ class Context:
         try:
             return self.store().describe()
         except ValueError:
-            return self.store_url
+            return mask_url(self.settings.store.url)
 
 
 class UtcTime(click.ParamType[datetime]):
@@ -65,7 +98,10 @@ class UtcTime(click.ParamType[datetime]):
             self.fail(f"{value!r} is not an ISO 8601 time such as 2024-03-31T23:59:59Z", param, ctx)
         if parsed.tzinfo is None:
             self.fail(f"{value!r} has no UTC offset; add Z or +hh:mm", param, ctx)
-        return parsed.astimezone(UTC)
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:
+            self.fail(f"{value!r} is outside the range of representable times", param, ctx)
 
 
 TIME = UtcTime()

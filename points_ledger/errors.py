@@ -14,11 +14,13 @@ import psycopg
 from eventsourcing.persistence import IntegrityError, PersistenceError
 
 from consumers.jsonlines import InputEncodingError
+from consumers.kafka_clients import KafkaSecurityError
 from consumers.kafka_consumer import UnreadableBatchError
 from consumers.kafka_deadletters import DeadLetterWriteError
 from ledger.member import LedgerInvariantError
 from ledger.program import ProgramError
 from ledger.store import StoreError, StoreNotFoundError
+from points_ledger.config import ConfigError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -66,7 +68,7 @@ def reported_errors(store_description: Callable[[], str]) -> Iterator[None]:
         raise
     except StoreNotFoundError as error:
         raise CommandError(str(error)) from error
-    except (StoreError, ProgramError) as error:
+    except (StoreError, ProgramError, ConfigError) as error:
         raise UsageProblemError(str(error)) from error
     except IntegrityError as error:
         raise CommandError(
@@ -76,7 +78,7 @@ def reported_errors(store_description: Callable[[], str]) -> Iterator[None]:
         raise StoreUnavailableError(f"store {store_description()} unavailable: {_first_line(error)}") from error
     except (DeadLetterWriteError, UnreadableBatchError) as error:
         raise CommandError(f"{error}; stopped, nothing recorded for this batch") from error
-    except InputEncodingError as error:
+    except (KafkaSecurityError, InputEncodingError) as error:  # a refused certificate or login, a UTF-16 file
         raise CommandError(str(error)) from error
     except LedgerInvariantError as error:
         raise CommandError(f"ledger invariant broken, nothing recorded for this batch: {error}") from error

@@ -6,23 +6,19 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import click
 from kafka.errors import KafkaError
 
-from consumers.jsonlines import DEFAULT_BATCH_SIZE, read_lines
+from consumers.jsonlines import read_lines
 from consumers.kafka_clients import ensure_topics, new_producer
 from consumers.kafka_consumer import ConsumeOptions
 from consumers.kafka_producer import ProduceError, produce_lines
 from consumers.kafka_run import consume as consume_run
 from consumers.kafka_settings import (
-    DEFAULT_BOOTSTRAP_SERVERS,
-    DEFAULT_GROUP,
-    DEFAULT_TOPIC,
-    KafkaSettings,
     check_topic_name,
     dead_letter_topic,
 )
@@ -31,36 +27,14 @@ from consumers.retry import RetryPolicy
 from ledger.application import BATCH_SIZE_MAX
 from ledger.outcomes import Tally
 from points_ledger import output
-from points_ledger.context import Context, format_option, pass_context
+from points_ledger.context import Context, format_option, pass_context, setting_option
 from points_ledger.demo import demo
 from points_ledger.errors import CommandError, reported_errors, warn
+from points_ledger.kafka_options import TOPIC, consumed_topic_options, idempotence_option, kafka_options
 from points_ledger.progress import count_progress
 from schemas.parsing import MESSAGE_MAX_BYTES
 
-
-class TopicName(click.ParamType[str]):
-    name = "TOPIC"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        try:
-            return check_topic_name(str(value))
-        except ValueError as error:
-            self.fail(str(error), param, ctx)
-
-
-TOPIC = TopicName()
 CRASH_AFTER_BATCH_ENV = "POINTS_LEDGER_CRASH_AFTER_BATCH"
-
-
-def bootstrap_option(command: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--bootstrap-servers",
-        envvar="KAFKA_BOOTSTRAP_SERVERS",
-        default=DEFAULT_BOOTSTRAP_SERVERS,
-        show_default=True,
-        metavar="HOST:PORT[,…]",
-        help="Kafka brokers to start from (env KAFKA_BOOTSTRAP_SERVERS).",
-    )(command)
 
 
 @contextmanager
@@ -85,34 +59,16 @@ def stop_on_signals() -> Iterator[threading.Event]:
 
 
 @click.command()
-@bootstrap_option
-@click.option(
-    "--topic",
-    "topics",
-    type=TOPIC,
-    multiple=True,
-    default=[DEFAULT_TOPIC],
-    show_default=True,
-    help="Topic to consume; repeat for several.",
-)
-@click.option(
-    "--group",
-    default=DEFAULT_GROUP,
-    show_default=True,
-    help="Consumer group; processes in one group split the partitions.",
-)
-@click.option(
-    "--dead-letter-topic",
-    type=TOPIC,
-    default=None,
-    help="Where invalid messages go. Default: <topic>.dlq for each topic.",
-)
-@click.option(
+@kafka_options
+@idempotence_option
+@consumed_topic_options
+@setting_option(
+    "consume",
+    "batch_size",
     "--batch-size",
     type=click.IntRange(1, BATCH_SIZE_MAX),
-    default=DEFAULT_BATCH_SIZE,
-    show_default=True,
-    help="Most messages per poll; each partition's share is one transaction.",
+    show_default="500",
+    help="Most messages per poll; each partition's share is one transaction (env LEDGER_BATCH_SIZE).",
 )
 @click.option(
     "--until-idle",
@@ -124,76 +80,63 @@ def stop_on_signals() -> Iterator[threading.Event]:
     "rebalance does not count; without partitions for SECONDS + 60 it stops too). For batch jobs and tests. "
     "Default: run until stopped.",
 )
-@click.option(
+@setting_option(
+    "metrics",
+    "port",
     "--metrics-port",
     type=click.IntRange(1, 65535),
-    default=None,
-    help="Serve Prometheus metrics on this port (/metrics).",
+    help="Serve Prometheus metrics on this port, /metrics (env LEDGER_METRICS_PORT).",
 )
-@click.option("--metrics-address", default="127.0.0.1", show_default=True, help="Address the metrics server binds.")
-@click.option(
+@setting_option(
+    "metrics",
+    "address",
+    "--metrics-address",
+    show_default="127.0.0.1",
+    help="Address the metrics server binds (env LEDGER_METRICS_ADDRESS).",
+)
+@setting_option(
+    "kafka",
+    "session_timeout_ms",
     "--session-timeout-ms",
     type=click.IntRange(1000, 300_000),
-    default=10_000,
-    show_default=True,
+    show_default="10000",
     help="Group session timeout; a consumer silent this long loses its partitions.",
 )
-@click.option(
+@setting_option(
+    "consume",
+    "store_attempts",
     "--store-attempts",
     type=click.IntRange(1, 20),
-    default=RetryPolicy().attempts,
-    show_default=True,
-    help="Tries per batch while the store is unavailable (0.5 s, 1 s, 2 s … apart; on PostgreSQL each try "
-    "includes the library's own 10 reconnects), then exit 3.",
-)
-@click.option(
-    "--idempotent-producer/--no-idempotent-producer",
-    default=False,
-    show_default=True,
-    help="Idempotent dead-letter producer (real Kafka clusters; not with the local Tansu broker).",
+    show_default="3",
+    help="Tries per batch while the store is unavailable (0.5 s, 1 s, 2 s … apart; on PostgreSQL each "
+    "try includes the library's own 10 reconnects), then exit 3.",
 )
 @format_option
 @pass_context
-def consume(  # noqa: PLR0917 (one parameter per option, as click passes them)
-    context: Context,
-    bootstrap_servers: str,
-    topics: tuple[str, ...],
-    group: str,
-    dead_letter_topic: str | None,
-    batch_size: int,
-    until_idle_s: float | None,
-    metrics_port: int | None,
-    metrics_address: str,
-    session_timeout_ms: int,
-    store_attempts: int,
-    idempotent_producer: bool,
-    output_format: str,
-) -> None:
+def consume(context: Context, until_idle_s: float | None, output_format: str) -> None:
     """Apply messages from Kafka to the ledger, exactly once, in partition order.
 
     Each partition's records from one poll are applied in one transaction that
     also records the partition's position; on every (re)assignment the consumer
     continues right after the recorded position, so crashes, restarts and
-    rebalances neither lose nor double a message. Invalid messages go to the
-    dead-letter topic unchanged, with headers saying why. SIGTERM/SIGINT finish
-    the current batch, commit and exit 0. Prints {processed, recorded,
-    duplicates, rejected, invalid} at the end.
+    rebalances neither lose nor double a message. Invalid messages (and any a
+    rule fails on) go to the dead-letter topic unchanged, with headers saying
+    why. SIGTERM/SIGINT finish the current batch, commit and exit 0. Prints
+    {processed, recorded, duplicates, rejected, invalid, failed} at the end.
     """
-    topics = tuple(dict.fromkeys(topics))
-    dead_letter_topics = {topic: dead_letter_topic or _dead_letter_of(topic) for topic in topics}
+    config = context.settings
+    topics = config.consume.topics
+    dead_letter_topics = {topic: config.consume.dead_letter_topic or _dead_letter_of(topic) for topic in topics}
     if set(dead_letter_topics.values()) & set(topics):
         raise click.BadParameter(
             "a dead-letter topic cannot be one of the consumed topics", param_hint="--dead-letter-topic"
         )
-    settings = KafkaSettings(
-        bootstrap_servers,
-        session_timeout_ms=session_timeout_ms,
-        heartbeat_interval_ms=max(session_timeout_ms // 3, 100),
-        enable_idempotence=idempotent_producer,
-    )
+    with reported_errors(lambda: "-"):
+        settings = config.kafka_settings()
     options = ConsumeOptions(
-        topics, group, batch_size, until_idle_s, RetryPolicy(attempts=store_attempts), _crash_after_batch()
-    )
+        topics, config.consume.group, config.consume.batch_size, until_idle_s,
+        RetryPolicy(attempts=config.consume.store_attempts), _crash_after_batch(),
+    )  # fmt: skip
     metrics = ConsumerMetrics()
     show_progress = sys.stdout.isatty() and sys.stderr.isatty()
     with (
@@ -201,8 +144,8 @@ def consume(  # noqa: PLR0917 (one parameter per option, as click passes them)
         context.ledger(must_exist=False) as app,
         count_progress("consume", None, enabled=show_progress) as progress,
     ):
-        if metrics_port is not None:
-            metrics.serve(metrics_port, metrics_address)
+        if config.metrics.port is not None:
+            metrics.serve(config.metrics.port, config.metrics.address)
         tally = consume_run(
             app, settings, options, dead_letter_topics, stop, metrics=metrics, warn=warn,
             on_progress=lambda t: progress(t.processed, _summary(t)),
@@ -230,8 +173,9 @@ def _summary(tally: Tally) -> str:
 
 @click.command()
 @click.argument("file", type=click.Path(allow_dash=True, dir_okay=False, path_type=str))
-@bootstrap_option
-@click.option("--topic", type=TOPIC, default=DEFAULT_TOPIC, show_default=True, help="Topic to send to.")
+@kafka_options
+@idempotence_option
+@click.option("--topic", type=TOPIC, default=None, help="Topic to send to. Default: the first topic consumed.")
 @click.option(
     "--partitions",
     type=click.IntRange(1, 1000),
@@ -240,18 +184,21 @@ def _summary(tally: Tally) -> str:
     help="Partitions if the topic has to be created.",
 )
 @format_option
-def produce(file: str, bootstrap_servers: str, topic: str, partitions: int, output_format: str) -> None:
+@pass_context
+def produce(context: Context, file: str, topic: str | None, partitions: int, output_format: str) -> None:
     """Send a JSON Lines FILE ('-' for stdin) to a topic, one record per line, keyed by member id.
 
-    Lines are sent unchanged (invalid ones too: the consumer dead-letters them).
-    Creates the topic if it does not exist. Prints {sent, without_key, partitions}.
+    Lines are sent unchanged (invalid ones too: the consumer dead-letters them);
+    blank lines are skipped. Creates the topic if it does not exist. Prints
+    {sent, without_key, partitions}.
     """
-    settings = KafkaSettings(bootstrap_servers)
+    topic = topic or context.settings.consume.topics[0]
     with reported_errors(lambda: "-"):
+        settings = context.settings.kafka_settings()
         try:
             producer = new_producer(settings)
         except KafkaError as error:
-            raise CommandError(f"Kafka broker {bootstrap_servers} unreachable: {error}") from error
+            raise CommandError(f"Kafka broker {settings.bootstrap_servers} unreachable: {error}") from error
         try:
             for created in ensure_topics(settings, {topic: partitions}):
                 warn(f"created topic {created} with {partitions} partitions")

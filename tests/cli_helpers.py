@@ -28,3 +28,12 @@ def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 def cli_command(*args: str, store: str | None = None) -> list[str]:
     return [sys.executable, "-m", "points_ledger", *(["--store", store] if store else []), *args]
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], status: int, *fragments: str) -> None:
+    """The command failed with `status` and said why in one line on stderr, without a trace."""
+    assert result.returncode == status, (result.returncode, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]

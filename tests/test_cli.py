@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_helpers import SAMPLE, cli
+from tests.cli_helpers import SAMPLE, cli, one_line_error
 
 
 def ok_json(result: subprocess.CompletedProcess[str]) -> object:
@@ -16,17 +16,10 @@ def ok_json(result: subprocess.CompletedProcess[str]) -> object:
     return json.loads(result.stdout)
 
 
-def one_line_error(result: subprocess.CompletedProcess[str], status: int, fragment: str) -> None:
-    assert result.returncode == status, (result.returncode, result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and fragment in lines[0], result.stderr
-    assert "Traceback" not in result.stderr
-
-
 COMMANDS = [
     ["ingest"], ["sweep"], ["balance"], ["balances"], ["history"], ["report"], ["report", "liability"],
     ["report", "rollforward"], ["program"], ["program", "show"], ["schemas"], ["schemas", "export"],
-    ["consume"], ["produce"], ["demo"],
+    ["consume"], ["produce"], ["demo"], ["check"], ["config"], ["config", "show"],
 ]  # fmt: skip
 
 

@@ -55,7 +55,9 @@ def test_consume_equals_ingest_on_the_same_stream(
     create_topic(kafka_bootstrap, topic, 4)
     sent = ok_json(cli("produce", str(stream), "--bootstrap-servers", kafka_bootstrap, "--topic", topic,
                        "--format", "json"))  # fmt: skip
-    assert sent == {"sent": 4_000, "without_key": sum(1 for line in lines if b'"member_id"' not in line),
+    messages = [line for line in lines if line.strip()]  # produce skips blank lines, as ingest does
+    assert len(messages) < len(lines)
+    assert sent == {"sent": len(messages), "without_key": sum(1 for line in messages if b'"member_id"' not in line),
                     "partitions": 4}  # fmt: skip
 
     consumed = ok_json(cli(*consume_args(kafka_bootstrap, topic, unique("g"), "--until-idle", "4"), store=postgres_url))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from consumers.kafka_settings import KafkaSettings, dead_letter_topic
 from points_ledger.broker import free_port
 from points_ledger.errors import reported_errors
 from points_ledger.streamgen import generate
+from tests.cli_helpers import cli
 from tests.kafka_helpers import open_ledger, positions, unique
 from tests.kafka_security import (
     PROXY_MECHANISMS,
@@ -232,3 +234,71 @@ def test_a_closed_port_is_still_unreachable_not_a_security_error(kafka_certifica
     threading.Timer(1.5, stop.set).start()
     assert connect(lambda: new_producer(settings), settings.bootstrap_servers, warnings.append, stop) is None
     assert warnings and "unreachable (no TCP connection)" in warnings[0]
+
+
+# ---- the same through the CLI: flags, environment, config file; `check` ---------------------------------
+
+
+def _tls_flags(endpoint: SecureEndpoint, ca: Path) -> list[str]:
+    return ["--bootstrap-servers", endpoint.bootstrap_servers, "--security-protocol", endpoint.security_protocol,
+            "--ssl-cafile", str(ca)]  # fmt: skip
+
+
+def test_the_cli_produces_consumes_and_checks_over_sasl_ssl(kafka_sasl_ssl: SecureEndpoint, tmp_path: Path) -> None:
+    certificates = kafka_sasl_ssl.certificates
+    assert certificates is not None
+    topic = unique("cli-sasl")
+    settings = kafka_sasl_ssl.settings()
+    ensure_topics(settings, {topic: 2, dead_letter_topic(topic): 1})
+    stream = tmp_path / "stream.jsonl"
+    stream.write_bytes(b"\n".join(generate(400, 30, 60, seed=8)) + b"\n")
+    password_file = tmp_path / "kafka.password"
+    password_file.write_text(SASL_PASSWORD + "\n")
+    sasl = ["--sasl-mechanism", "SCRAM-SHA-512", "--sasl-username", SASL_USERNAME]
+    # produce: everything by flag, the password from a file
+    produced = cli("produce", str(stream), "--topic", topic, *_tls_flags(kafka_sasl_ssl, certificates.ca), *sasl,
+                   "--sasl-password-file", str(password_file), "--compression", "zstd", "--format", "json")  # fmt: skip
+    assert produced.returncode == 0, produced.stderr
+    sent = json.loads(produced.stdout)["sent"]
+    # consume: the connection from a config file, the password from the environment
+    store = f"sqlite:///{tmp_path / 'ledger.db'}"
+    config = tmp_path / "points-ledger.toml"
+    config.write_text(
+        f'[store]\nurl = "{store}"\n[kafka]\nbootstrap_servers = "{kafka_sasl_ssl.bootstrap_servers}"\n'
+        f'security_protocol = "SASL_SSL"\nsasl_mechanism = "SCRAM-SHA-512"\nsasl_username = "{SASL_USERNAME}"\n'
+        f'ssl_cafile = "{certificates.ca}"\nsession_timeout_ms = 3000\n[consume]\ntopics = ["{topic}"]\n'
+        f'group = "{unique("g")}"\n'
+    )
+    env = {"KAFKA_SASL_PASSWORD": SASL_PASSWORD}
+    consumed = cli("--config", str(config), "consume", "--until-idle", "3", "--format", "json", env=env)
+    assert consumed.returncode == 0, consumed.stderr
+    assert json.loads(consumed.stdout)["processed"] == sent
+    checked = cli("--config", str(config), "check", env=env)
+    assert "ok   kafka: " in checked.stdout and "(SASL_SSL)" in checked.stdout, checked.stdout
+    assert f"ok   topic {topic}: " in checked.stdout
+    for result in (produced, consumed, checked):
+        assert SASL_PASSWORD not in result.stdout + result.stderr
+
+
+def test_the_cli_refuses_an_untrusted_broker_and_a_wrong_password_at_once(
+    kafka_tls: SecureEndpoint, kafka_sasl: SecureEndpoint, tmp_path: Path
+) -> None:
+    certificates = kafka_tls.certificates
+    assert certificates is not None
+    store = f"sqlite:///{tmp_path / 'ledger.db'}"
+    started = time.monotonic()
+    untrusted = cli("consume", *_tls_flags(kafka_tls, certificates.other_ca), "--topic", "t", store=store)
+    assert untrusted.returncode == 1, untrusted.stderr
+    lines = untrusted.stderr.strip().splitlines()
+    assert len(lines) == 1 and "not trusted" in lines[0] and "certificate verify failed" in lines[0], lines
+    assert time.monotonic() - started < 30  # not retried as "unreachable"
+    checked = cli("check", *_tls_flags(kafka_tls, certificates.other_ca), store=store)
+    assert checked.returncode == 1 and "FAIL kafka: " in checked.stdout and "not trusted" in checked.stdout
+    assert "fix: check --ssl-cafile" in checked.stdout
+
+    wrong = "not-the-password-42"
+    refused = cli("produce", "-", "--bootstrap-servers", kafka_sasl.bootstrap_servers, "--security-protocol",
+                  "SASL_PLAINTEXT", "--sasl-mechanism", "SCRAM-SHA-256", "--sasl-username", SASL_USERNAME,
+                  env={"KAFKA_SASL_PASSWORD": wrong}, stdin=b"{}\n")  # fmt: skip
+    assert refused.returncode == 1 and "authentication failed" in refused.stderr, refused.stderr
+    assert wrong not in refused.stdout + refused.stderr and "Traceback" not in refused.stderr

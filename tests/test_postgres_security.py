@@ -299,3 +299,55 @@ def test_masking_covers_messages_too() -> None:
     with pytest.raises(StoreError) as raised:
         parse_store_url(f"postgresql://app:{WRONG}@db.example/ledger?bogus=1")
     assert WRONG not in str(raised.value) and "bogus" in str(raised.value)
+
+
+# ---- the password file through the CLI's settings, and the preflight check ------------------------------
+
+
+@pytest.mark.parametrize("named_by", ["flag", "env", "config file"])
+def test_the_store_password_file_setting_reaches_both_connections(
+    tls_server: TlsServer, database: str, tmp_path: Path, named_by: str
+) -> None:
+    secret_file = tmp_path / "db-password"
+    secret_file.write_text(f"{SECRET}\n")
+    store = url(tls_server, database, verify_full(tls_server))
+    env: dict[str, str] = {}
+    args: list[str] = []
+    if named_by == "flag":
+        args = ["--store-password-file", str(secret_file)]
+    elif named_by == "env":
+        env["LEDGER_STORE_PASSWORD_FILE"] = str(secret_file)
+    else:
+        config = tmp_path / "points-ledger.toml"
+        config.write_text(f'[store]\nurl = "{store}"\npassword_file = "{secret_file}"\n')
+        args = ["--config", str(config)]
+    result = cli(*args, "ingest", str(SAMPLE), "--format", "json", "--dead-letter", "/dev/null",
+                 store=None if named_by == "config file" else store, env=env)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["recorded"] > 0
+    shown = cli(*args, "config", "show", "--format", "json", store=None if named_by == "config file" else store,
+                env=env)  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    no_secret_in(result, SECRET)
+    no_secret_in(shown, SECRET)
+
+
+def test_check_names_a_wrong_password_and_tls_without_showing_the_password(
+    tls_server: TlsServer, database: str, tmp_path: Path
+) -> None:
+    closed = "127.0.0.1:1"  # no Kafka here: only the store lines matter
+    store = url(tls_server, database, verify_full(tls_server))
+    good = cli("check", "--bootstrap-servers", closed, store=store, env={"PGPASSWORD": SECRET})
+    assert good.returncode == 1  # Kafka is unreachable
+    assert "ok   store: " in good.stdout and "PostgreSQL 15" in good.stdout and ", TLS" in good.stdout, good.stdout
+    assert "ok   store privileges: " in good.stdout and "ok   store clock: " in good.stdout
+    bad = cli("check", "--bootstrap-servers", closed, store=store, env={"PGPASSWORD": WRONG})
+    assert bad.returncode == 1
+    assert f"FAIL store: {store.split('?')[0]}" in bad.stdout
+    assert "password authentication failed" in bad.stdout and "fix: check the password" in bad.stdout
+    untrusted = cli("check", "--bootstrap-servers", closed, env={"PGPASSWORD": SECRET},
+                    store=url(tls_server, database, verify_full(tls_server, ca=tls_server.other_ca)))  # fmt: skip
+    assert "FAIL store: " in untrusted.stdout and "certificate verify failed" in untrusted.stdout
+    assert "fix: check sslmode and sslrootcert" in untrusted.stdout
+    for result in (good, bad, untrusted):
+        no_secret_in(result, SECRET, WRONG)

@@ -1,0 +1,316 @@
+"""`points-ledger check`: a preflight for operators, one line per check with what is wrong and how to fix it.
+
+It uses the effective settings (flags > environment > config file > defaults), tries each thing the
+ledger needs once (no retries), and exits 1 if any check failed. Nothing is written anywhere.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import click
+import psycopg
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import codec as kafka_codec
+from kafka.errors import KafkaError
+
+from consumers.kafka_clients import KafkaSecurityError, accepts_connections, check_security
+from consumers.kafka_settings import KafkaSettings, dead_letter_topic
+from ledger.program import ProgramError, load_program
+from ledger.store import Store, StoreError
+from points_ledger import output
+from points_ledger.config import ConfigError, LedgerSettings, Sources
+from points_ledger.context import Context, format_option, pass_context
+from points_ledger.errors import EXIT_FAILED
+from points_ledger.kafka_options import consumed_topic_options, kafka_options
+from points_ledger.preflight import connect
+
+#: Largest clock difference accepted between us and the database, or ahead of us in a record timestamp.
+CLOCK_SKEW_MAX = timedelta(seconds=60)
+#: Seconds each Kafka step waits.
+KAFKA_TIMEOUT_MS = 5_000
+#: Seconds to read one record when sampling a topic's newest timestamp.
+SAMPLE_TIMEOUT_MS = 3_000
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the report."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"check": self.name, "ok": self.ok, "detail": self.detail, "fix": self.fix or None}
+
+
+def passed(name: str, detail: str) -> Check:
+    return Check(name, True, detail)
+
+
+def failed(name: str, detail: str, fix: str) -> Check:
+    return Check(name, False, detail, fix)
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip() or type(error).__name__).splitlines()[0]
+
+
+# ---- the store ---------------------------------------------------------------------------------
+
+
+def store_checks(store: Store) -> Iterator[Check]:
+    if store.kind == "memory":
+        yield failed("store", "memory:// keeps nothing after the process ends", "use sqlite:///FILE or postgresql://")
+        return
+    if store.kind == "sqlite":
+        yield _sqlite_check(store)
+        return
+    try:
+        connection = connect(store)
+    except psycopg.Error as error:
+        yield failed("store", f"{store.describe()}: {_first_line(error)}", _postgres_fix(str(error)))
+        return
+    with connection:
+        info = connection.info
+        tls = "TLS" if connection.pgconn.ssl_in_use else "no TLS"
+        yield passed("store", f"{store.describe()}: PostgreSQL {info.server_version // 10000}, {tls}")
+        yield _postgres_privileges(connection)
+        server_now = connection.execute("SELECT now()").fetchone()
+        if server_now is not None:
+            yield _clock_check("store clock", "the database server's clock", server_now[0], datetime.now(UTC))
+
+
+def _sqlite_check(store: Store) -> Check:
+    path = store.path
+    if path is None:
+        raise StoreError("a SQLite store has a path")
+    folder = path.parent if str(path.parent) else None
+    if path.exists():
+        return passed("store", f"SQLite ledger {path} ({path.stat().st_size:,} bytes)")
+    if folder is not None and not folder.is_dir():
+        return failed("store", f"no folder {folder} for the SQLite ledger {path}", f"create it: mkdir -p {folder}")
+    return passed("store", f"SQLite ledger {path} does not exist yet; ingest or consume creates it")
+
+
+def _postgres_fix(reason: str) -> str:
+    if "password authentication failed" in reason or "no password supplied" in reason:
+        return "check the password: PGPASSWORD, store.password_file (LEDGER_STORE_PASSWORD_FILE) or the passfile"
+    if "does not exist" in reason and "database" in reason:
+        return "create the database (createdb), or fix the database name in the store URL"
+    if "certificate" in reason or "SSL" in reason or "ssl" in reason:
+        return "check sslmode and sslrootcert (the CA that signed the server's certificate) in the URL or PG* vars"
+    if "refused" in reason or "timeout" in reason or "could not translate host name" in reason:
+        return "is PostgreSQL running and reachable at that host and port? check the store URL"
+    return "see the reason above"
+
+
+def _postgres_privileges(connection: psycopg.Connection[Any]) -> Check:
+    """The ledger creates its tables on first use, then inserts and reads."""
+    row = connection.execute(
+        "SELECT to_regclass('ledger_events') IS NOT NULL, current_user, "
+        "has_schema_privilege(current_user, current_schema(), 'CREATE'), current_schema()"
+    ).fetchone()
+    if row is None:
+        return failed("store privileges", "cannot read the catalog", "grant the ledger's user access to the database")
+    exists, user, can_create, schema = row
+    if exists:
+        granted = connection.execute(
+            "SELECT has_table_privilege(current_user, 'ledger_events', 'INSERT') "
+            "AND has_table_privilege(current_user, 'ledger_events', 'SELECT')"
+        ).fetchone()
+        if granted is None or not granted[0]:
+            return failed("store privileges", f"user {user} cannot insert into and read ledger_events",
+                          f"GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA {schema} TO {user}")  # fmt: skip
+        return passed("store privileges", f"user {user} can read and append to the ledger's tables")
+    if not can_create:
+        return failed("store privileges", f"no ledger tables yet, and user {user} cannot create them in {schema}",
+                      f"GRANT CREATE ON SCHEMA {schema} TO {user}, or create the tables as their owner")  # fmt: skip
+    return passed("store privileges", f"no ledger tables yet; user {user} may create them in schema {schema}")
+
+
+def _clock_check(name: str, other: str, their_time: datetime, our_time: datetime, *, ahead_only: bool = False) -> Check:
+    """`other` (a clock, or a timestamp taken from one) against ours; `ahead_only` for timestamps of the past."""
+    skew = their_time - our_time
+    seconds = skew.total_seconds()
+    wrong = skew > CLOCK_SKEW_MAX if ahead_only else abs(skew) > CLOCK_SKEW_MAX
+    if wrong:
+        return failed(name, f"{other} is {seconds:+.1f} s from our clock (limit {CLOCK_SKEW_MAX.seconds} s)",
+                      "synchronise the clocks (NTP: timedatectl set-ntp true)")  # fmt: skip
+    return passed(name, f"{other} is {seconds:+.1f} s from our clock")
+
+
+# ---- Kafka -------------------------------------------------------------------------------------
+
+
+def kafka_checks(settings: KafkaSettings, config: LedgerSettings) -> Iterator[Check]:
+    servers = settings.bootstrap_servers
+    if not accepts_connections(servers):
+        yield failed("kafka", f"no bootstrap server accepts a connection: {servers}",
+                     "check --bootstrap-servers / KAFKA_BOOTSTRAP_SERVERS and that the brokers run")  # fmt: skip
+        return
+    try:
+        check_security(settings)
+        admin: Any = KafkaAdminClient(**settings.common(), request_timeout_ms=KAFKA_TIMEOUT_MS)
+    except KafkaSecurityError as error:
+        yield failed("kafka", str(error), _security_fix(settings))
+        return
+    except (KafkaError, OSError, ValueError) as error:
+        yield failed("kafka", f"{servers}: {_first_line(error)}", "check the Kafka connection settings")
+        return
+    try:
+        yield passed("kafka", f"{servers}: connected ({settings.security_protocol})")
+        topics = set(admin.list_topics())
+        yield from _topic_checks(topics, config)
+        yield _group_check(admin, config.consume.group)
+    except KafkaError as error:
+        yield failed("kafka", f"{servers}: {_first_line(error)}", "check the Kafka connection settings and ACLs")
+    finally:
+        admin.close()
+    yield from _record_clock_checks(settings, [t for t in config.consume.topics if t in topics])
+
+
+def _security_fix(settings: KafkaSettings) -> str:
+    if settings.security_protocol.startswith("SASL"):
+        return "check the SASL mechanism, user and password (KAFKA_SASL_PASSWORD or the password file) and the CA"
+    return "check --ssl-cafile (the CA that signed the brokers' certificates) and the broker host names"
+
+
+def _topic_checks(existing: set[str], config: LedgerSettings) -> Iterator[Check]:
+    for topic in config.consume.topics:
+        if topic in existing:
+            yield passed(f"topic {topic}", "exists and is readable")
+        else:
+            yield failed(
+                f"topic {topic}", "does not exist (or this user may not describe it)",
+                f"create it with as many partitions as consumers, or grant DESCRIBE/READ on {topic}",
+            )  # fmt: skip
+        dead_letters = config.consume.dead_letter_topic or dead_letter_topic(topic)
+        if dead_letters in existing:
+            yield passed(f"topic {dead_letters}", f"dead letters of {topic}: exists")
+        else:
+            yield failed(f"topic {dead_letters}", f"dead letters of {topic}: does not exist",
+                         "create it (a cluster without topic auto-creation refuses the first dead letter)")  # fmt: skip
+
+
+def _group_check(admin: Any, group: str) -> Check:
+    try:
+        offsets = admin.list_group_offsets(group).get(group, {})
+    except KafkaError as error:
+        return failed(f"group {group}", _first_line(error), f"grant READ/DESCRIBE on group {group} to this user")
+    return passed(f"group {group}", f"coordinator answers; {len(offsets)} partition(s) with committed offsets")
+
+
+def _record_clock_checks(settings: KafkaSettings, topics: list[str]) -> Iterator[Check]:
+    """A record stamped ahead of our clock means a producer's clock (or ours) is wrong: the ledger would then
+    judge messages from the future by a wrong time."""
+    if not topics:
+        return
+    consumer = KafkaConsumer(**settings.common(), enable_auto_commit=False, consumer_timeout_ms=SAMPLE_TIMEOUT_MS)
+    try:
+        for topic in topics:
+            newest = _newest_timestamp(consumer, topic)
+            if newest is None:
+                yield passed(f"clock {topic}", "no records to compare with yet")
+            else:
+                yield _clock_check(f"clock {topic}", "the newest record's timestamp", newest, datetime.now(UTC),
+                                   ahead_only=True)  # fmt: skip
+    except KafkaError as error:
+        yield failed("kafka clock", _first_line(error), "grant READ on the consumed topics")
+    finally:
+        consumer.close()
+
+
+def _newest_timestamp(consumer: KafkaConsumer, topic: str) -> datetime | None:
+    partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+    if not partitions:
+        return None
+    consumer.assign(partitions)
+    ends = consumer.end_offsets(partitions)
+    for partition in partitions:
+        consumer.seek(partition, max(ends.get(partition, 0) - 1, 0))
+    newest: datetime | None = None
+    deadline = time.monotonic() + SAMPLE_TIMEOUT_MS / 1000
+    while time.monotonic() < deadline:
+        for records in consumer.poll(timeout_ms=200, max_records=len(partitions) * 10).values():
+            for record in records:
+                if record.timestamp is not None and record.timestamp >= 0:
+                    stamped = datetime.fromtimestamp(record.timestamp / 1000, UTC)
+                    newest = stamped if newest is None else max(newest, stamped)
+        if newest is not None:
+            break
+    return newest
+
+
+# ---- the rest ----------------------------------------------------------------------------------
+
+
+def codec_check() -> Check:
+    missing = [name for name, has in (("snappy", kafka_codec.has_snappy), ("lz4", kafka_codec.has_lz4),
+                                      ("zstd", kafka_codec.has_zstd)) if not has()]  # fmt: skip
+    if missing:
+        return failed("codecs", f"cannot read batches compressed with {', '.join(missing)}",
+                      "reinstall points-ledger with its dependencies (lz4, python-snappy, zstandard)")  # fmt: skip
+    return passed("codecs", "gzip, snappy, lz4 and zstd batches are readable")
+
+
+def metrics_check(config: LedgerSettings) -> Check | None:
+    port, address = config.metrics.port, config.metrics.address
+    if port is None:
+        return None
+    with socket.socket() as probe:
+        try:
+            probe.bind((address, port))
+        except OSError as error:
+            return failed("metrics", f"cannot serve metrics on {address}:{port}: {error.strerror}",
+                          "choose a free --metrics-port or stop what uses it")  # fmt: skip
+    return passed("metrics", f"{address}:{port} is free")
+
+
+def run_checks(load: Callable[[], tuple[LedgerSettings, Sources]]) -> list[Check]:
+    try:
+        config, sources = load()
+        program = load_program(config.program)
+        store = config.store_config()
+        kafka = config.kafka_settings()
+    except (ConfigError, ProgramError, StoreError) as error:
+        return [failed("settings", str(error), "fix the flag, environment variable or config file it names")]
+    where = f"config file {sources.path}" if sources.path else "no config file"
+    results = [passed("settings", f"{where}; program: {config.program or 'the default program'} ({program.currency})")]
+    results += store_checks(store)
+    results += kafka_checks(kafka, config)
+    results.append(codec_check())
+    metrics = metrics_check(config)
+    if metrics is not None:
+        results.append(metrics)
+    return results
+
+
+@click.command()
+@kafka_options
+@consumed_topic_options
+@format_option
+@pass_context
+def check(context: Context, output_format: str) -> None:
+    """Check the store, Kafka, topics, group, permissions and clocks with the effective settings.
+
+    One line per check, with what is wrong and how to fix it; exit status 1 if
+    any check failed. Reads only: nothing is created or written.
+    """
+    results = run_checks(context.load)
+    if output_format == "json":
+        output.print_json_lines(result.as_dict() for result in results)
+    else:
+        for result in results:
+            status = "ok  " if result.ok else "FAIL"
+            fix = f" — fix: {result.fix}" if result.fix else ""
+            click.echo(f"{status} {result.name}: {result.detail}{fix}")
+    if not all(result.ok for result in results):
+        raise SystemExit(EXIT_FAILED)
