@@ -21,6 +21,7 @@ from ledger.outcomes import DUPLICATE, RECORDED, Decision, Outcome, Rejection
 from ledger.program import Program
 from ledger.rules import (
     AWARD_MAX,
+    BALANCE_MAX,
     Lot,
     PurchaseRecord,
     TierDecision,
@@ -437,7 +438,7 @@ class Member(Aggregate):
             )  # fmt: skip
         multiplier = program.multiplier(self.tier)
         base, awarded = earned_points(message.amount, multiplier, program)
-        if awarded > AWARD_MAX or beyond_limits(self.balance + awarded):
+        if awarded > AWARD_MAX or self._would_pass_limit(awarded):
             return self._reject(
                 message, message.transaction_id, Rejection.LIMIT_EXCEEDED,
                 f"{awarded} points would be awarded (at most {AWARD_MAX} per purchase) on a balance of {self.balance}",
@@ -524,7 +525,7 @@ class Member(Aggregate):
             "reason": message.reason,
             "operator": message.operator,
         }
-        if message.points > 0 and beyond_limits(self.balance + message.points):
+        if message.points > 0 and self._would_pass_limit(message.points):
             return self._reject(
                 message, message.adjustment_id, Rejection.LIMIT_EXCEEDED,
                 f"{message.points} points on a balance of {self.balance} would pass the ledger's limit",
@@ -542,6 +543,13 @@ class Member(Aggregate):
         return _Effect(
             self.PointsAdjusted, {**fields, "lot_id": None, "expires_at": None, "debt_repaid": 0, "consumed": consumed}
         )
+
+    def _would_pass_limit(self, points: int) -> bool:
+        """Would `points` (at most AWARD_MAX) more take the balance beyond the limit? Every lot holds at most
+        AWARD_MAX points, so with few lots it cannot, and the balance (a sum over the lots) is not needed."""
+        if (len(self.lots) + 1) * AWARD_MAX <= BALANCE_MAX:
+            return False
+        return beyond_limits(self.balance + points)
 
     def _take_exactly(self, points: int) -> list[tuple[int, int]]:
         consumed, shortfall = take_points(self.lots, points)

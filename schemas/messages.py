@@ -46,17 +46,6 @@ def _whole_cents(amount: Decimal) -> Decimal:
     return exact
 
 
-def _printable(text: str) -> str:
-    """No NUL and no lone surrogates: such text cannot be stored as UTF-8 or in a PostgreSQL text column."""
-    if "\x00" in text:
-        raise ValueError("must not contain the NUL character")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode (no lone surrogates)") from None
-    return text
-
-
 def _nonzero(points: int) -> int:
     if points == 0:
         raise ValueError("must not be 0")
@@ -64,10 +53,10 @@ def _nonzero(points: int) -> int:
 
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
-EventId = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_printable)]
-MemberId = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_printable)]
-BusinessId = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_printable)]
-ShortText = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_printable)]
+EventId = Annotated[str, Field(min_length=1, max_length=128)]
+MemberId = Annotated[str, Field(min_length=1, max_length=64)]
+BusinessId = Annotated[str, Field(min_length=1, max_length=128)]
+ShortText = Annotated[str, Field(min_length=1, max_length=256)]
 Amount = Annotated[Decimal, Field(gt=0, decimal_places=2, max_digits=AMOUNT_MAX_DIGITS), AfterValidator(_whole_cents)]
 PositivePoints = Annotated[int, Field(gt=0, le=POINTS_MAX)]
 SignedPoints = Annotated[int, Field(ge=-POINTS_MAX, le=POINTS_MAX)]

@@ -75,27 +75,43 @@ def parse_message(raw: bytes, acceptance: Acceptance | None = None) -> Message |
         return Invalid(_describe(error), _error_class(error))
     except Exception as error:  # never raise for input: a validator we did not foresee is a dead letter too
         return Invalid(f"cannot be validated: {type(error).__name__}: {error}", "Unvalidated")
-    return _out_of_range(message, acceptance) or message
+    return _with_nul(message, raw) or _out_of_range(message, acceptance) or message
+
+
+def _with_nul(message: Message, raw: bytes) -> Invalid | None:
+    """No NUL in any text: PostgreSQL cannot store it in a text column, and no sender means it. JSON can only
+    carry it escaped (a raw control character is invalid JSON), so the fields are looked at only then."""
+    if b"\\u0000" not in raw:
+        return None
+    for name, value in message:
+        if isinstance(value, str) and "\x00" in value:
+            return Invalid(f"{name}: must not contain the NUL character", "ValidationError")
+    return None
 
 
 def _out_of_range(message: Message, acceptance: Acceptance) -> Invalid | None:
     """The message's times inside the range the ledger computes with, and not from a sender's future."""
-    times = {"occurred_at": message.occurred_at}
-    if isinstance(message, Enrollment) and message.enrolled_at is not None:
-        times["enrolled_at"] = message.enrolled_at
-    for name, value in times.items():
-        if acceptance.earliest is not None and value < acceptance.earliest:
-            return Invalid(f"{name} {value.isoformat()} is before {acceptance.earliest.isoformat()}, "
-                           "the earliest time the program accepts", "OutOfRange")  # fmt: skip
-        if acceptance.latest is not None and value > acceptance.latest:
-            return Invalid(f"{name} {value.isoformat()} is after {acceptance.latest.isoformat()}, "
-                           "the latest time the program accepts", "OutOfRange")  # fmt: skip
+    invalid = _outside("occurred_at", message.occurred_at, acceptance)
+    if invalid is None and isinstance(message, Enrollment) and message.enrolled_at is not None:
+        invalid = _outside("enrolled_at", message.enrolled_at, acceptance)
+    if invalid is not None:
+        return invalid
     received, tolerance = acceptance.received_at, acceptance.future_tolerance
     if received is not None and tolerance is not None and message.occurred_at > received + tolerance:
         return Invalid(
             f"occurred_at {message.occurred_at.isoformat()} is more than {_hours(tolerance)} after the message "
             f"was received ({received.isoformat()}): the sender's clock is probably wrong", "FromTheFuture",
         )  # fmt: skip
+    return None
+
+
+def _outside(name: str, value: datetime, acceptance: Acceptance) -> Invalid | None:
+    if acceptance.earliest is not None and value < acceptance.earliest:
+        return Invalid(f"{name} {value.isoformat()} is before {acceptance.earliest.isoformat()}, "
+                       "the earliest time the program accepts", "OutOfRange")  # fmt: skip
+    if acceptance.latest is not None and value > acceptance.latest:
+        return Invalid(f"{name} {value.isoformat()} is after {acceptance.latest.isoformat()}, "
+                       "the latest time the program accepts", "OutOfRange")  # fmt: skip
     return None
 
 

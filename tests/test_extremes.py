@@ -27,7 +27,7 @@ from consumers.kafka_run import consume
 from consumers.kafka_settings import KafkaSettings
 from ledger import rules
 from ledger.application import LedgerApplication, OutOfRangeError
-from ledger.outcomes import Tally
+from ledger.outcomes import Rejection, Tally
 from ledger.program import Program
 from ledger.rules import BALANCE_MAX
 from ledger.store import parse_store_url
@@ -35,7 +35,7 @@ from projections.log import read_log
 from tests.cli_helpers import cli
 from tests.extremes import PROGRAMS, RECEIVED_AT, streams
 from tests.kafka_helpers import consume_args, create_topic, positions, read_topic, unique
-from tests.messages import encode, purchase, wire
+from tests.messages import adjustment, encode, purchase, redemption, wire
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -282,3 +282,21 @@ def test_the_messages_that_stopped_consume_are_dead_lettered_and_the_rest_of_the
         assert {m: app.member(m).balance for m in ("OK1", "OK2", "BOM")} == {"OK1": 10, "OK2": 20, "BOM": 5}  # type: ignore[union-attr]
     finally:
         app.close()
+
+
+def test_a_balance_stops_at_the_ledgers_limit() -> None:
+    """A thousand adjustments of a billion points reach the trillion; the next purchase or adjustment is refused."""
+    with ledger(Program()) as app:
+        source: dict[str, str | int] = {"file": "x", "line": 1}
+        grants = [(adjustment(10**9, "RICH", "2024-01-01", aid=f"a{i}"), source) for i in range(1_000)]
+        for start in range(0, len(grants), 500):
+            app.apply_batch(grants[start : start + 500])
+        member = app.member("RICH")
+        assert member is not None and member.balance == BALANCE_MAX
+        assert (
+            app.apply(adjustment(1, "RICH", "2024-01-02", aid="one-more"), source).rejection is Rejection.LIMIT_EXCEEDED
+        )
+        assert app.apply(purchase("1.00", "RICH", "2024-01-02"), source).rejection is Rejection.LIMIT_EXCEEDED
+        assert app.apply(redemption(5, "RICH", "2024-01-02"), source).rejection is None  # spending is never limited
+        assert app.apply(purchase("5.00", "RICH", "2024-01-03"), source).rejection is None  # room again for 5
+        assert app.member("RICH").balance == BALANCE_MAX  # type: ignore[union-attr]
