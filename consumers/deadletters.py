@@ -7,6 +7,9 @@ import sys
 from dataclasses import dataclass
 from typing import IO, Protocol
 
+#: The error class of a dead letter whose message made a rule raise (files and Kafka alike).
+RULE_FAILED = "RuleFailed"
+
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import BinaryIO
 
-from consumers.deadletters import DeadLetter, DeadLetterSink
+from consumers.deadletters import RULE_FAILED, DeadLetter, DeadLetterSink
 from ledger.application import BATCH_SIZE_MAX, LedgerApplication
 from ledger.member import Source
 from ledger.outcomes import Failure, Tally
@@ -26,8 +26,6 @@ _OTHER_BOMS = {
     b"\xff\xfe": "UTF-16",
     b"\xfe\xff": "UTF-16",
 }
-#: The error class of a dead letter whose message made a rule raise.
-RULE_FAILED = "RuleFailed"
 
 
 class InputEncodingError(ValueError):

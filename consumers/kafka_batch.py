@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from consumers.jsonlines import RULE_FAILED
+from consumers.deadletters import RULE_FAILED
 from consumers.kafka_deadletters import ConsumedRecord, KafkaDeadLetters
 from ledger.application import LedgerApplication
 from ledger.member import Source
@@ -41,17 +41,22 @@ class BatchResult:
     last_offset: int
 
 
+def record_time(record: ConsumedRecord) -> datetime | None:
+    """The record's timestamp (CreateTime or LogAppendTime), None if it has none that a datetime can hold."""
+    if record.timestamp is None or record.timestamp < 0:
+        return None
+    try:
+        return datetime.fromtimestamp(record.timestamp / 1000, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
 def received_at(record: ConsumedRecord, now: datetime) -> datetime:
     """When a record reached Kafka: its timestamp, unless missing or ahead of our clock. A replay of the
     topic judges every message by the same time, so it decides the same; a producer whose clock runs
     ahead cannot make a message from the future look timely."""
-    if record.timestamp is None or record.timestamp < 0:
-        return now
-    try:
-        stamped = datetime.fromtimestamp(record.timestamp / 1000, UTC)
-    except (OverflowError, OSError, ValueError):
-        return now
-    return min(stamped, now)
+    stamped = record_time(record)
+    return now if stamped is None else min(stamped, now)
 
 
 def record_batch(
@@ -70,13 +75,14 @@ def record_batch(
         raise ValueError("an empty batch has no position to record")
     topic, partition = records[0].topic, records[0].partition
     now = datetime.now(UTC)
+    acceptance = app.program.acceptance()
     tally = Tally()
     batch: list[tuple[Message, Source]] = []
     kept: list[ConsumedRecord] = []
     for record in records:
         if record.topic != topic or record.partition != partition:
             raise ValueError("a batch holds the records of one partition")
-        parsed = parse_message(record.value or b"", app.program.acceptance(received_at(record, now)))
+        parsed = parse_message(record.value or b"", acceptance, received_at=received_at(record, now))
         if isinstance(parsed, Invalid):
             dead_letters.send(record, parsed)
             tally.count(None)

@@ -75,7 +75,7 @@ def dead_letter_record(record: ConsumedRecord, invalid: Invalid) -> DeadLetterRe
     key, value, own = record.key, record.value, list(record.headers or [])
     cut: list[str] = []
     if value is not None and len(value) > DEAD_LETTER_VALUE_MAX_BYTES:
-        value, cut = value[:MESSAGE_MAX_BYTES], [*cut, f"value of {len(value)} bytes"]
+        value, cut = value[:DEAD_LETTER_VALUE_MAX_BYTES], [*cut, f"value of {len(value)} bytes"]
     if key is not None and len(key) > DEAD_LETTER_KEY_MAX_BYTES:
         key, cut = key[:DEAD_LETTER_KEY_MAX_BYTES], [*cut, f"key of {len(key)} bytes"]
     if sum(len(name) + len(data or b"") for name, data in own) > DEAD_LETTER_OWN_HEADERS_MAX_BYTES:

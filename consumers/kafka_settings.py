@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 from pydantic import SecretStr
 
@@ -28,11 +28,14 @@ DELIVERY_TIMEOUT_MS = 30_000
 #: Milliseconds one produce request may take.
 PRODUCE_REQUEST_TIMEOUT_MS = 10_000
 #: Kafka's `security.protocol` values.
-SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 #: SASL mechanisms we support (kafka-python's names).
-SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 #: Producer compression codecs; "none" sends uncompressed batches.
-COMPRESSION_CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
+Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
+SECURITY_PROTOCOLS: tuple[str, ...] = get_args(SecurityProtocol)
+SASL_MECHANISMS: tuple[str, ...] = get_args(SaslMechanism)
+COMPRESSION_CODECS: tuple[str, ...] = get_args(Compression)
 
 
 def dead_letter_topic(topic: str) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from schemas.parsing import bounded_reason
+
 
 class Outcome(StrEnum):
     """How a valid message ended; invalid input never reaches the ledger."""
@@ -42,9 +44,6 @@ RECORDED = Decision(Outcome.RECORDED)
 DUPLICATE = Decision(Outcome.DUPLICATE)
 FAILED = Decision(Outcome.FAILED)
 
-#: Longest failure reason kept (it goes into a dead letter's header).
-FAILURE_REASON_MAX_CHARS = 1_000
-
 
 @dataclass(frozen=True, slots=True)
 class Failure:
@@ -56,8 +55,7 @@ class Failure:
     @property
     def reason(self) -> str:
         text = (str(self.error).strip() or "no detail").splitlines()[0]
-        reason = f"{type(self.error).__name__}: {text}"
-        return reason if len(reason) <= FAILURE_REASON_MAX_CHARS else reason[: FAILURE_REASON_MAX_CHARS - 1] + "…"
+        return bounded_reason(f"{type(self.error).__name__}: {text}")
 
 
 @dataclass(slots=True)

@@ -105,7 +105,11 @@ class Store:
 
 def parse_store_url(url: str, *, password_file: Path | None = None) -> Store:
     """The store `url` names; `password_file` (PostgreSQL only) holds the password on its first line."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        mask_url(url)
+    except ValueError as error:  # e.g. "Invalid IPv6 URL": say so without the URL, which may hold a password
+        raise StoreError(f"the store URL cannot be parsed: {error}") from None
     scheme = parts.scheme.lower()
     if scheme == "memory":
         return Store(url, "memory", {"PERSISTENCE_MODULE": "eventsourcing.popo"})
@@ -120,7 +124,9 @@ def parse_store_url(url: str, *, password_file: Path | None = None) -> Store:
 
 def _sqlite_store(url: str, netloc: str, path: str) -> Store:
     if netloc or not path.startswith("/") or path == "/":
-        raise StoreError(f"bad SQLite URL {url!r}: use sqlite:///relative/file.db or sqlite:////absolute/file.db")
+        raise StoreError(
+            f"bad SQLite URL {mask_url(url)!r}: use sqlite:///relative/file.db or sqlite:////absolute/file.db"
+        )
     file = Path(unquote(path[1:]))
     env = {
         "PERSISTENCE_MODULE": "eventsourcing.sqlite",
@@ -223,21 +229,22 @@ def _password(from_url: str | None, password_file: Path | None) -> str:
     return os.environ.get("POSTGRES_PASSWORD", "")
 
 
-def read_password_file(path: Path) -> str:
-    """The first line of a plain secret file (its line ending removed); unreadable or empty is a StoreError."""
+def read_password_file(path: Path, what: str = "password file") -> str:
+    """The first line of a plain secret file (its line ending removed); unreadable or empty is a StoreError
+    whose message calls the file `what`."""
     try:
         with path.open("rb") as file:
             content = file.read(PASSWORD_FILE_BYTES_MAX + 1)
     except OSError as error:
-        raise StoreError(f"password file {str(path)!r} cannot be read: {error.strerror or error}") from error
+        raise StoreError(f"{what} {str(path)!r} cannot be read: {error.strerror or error}") from error
     if len(content) > PASSWORD_FILE_BYTES_MAX:
-        raise StoreError(f"password file {str(path)!r} is over {PASSWORD_FILE_BYTES_MAX} bytes: not a password file")
+        raise StoreError(f"{what} {str(path)!r} is over {PASSWORD_FILE_BYTES_MAX} bytes: not a secret file")
     try:
         first_line = content.decode("utf-8").splitlines()[0] if content.strip() else ""
     except UnicodeDecodeError as error:
-        raise StoreError(f"password file {str(path)!r} is not UTF-8 text") from error
+        raise StoreError(f"{what} {str(path)!r} is not UTF-8 text") from error
     if not first_line:
-        raise StoreError(f"password file {str(path)!r} is empty")
+        raise StoreError(f"{what} {str(path)!r} is empty")
     return first_line
 
 

@@ -19,6 +19,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka import codec as kafka_codec
 from kafka.errors import KafkaError
 
+from consumers.kafka_batch import record_time
 from consumers.kafka_clients import KafkaSecurityError, accepts_connections, check_security
 from consumers.kafka_settings import KafkaSettings, dead_letter_topic
 from ledger.program import ProgramError, load_program
@@ -26,15 +27,15 @@ from ledger.store import Store, StoreError
 from points_ledger import output
 from points_ledger.config import ConfigError, LedgerSettings, Sources
 from points_ledger.context import Context, format_option, pass_context
-from points_ledger.errors import EXIT_FAILED
+from points_ledger.errors import EXIT_FAILED, first_line
 from points_ledger.kafka_options import consumed_topic_options, kafka_options
 from points_ledger.preflight import connect
 
 #: Largest clock difference accepted between us and the database, or ahead of us in a record timestamp.
 CLOCK_SKEW_MAX = timedelta(seconds=60)
-#: Seconds each Kafka step waits.
+#: Milliseconds each Kafka step waits.
 KAFKA_TIMEOUT_MS = 5_000
-#: Seconds to read one record when sampling a topic's newest timestamp.
+#: Milliseconds to read one record when sampling a topic's newest timestamp.
 SAMPLE_TIMEOUT_MS = 3_000
 
 
@@ -46,9 +47,16 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""
+    #: Worth a look but no reason not to start (the exit status stays 0).
+    warning: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        return {"check": self.name, "ok": self.ok, "detail": self.detail, "fix": self.fix or None}
+        return {"check": self.name, "ok": self.ok, "warning": self.warning, "detail": self.detail,
+                "fix": self.fix or None}  # fmt: skip
+
+    @property
+    def status(self) -> str:
+        return "FAIL" if not self.ok else "WARN" if self.warning else "ok  "
 
 
 def passed(name: str, detail: str) -> Check:
@@ -57,10 +65,6 @@ def passed(name: str, detail: str) -> Check:
 
 def failed(name: str, detail: str, fix: str) -> Check:
     return Check(name, False, detail, fix)
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip() or type(error).__name__).splitlines()[0]
 
 
 # ---- the store ---------------------------------------------------------------------------------
@@ -76,14 +80,18 @@ def store_checks(store: Store) -> Iterator[Check]:
     try:
         connection = connect(store)
     except psycopg.Error as error:
-        yield failed("store", f"{store.describe()}: {_first_line(error)}", _postgres_fix(str(error)))
+        yield failed("store", f"{store.describe()}: {first_line(error)}", _postgres_fix(str(error)))
         return
     with connection:
         info = connection.info
         tls = "TLS" if connection.pgconn.ssl_in_use else "no TLS"
         yield passed("store", f"{store.describe()}: PostgreSQL {info.server_version // 10000}, {tls}")
-        yield _postgres_privileges(connection)
-        server_now = connection.execute("SELECT now()").fetchone()
+        try:
+            yield _postgres_privileges(connection)
+            server_now = connection.execute("SELECT now()").fetchone()
+        except psycopg.Error as error:
+            yield failed("store", f"{store.describe()}: {first_line(error)}", _postgres_fix(str(error)))
+            return
         if server_now is not None:
             yield _clock_check("store clock", "the database server's clock", server_now[0], datetime.now(UTC))
 
@@ -136,14 +144,15 @@ def _postgres_privileges(connection: psycopg.Connection[Any]) -> Check:
     return passed("store privileges", f"no ledger tables yet; user {user} may create them in schema {schema}")
 
 
-def _clock_check(name: str, other: str, their_time: datetime, our_time: datetime, *, ahead_only: bool = False) -> Check:
-    """`other` (a clock, or a timestamp taken from one) against ours; `ahead_only` for timestamps of the past."""
+def _clock_check(name: str, other: str, their_time: datetime, our_time: datetime, *, record: bool = False) -> Check:
+    """`other` (a clock) against ours. A `record`'s timestamp may lie far in the past, and one ahead of us is
+    a producer's clock to fix, not a reason to stop: the consumer caps record times at its own clock."""
     skew = their_time - our_time
     seconds = skew.total_seconds()
-    wrong = skew > CLOCK_SKEW_MAX if ahead_only else abs(skew) > CLOCK_SKEW_MAX
-    if wrong:
-        return failed(name, f"{other} is {seconds:+.1f} s from our clock (limit {CLOCK_SKEW_MAX.seconds} s)",
-                      "synchronise the clocks (NTP: timedatectl set-ntp true)")  # fmt: skip
+    if (skew > CLOCK_SKEW_MAX) if record else (abs(skew) > CLOCK_SKEW_MAX):
+        fix = "synchronise the clocks (NTP: timedatectl set-ntp true)"
+        detail = f"{other} is {seconds:+.1f} s from our clock (limit {CLOCK_SKEW_MAX.seconds} s)"
+        return Check(name, True, detail, fix, warning=True) if record else failed(name, detail, fix)
     return passed(name, f"{other} is {seconds:+.1f} s from our clock")
 
 
@@ -163,15 +172,16 @@ def kafka_checks(settings: KafkaSettings, config: LedgerSettings) -> Iterator[Ch
         yield failed("kafka", str(error), _security_fix(settings))
         return
     except (KafkaError, OSError, ValueError) as error:
-        yield failed("kafka", f"{servers}: {_first_line(error)}", "check the Kafka connection settings")
+        yield failed("kafka", f"{servers}: {first_line(error)}", "check the Kafka connection settings")
         return
+    topics: set[str] = set()
     try:
         yield passed("kafka", f"{servers}: connected ({settings.security_protocol})")
         topics = set(admin.list_topics())
         yield from _topic_checks(topics, config)
         yield _group_check(admin, config.consume.group)
     except KafkaError as error:
-        yield failed("kafka", f"{servers}: {_first_line(error)}", "check the Kafka connection settings and ACLs")
+        yield failed("kafka", f"{servers}: {first_line(error)}", "check the Kafka connection settings and ACLs")
     finally:
         admin.close()
     yield from _record_clock_checks(settings, [t for t in config.consume.topics if t in topics])
@@ -204,7 +214,7 @@ def _group_check(admin: Any, group: str) -> Check:
     try:
         offsets = admin.list_group_offsets(group).get(group, {})
     except KafkaError as error:
-        return failed(f"group {group}", _first_line(error), f"grant READ/DESCRIBE on group {group} to this user")
+        return failed(f"group {group}", first_line(error), f"grant READ/DESCRIBE on group {group} to this user")
     return passed(f"group {group}", f"coordinator answers; {len(offsets)} partition(s) with committed offsets")
 
 
@@ -213,19 +223,21 @@ def _record_clock_checks(settings: KafkaSettings, topics: list[str]) -> Iterator
     judge messages from the future by a wrong time."""
     if not topics:
         return
-    consumer = KafkaConsumer(**settings.common(), enable_auto_commit=False, consumer_timeout_ms=SAMPLE_TIMEOUT_MS)
+    consumer: KafkaConsumer | None = None
     try:
+        consumer = KafkaConsumer(**settings.common(), enable_auto_commit=False, request_timeout_ms=KAFKA_TIMEOUT_MS)
         for topic in topics:
             newest = _newest_timestamp(consumer, topic)
             if newest is None:
                 yield passed(f"clock {topic}", "no records to compare with yet")
             else:
                 yield _clock_check(f"clock {topic}", "the newest record's timestamp", newest, datetime.now(UTC),
-                                   ahead_only=True)  # fmt: skip
+                                   record=True)  # fmt: skip
     except KafkaError as error:
-        yield failed("kafka clock", _first_line(error), "grant READ on the consumed topics")
+        yield failed("kafka clock", first_line(error), "grant READ on the consumed topics")
     finally:
-        consumer.close()
+        if consumer is not None:
+            consumer.close()
 
 
 def _newest_timestamp(consumer: KafkaConsumer, topic: str) -> datetime | None:
@@ -233,7 +245,7 @@ def _newest_timestamp(consumer: KafkaConsumer, topic: str) -> datetime | None:
     if not partitions:
         return None
     consumer.assign(partitions)
-    ends = consumer.end_offsets(partitions)
+    ends = consumer.end_offsets(partitions, timeout_ms=KAFKA_TIMEOUT_MS)
     for partition in partitions:
         consumer.seek(partition, max(ends.get(partition, 0) - 1, 0))
     newest: datetime | None = None
@@ -241,8 +253,8 @@ def _newest_timestamp(consumer: KafkaConsumer, topic: str) -> datetime | None:
     while time.monotonic() < deadline:
         for records in consumer.poll(timeout_ms=200, max_records=len(partitions) * 10).values():
             for record in records:
-                if record.timestamp is not None and record.timestamp >= 0:
-                    stamped = datetime.fromtimestamp(record.timestamp / 1000, UTC)
+                stamped = record_time(record)
+                if stamped is not None:
                     newest = stamped if newest is None else max(newest, stamped)
         if newest is not None:
             break
@@ -265,12 +277,14 @@ def metrics_check(config: LedgerSettings) -> Check | None:
     port, address = config.metrics.port, config.metrics.address
     if port is None:
         return None
-    with socket.socket() as probe:
-        try:
-            probe.bind((address, port))
-        except OSError as error:
-            return failed("metrics", f"cannot serve metrics on {address}:{port}: {error.strerror}",
-                          "choose a free --metrics-port or stop what uses it")  # fmt: skip
+    try:
+        family, kind, _, _, where = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the metrics server does
+            probe.bind(where)
+    except OSError as error:
+        return failed("metrics", f"cannot serve metrics on {address}:{port}: {error.strerror or error}",
+                      "choose a free --metrics-port or stop what uses it")  # fmt: skip
     return passed("metrics", f"{address}:{port} is free")
 
 
@@ -309,8 +323,7 @@ def check(context: Context, output_format: str) -> None:
         output.print_json_lines(result.as_dict() for result in results)
     else:
         for result in results:
-            status = "ok  " if result.ok else "FAIL"
             fix = f" — fix: {result.fix}" if result.fix else ""
-            click.echo(f"{status} {result.name}: {result.detail}{fix}")
+            click.echo(f"{result.status} {result.name}: {result.detail}{fix}")
     if not all(result.ok for result in results):
         raise SystemExit(EXIT_FAILED)

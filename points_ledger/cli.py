@@ -16,6 +16,7 @@ from consumers.jsonlines import DEFAULT_BATCH_SIZE, ingest_lines
 from ledger.application import BATCH_SIZE_MAX, OutOfRangeError
 from ledger.store import DEFAULT_STORE_URL
 from points_ledger import config_commands, kafka_commands, output
+from points_ledger.check import check
 from points_ledger.context import TIME, Context, format_option, pass_context, setting_option
 from points_ledger.errors import CommandError, reported_errors
 from points_ledger.progress import ingest_progress
@@ -312,7 +313,7 @@ def schemas_export(directory: Path) -> None:
         click.echo(str(path))
 
 
-for command in [*kafka_commands.COMMANDS, *config_commands.COMMANDS]:
+for command in [*kafka_commands.COMMANDS, *config_commands.COMMANDS, check]:
     main.add_command(command)
 
 

@@ -13,22 +13,24 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from consumers.jsonlines import DEFAULT_BATCH_SIZE
 from consumers.kafka_settings import (
-    COMPRESSION_CODECS,
     DEFAULT_BOOTSTRAP_SERVERS,
     DEFAULT_GROUP,
     DEFAULT_TOPIC,
-    SASL_MECHANISMS,
-    SECURITY_PROTOCOLS,
+    Compression,
     KafkaSettings,
+    SaslMechanism,
+    SecurityProtocol,
     check_topic_name,
 )
+from consumers.retry import RetryPolicy
 from ledger.application import BATCH_SIZE_MAX
 from ledger.store import DEFAULT_STORE_URL, Store, StoreError, mask_url, parse_store_url, read_password_file
 
@@ -40,15 +42,6 @@ MASK = "********"
 
 class ConfigError(ValueError):
     """The config file, an environment variable or a secret file cannot be used as it is."""
-
-
-SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
-SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
-Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
-if SecurityProtocol.__args__ != SECURITY_PROTOCOLS or SaslMechanism.__args__ != SASL_MECHANISMS:  # type: ignore[attr-defined]
-    raise ImportError("the config's Kafka security choices differ from consumers.kafka_settings")
-if Compression.__args__ != COMPRESSION_CODECS:  # type: ignore[attr-defined]
-    raise ImportError("the config's compression choices differ from consumers.kafka_settings")
 
 
 class _Section(BaseModel):
@@ -77,7 +70,7 @@ class KafkaSection(_Section):
     ssl_key_password_file: Path | None = None
     ssl_check_hostname: bool = True
     compression: Compression = "none"
-    session_timeout_ms: Annotated[int, Field(ge=1_000, le=300_000)] = 10_000
+    session_timeout_ms: Annotated[int, Field(ge=1_000, le=300_000)] = KafkaSettings.session_timeout_ms
     idempotent_producer: bool = False
 
 
@@ -85,8 +78,8 @@ class ConsumeSection(_Section):
     topics: Annotated[tuple[str, ...], Field(min_length=1)] = (DEFAULT_TOPIC,)
     group: Annotated[str, Field(min_length=1, max_length=255)] = DEFAULT_GROUP
     dead_letter_topic: str | None = None
-    batch_size: Annotated[int, Field(ge=1, le=BATCH_SIZE_MAX)] = 500
-    store_attempts: Annotated[int, Field(ge=1, le=20)] = 3
+    batch_size: Annotated[int, Field(ge=1, le=BATCH_SIZE_MAX)] = DEFAULT_BATCH_SIZE
+    store_attempts: Annotated[int, Field(ge=1, le=20)] = RetryPolicy.attempts
 
     @field_validator("topics", mode="before")
     @classmethod
@@ -262,7 +255,21 @@ def load_settings(flags: Mapping[str, Any]) -> tuple[LedgerSettings, Sources]:
     except ValidationError as error:
         raise ConfigError(f"bad settings: {describe_validation(error)}") from error
     file_data = read_config_file(settings.config_file) if settings.config_file else {}
-    return settings, Sources(flags, EnvironmentVariables(LedgerSettings)(), file_data, settings.config_file)
+    sources = Sources(flags, EnvironmentVariables(LedgerSettings)(), file_data, settings.config_file)
+    return _secret_files_given_by_flag_win(settings, sources), sources
+
+
+def _secret_files_given_by_flag_win(settings: LedgerSettings, sources: Sources) -> LedgerSettings:
+    """A secret and a file for it both set: the one from the higher layer wins. Secrets come only from the
+    environment, so only a flag naming the file outranks them; otherwise the secret itself is used."""
+    dropped = {
+        secret: None
+        for secret in ("sasl_password", "ssl_key_password")
+        if getattr(settings.kafka, secret) is not None and sources.of("kafka", f"{secret}_file") == "flag"
+    }
+    if not dropped:
+        return settings
+    return settings.model_copy(update={"kafka": settings.kafka.model_copy(update=dropped)})
 
 
 def describe_validation(error: ValidationError) -> str:
@@ -317,7 +324,10 @@ def _row(section: str, name: str, value: Any, sources: Sources) -> dict[str, Any
         shown = mask_url(value)
     else:
         shown = value
-    return {"setting": f"{section}.{name}" if section else name, "value": shown, "source": sources.of(section, name)}
+    source = sources.of(section, name)
+    if value is None and source != "default":  # a secret set in the environment, outranked by a file's flag
+        source += " (outranked by the flag naming its file)"
+    return {"setting": f"{section}.{name}" if section else name, "value": shown, "source": source}
 
 
 def _existing(path: Path | None, setting: str) -> str | None:
@@ -333,6 +343,6 @@ def _read_secret(path: Path | None, setting: str) -> SecretStr | None:
     if path is None:
         return None
     try:
-        return SecretStr(read_password_file(path))
+        return SecretStr(read_password_file(path, what=f"{setting}: file"))
     except StoreError as error:
-        raise ConfigError(f"{setting}: {error}".replace("password file", "file")) from error
+        raise ConfigError(str(error)) from error

@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from points_ledger import output
-from points_ledger.check import check
 from points_ledger.config import effective_rows
 from points_ledger.context import Context, format_option, pass_context
 from points_ledger.kafka_options import kafka_options
@@ -37,4 +36,4 @@ def config_show(context: Context, output_format: str) -> None:
         click.echo(f"{row['setting']:<{width}}  {value}  [{row['source']}]")
 
 
-COMMANDS = [config_group, check]
+COMMANDS = [config_group]

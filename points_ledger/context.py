@@ -78,10 +78,7 @@ class Context:
                 app.close()
 
     def describe_store(self) -> str:
-        try:
-            return self.store().describe()
-        except ValueError:
-            return mask_url(self.settings.store.url)
+        return mask_url(self.settings.store.url)
 
 
 class UtcTime(click.ParamType[datetime]):

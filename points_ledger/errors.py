@@ -54,7 +54,7 @@ def warn(text: str) -> None:
     click.echo(f"points-ledger: {text}", err=True)
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
     text = str(error).strip() or type(error).__name__
     return text.splitlines()[0]
 
@@ -75,7 +75,7 @@ def reported_errors(store_description: Callable[[], str]) -> Iterator[None]:
             f"another writer kept changing the same members; nothing recorded for this batch: {error}"
         ) from error
     except (psycopg.OperationalError, sqlite3.OperationalError, PersistenceError) as error:
-        raise StoreUnavailableError(f"store {store_description()} unavailable: {_first_line(error)}") from error
+        raise StoreUnavailableError(f"store {store_description()} unavailable: {first_line(error)}") from error
     except (DeadLetterWriteError, UnreadableBatchError) as error:
         raise CommandError(f"{error}; stopped, nothing recorded for this batch") from error
     except (KafkaSecurityError, InputEncodingError) as error:  # a refused certificate or login, a UTF-16 file
@@ -83,10 +83,10 @@ def reported_errors(store_description: Callable[[], str]) -> Iterator[None]:
     except LedgerInvariantError as error:
         raise CommandError(f"ledger invariant broken, nothing recorded for this batch: {error}") from error
     except OSError as error:
-        raise CommandError(_first_line(error)) from error
+        raise CommandError(first_line(error)) from error
     except Exception as error:
         if os.environ.get("LEDGER_DEBUG"):
             traceback.print_exc(file=sys.stderr)
         raise CommandError(
-            f"internal error ({type(error).__name__}): {_first_line(error)}; set LEDGER_DEBUG=1 for details"
+            f"internal error ({type(error).__name__}): {first_line(error)}; set LEDGER_DEBUG=1 for details"
         ) from error

@@ -32,8 +32,12 @@ class Invalid:
     error_class: str = "ValidationError"
 
     def __post_init__(self) -> None:
-        if len(self.reason) > REASON_MAX_CHARS:
-            object.__setattr__(self, "reason", self.reason[: REASON_MAX_CHARS - 1] + "…")
+        object.__setattr__(self, "reason", bounded_reason(self.reason))
+
+
+def bounded_reason(reason: str) -> str:
+    """At most REASON_MAX_CHARS: reasons quote input and go into dead letters' headers."""
+    return reason if len(reason) <= REASON_MAX_CHARS else reason[: REASON_MAX_CHARS - 1] + "…"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +60,11 @@ def strip_bom(raw: bytes) -> bytes:
     return raw[len(UTF8_BOM) :] if raw.startswith(UTF8_BOM) else raw
 
 
-def parse_message(raw: bytes, acceptance: Acceptance | None = None) -> Message | Invalid:
-    """Validate one wire message against the wire format and, if given, what the program accepts."""
+def parse_message(
+    raw: bytes, acceptance: Acceptance | None = None, *, received_at: datetime | None = None
+) -> Message | Invalid:
+    """Validate one wire message against the wire format and, if given, what the program accepts;
+    `received_at` (one per message, e.g. a Kafka record's time) stands in for `acceptance.received_at`."""
     if len(raw) > MESSAGE_MAX_BYTES:
         return Invalid(f"message is {len(raw)} bytes, more than {MESSAGE_MAX_BYTES}", "TooLarge")
     raw = strip_bom(raw)
@@ -75,7 +82,7 @@ def parse_message(raw: bytes, acceptance: Acceptance | None = None) -> Message |
         return Invalid(_describe(error), _error_class(error))
     except Exception as error:  # never raise for input: a validator we did not foresee is a dead letter too
         return Invalid(f"cannot be validated: {type(error).__name__}: {error}", "Unvalidated")
-    return _with_nul(message, raw) or _out_of_range(message, acceptance) or message
+    return _with_nul(message, raw) or _out_of_range(message, acceptance, received_at) or message
 
 
 def _with_nul(message: Message, raw: bytes) -> Invalid | None:
@@ -89,14 +96,14 @@ def _with_nul(message: Message, raw: bytes) -> Invalid | None:
     return None
 
 
-def _out_of_range(message: Message, acceptance: Acceptance) -> Invalid | None:
+def _out_of_range(message: Message, acceptance: Acceptance, received_at: datetime | None) -> Invalid | None:
     """The message's times inside the range the ledger computes with, and not from a sender's future."""
     invalid = _outside("occurred_at", message.occurred_at, acceptance)
     if invalid is None and isinstance(message, Enrollment) and message.enrolled_at is not None:
         invalid = _outside("enrolled_at", message.enrolled_at, acceptance)
     if invalid is not None:
         return invalid
-    received, tolerance = acceptance.received_at, acceptance.future_tolerance
+    received, tolerance = received_at or acceptance.received_at, acceptance.future_tolerance
     if received is not None and tolerance is not None and message.occurred_at > received + tolerance:
         return Invalid(
             f"occurred_at {message.occurred_at.isoformat()} is more than {_hours(tolerance)} after the message "

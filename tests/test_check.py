@@ -90,9 +90,9 @@ def test_check_finds_a_producer_clock_running_ahead(kafka_bootstrap: str, sqlite
     producer.send(topic, key=b"M", value=b"{}", timestamp_ms=ahead_ms, partition=0).get(timeout=30)
     producer.close()
     result = run_check("--bootstrap-servers", kafka_bootstrap, "--topic", topic, store=sqlite_url)
-    assert result.returncode == 1
+    assert result.returncode == 0, result.stdout  # a warning: the consumer caps record times at its own clock
     clock = lines(result)[f"clock {topic}"]
-    assert clock.startswith("FAIL") and "+3" in clock and "synchronise the clocks" in clock
+    assert clock.startswith("WARN") and "+3" in clock and "synchronise the clocks" in clock
 
 
 def test_check_reports_settings_that_cannot_be_used(tmp_path: Path, sqlite_url: str) -> None:

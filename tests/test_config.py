@@ -8,13 +8,21 @@ from typing import Any
 
 import pytest
 
+from points_ledger.config import load_settings
 from points_ledger.streamgen import generate
 from tests.cli_helpers import cli, one_line_error
 from tests.kafka_helpers import create_topic, positions, produce, unique
 
 SECRET = "s3cret-Passw0rd-xyzzy"
 #: Environment variables of the settings, removed so that the machine's own cannot leak into a test.
-SETTINGS_ENV = ["LEDGER_CONFIG", "KAFKA_SASL_PASSWORD", "LEDGER_GROUP", "LEDGER_BATCH_SIZE", "KAFKA_COMPRESSION"]
+SETTINGS_ENV = [
+    "LEDGER_CONFIG",
+    "KAFKA_SASL_PASSWORD",
+    "KAFKA_SASL_PASSWORD_FILE",
+    "LEDGER_GROUP",
+    "LEDGER_BATCH_SIZE",
+    "KAFKA_COMPRESSION",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -169,3 +177,26 @@ def test_no_secret_appears_in_anything_any_command_prints(tmp_path: Path, kafka_
             assert secret not in printed, (result.args, printed)
     assert [r.returncode for r in runs[3:8]] == [3, 1, 3, 1, 1], [(r.returncode, r.stderr) for r in runs[3:8]]
     assert all("Traceback" not in r.stderr for r in runs)
+
+
+def test_a_flag_naming_a_secret_file_outranks_the_secret_in_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from_file = tmp_path / "kafka.password"
+    from_file.write_text("from-the-file\n")
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", "from-the-environment")
+    settings, _ = load_settings({})
+    assert settings.kafka_settings().sasl_password.get_secret_value() == "from-the-environment"  # type: ignore[union-attr]
+    settings, _ = load_settings({"kafka": {"sasl_password_file": from_file}})
+    assert settings.kafka_settings().sasl_password.get_secret_value() == "from-the-file"  # type: ignore[union-attr]
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD_FILE", str(from_file))  # the same layer: the secret itself wins
+    settings, _ = load_settings({})
+    assert settings.kafka_settings().sasl_password.get_secret_value() == "from-the-environment"  # type: ignore[union-attr]
+
+
+def test_a_store_url_that_cannot_be_parsed_is_a_usage_error_without_the_url() -> None:
+    for command in (["balances"], ["check", "--bootstrap-servers", "127.0.0.1:1"]):
+        result = cli("--store", f"postgresql://u:{SECRET}@[::1/db", *command)
+        assert SECRET not in result.stdout + result.stderr and "Traceback" not in result.stderr
+        assert "cannot be parsed" in result.stdout + result.stderr
+    one_line_error(cli("--store", f"postgresql://u:{SECRET}@[::1/db", "balances"), 2, "store URL cannot be parsed")

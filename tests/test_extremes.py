@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from kafka import KafkaProducer
 
 import ledger.member as member_module
-from consumers.deadletters import DeadLetter
-from consumers.jsonlines import RULE_FAILED, ingest_lines
+from consumers.deadletters import RULE_FAILED, DeadLetter
+from consumers.jsonlines import ingest_lines
 from consumers.kafka_batch import recorded_through
 from consumers.kafka_consumer import ConsumeOptions
 from consumers.kafka_producer import member_key
@@ -275,7 +275,7 @@ def test_the_messages_that_stopped_consume_are_dead_lettered_and_the_rest_of_the
     classes = {dict(letter.headers)["error_class"].decode() for letter in letters}
     assert classes == set(edges)
     huge = next(letter for letter in letters if dict(letter.headers)["error_class"] == b"TooLarge")
-    assert len(huge.value) == 1024 * 1024 and b"value of 5242" in dict(huge.headers)["truncated"]
+    assert len(huge.value) == 2 * 1024 * 1024 and b"value of 5242" in dict(huge.headers)["truncated"]
     assert positions(sqlite_url, topic, 1) == last
     app = LedgerApplication(parse_store_url(sqlite_url), Program())
     try:
