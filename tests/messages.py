@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from consumers.deadletters import DeadLetter
 from schemas import Invalid, Message, parse_message
 
 _ids = itertools.count(1)
@@ -60,3 +61,19 @@ def adjustment(points: int, member: str = "M1", when: str = "2024-01-01", aid: s
 
 def enrollment(member: str = "M1", when: str = "2024-01-01", **kw: Any) -> Message:
     return message("enrollment", member, when, **kw)
+
+
+class CollectedLetters:
+    """A dead-letter sink that keeps the letters, for assertions."""
+
+    def __init__(self) -> None:
+        self.letters: list[DeadLetter] = []
+
+    def write(self, letter: DeadLetter) -> None:
+        self.letters.append(letter)
+
+    def flush(self) -> None:
+        pass
+
+    def seen(self) -> list[tuple[int, str, str]]:
+        return [(letter.line, letter.error_class, letter.reason) for letter in self.letters]

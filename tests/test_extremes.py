@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from kafka import KafkaProducer
 
 import ledger.member as member_module
-from consumers.deadletters import RULE_FAILED, DeadLetter
+from consumers.deadletters import RULE_FAILED
 from consumers.jsonlines import ingest_lines
 from consumers.kafka_batch import recorded_through
 from consumers.kafka_consumer import ConsumeOptions
@@ -35,23 +35,9 @@ from projections.log import read_log
 from tests.cli_helpers import cli
 from tests.extremes import PROGRAMS, RECEIVED_AT, streams
 from tests.kafka_helpers import consume_args, create_topic, positions, read_topic, unique
-from tests.messages import adjustment, encode, purchase, redemption, wire
+from tests.messages import CollectedLetters, adjustment, encode, purchase, redemption, wire
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-class Letters:
-    def __init__(self) -> None:
-        self.letters: list[DeadLetter] = []
-
-    def write(self, letter: DeadLetter) -> None:
-        self.letters.append(letter)
-
-    def flush(self) -> None:
-        pass
-
-    def seen(self) -> list[tuple[int, str, str]]:
-        return [(letter.line, letter.error_class, letter.reason) for letter in self.letters]
 
 
 @contextmanager
@@ -63,7 +49,9 @@ def ledger(program: Program) -> Iterator[LedgerApplication]:
         app.close()
 
 
-def ingest(app: LedgerApplication, lines: Sequence[bytes], batch_size: int, letters: Letters) -> dict[str, int]:
+def ingest(
+    app: LedgerApplication, lines: Sequence[bytes], batch_size: int, letters: CollectedLetters
+) -> dict[str, int]:
     data = b"".join(line + (b"\r\n" if i % 3 else b"\n\n") for i, line in enumerate(lines))  # CRLF and blanks
     tally = ingest_lines(app, io.BytesIO(data), "x.jsonl", letters, batch_size=batch_size, received_at=RECEIVED_AT)
     return tally.as_dict()
@@ -85,7 +73,7 @@ def test_extreme_messages_never_stop_the_ledger_and_a_replay_gives_the_same_ledg
     program: Program, lines: list[bytes], batch: int, other_batch: int
 ) -> None:
     with ledger(program) as app, ledger(program) as replayed:
-        letters = Letters()
+        letters = CollectedLetters()
         tally = ingest(app, lines, batch, letters)
         assert tally["processed"] == len(lines)
         assert tally["failed"] == 0  # no valid message makes a rule raise
@@ -101,14 +89,14 @@ def test_extreme_messages_never_stop_the_ledger_and_a_replay_gives_the_same_ledg
             assert all(program.occurred_at_earliest <= e.effective_at <= program.occurred_at_latest for e in events)
 
         # A replay of the same input into a new ledger, in other batches, decides everything the same.
-        replay_letters = Letters()
+        replay_letters = CollectedLetters()
         assert ingest(replayed, lines, other_batch, replay_letters) == tally
         assert contents(replayed) == contents(app)
         assert replay_letters.seen() == letters.seen()
 
         # Redelivering everything changes nothing; a sweep at the edge of the range computes.
         before = app.recorder.max_notification_id()
-        again = ingest(app, lines, batch, Letters())
+        again = ingest(app, lines, batch, CollectedLetters())
         assert again["recorded"] == again["rejected"] == again["failed"] == 0
         assert app.recorder.max_notification_id() == before
         app.sweep(program.occurred_at_latest)
@@ -149,7 +137,7 @@ def test_a_message_a_rule_fails_on_is_dead_lettered_and_the_rest_of_its_batch_is
     store = parse_store_url(f"sqlite:///{tmp_path / 'l.db'}")
     app, without = LedgerApplication(store, Program()), LedgerApplication(parse_store_url("memory://"), Program())
     try:
-        letters = Letters()
+        letters = CollectedLetters()
         tally = ingest_lines(app, io.BytesIO(b"\n".join(lines)), "x.jsonl", letters, batch_size=10)
         assert tally.as_dict() == {"processed": 5, "recorded": 4, "duplicates": 0, "rejected": 0, "invalid": 0,
                                    "failed": 1}  # fmt: skip
@@ -157,7 +145,9 @@ def test_a_message_a_rule_fails_on_is_dead_lettered_and_the_rest_of_its_batch_is
         assert letters.letters[0].raw == lines[2]
 
         # The failing member's other messages, before and after it in the batch, count as if it never came.
-        ingest_lines(without, io.BytesIO(b"\n".join(lines[:2] + lines[3:])), "x.jsonl", Letters(), batch_size=10)
+        ingest_lines(
+            without, io.BytesIO(b"\n".join(lines[:2] + lines[3:])), "x.jsonl", CollectedLetters(), batch_size=10
+        )
         for member_id in ("A", "B"):
             kept, expected = app.member(member_id), without.member(member_id)
             assert kept is not None and expected is not None
@@ -241,7 +231,7 @@ def test_extreme_messages_through_consume_equal_ingest_and_a_replay_of_the_topic
     try:
         tally = consume_all(consumed, kafka_bootstrap, topic, last)
         with ledger(Program()) as ingested:
-            assert ingest(ingested, lines, 500, Letters()) == tally
+            assert ingest(ingested, lines, 500, CollectedLetters()) == tally
             assert without_provenance(contents(consumed)) == without_provenance(contents(ingested))
         assert consume_all(replayed, kafka_bootstrap, topic, last) == tally
         assert contents(replayed) == contents(consumed)

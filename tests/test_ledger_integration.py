@@ -10,7 +10,6 @@ from datetime import timedelta
 
 import pytest
 
-from consumers.deadletters import DeadLetter
 from consumers.jsonlines import ingest_lines
 from ledger.application import LedgerApplication
 from ledger.member import Source, member_uuid
@@ -23,24 +22,13 @@ from projections import reports
 from projections.log import read_log
 from schemas import Acceptance, Invalid, Message, parse_message
 from tests.cli_helpers import ROOT
-from tests.messages import purchase
+from tests.messages import CollectedLetters, purchase
 from tests.oracle import Oracle
 
 MESSAGES = 20_000
 MEMBERS = 300
 DAYS = 900
 QUARTER_ENDS = [DEFAULT_START + timedelta(days=days) for days in (90, 181, 365, 546, 730, 1000)]
-
-
-class CollectedLetters:
-    def __init__(self) -> None:
-        self.letters: list[DeadLetter] = []
-
-    def write(self, letter: DeadLetter) -> None:
-        self.letters.append(letter)
-
-    def flush(self) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")

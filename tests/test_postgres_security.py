@@ -26,7 +26,7 @@ from ledger.pgconnect import connection_kwargs
 from ledger.program import Program
 from ledger.store import StoreError, parse_store_url
 from points_ledger.preflight import check_reachable, connect
-from tests.cli_helpers import SAMPLE, cli
+from tests.cli_helpers import SAMPLE, cli, one_line_error
 from tests.pg_server import PgServer, pg_server, write_as_postgres
 
 #: Distinctive, so finding it anywhere in output is never a coincidence.
@@ -109,15 +109,6 @@ def passfile(tmp_path: Path, tls_server: TlsServer, password: str = SECRET, mode
 def no_secret_in(result: subprocess.CompletedProcess[str], *secrets: str) -> None:
     for secret in secrets:
         assert secret not in result.stdout and secret not in result.stderr, (result.stdout, result.stderr)
-
-
-def failure(result: subprocess.CompletedProcess[str], status: int, *fragments: str) -> str:
-    assert result.returncode == status, (result.returncode, result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 def ingest_then_balances(store: str, env: dict[str, str] | None = None) -> None:
@@ -205,13 +196,13 @@ def test_verify_full_against_an_untrusted_ca_fails(tls_server: TlsServer, databa
         store = url(tls_server, database)
         env |= {"PGSSLMODE": "verify-full", "PGSSLROOTCERT": str(tls_server.other_ca)}
     result = cli("balances", store=store, env=env)
-    failure(result, 3, "unavailable", "certificate verify failed")
+    one_line_error(result, 3, "unavailable", "certificate verify failed")
     no_secret_in(result, SECRET)
 
 
 def test_the_server_refuses_a_connection_without_tls(tls_server: TlsServer, database: str) -> None:
     result = cli("balances", store=url(tls_server, database, "sslmode=disable"), env={"PGPASSWORD": SECRET})
-    failure(result, 3, "unavailable", "pg_hba.conf rejects connection", "no encryption")
+    one_line_error(result, 3, "unavailable", "pg_hba.conf rejects connection", "no encryption")
     no_secret_in(result, SECRET)
 
 
@@ -227,7 +218,7 @@ def test_a_wrong_password_exits_3_with_the_servers_reason_and_never_shows_it(
         env["PGPASSFILE"] = str(passfile(tmp_path, tls_server, WRONG))
     store = url(tls_server, database, query, password=WRONG if source == "url" else None)
     result = cli("ingest", str(SAMPLE), store=store, env=env)
-    failure(result, 3, "unavailable", f'password authentication failed for user "{USER}"')
+    one_line_error(result, 3, "unavailable", f'password authentication failed for user "{USER}"')
     no_secret_in(result, WRONG, SECRET)
 
 
@@ -249,18 +240,18 @@ def test_a_wrong_password_exits_3_with_the_servers_reason_and_never_shows_it(
 )
 def test_bad_url_parameters_exit_2_naming_them(tls_server: TlsServer, database: str, query: str, named: str) -> None:
     result = cli("balances", store=url(tls_server, database, query))
-    failure(result, 2, "bad PostgreSQL", named)
+    one_line_error(result, 2, "bad PostgreSQL", named)
     no_secret_in(result, WRONG)
 
 
 def test_a_password_file_that_cannot_be_used_exits_2(tls_server: TlsServer, database: str, tmp_path: Path) -> None:
     store = url(tls_server, database, verify_full(tls_server))
     missing = cli("balances", store=store, env={"PGPASSFILE": str(tmp_path / "missing")})
-    failure(missing, 2, "password file", "cannot be read", "No such file")
+    one_line_error(missing, 2, "password file", "cannot be read", "No such file")
     readable = passfile(tmp_path, tls_server, mode=0o644)
     loose = url(tls_server, database, verify_full(tls_server, extra=f"passfile={readable}"))
     open_to_all = cli("balances", store=loose)
-    failure(open_to_all, 2, "group or world access")
+    one_line_error(open_to_all, 2, "group or world access")
     no_secret_in(open_to_all, SECRET)
     with pytest.raises(StoreError, match="cannot be read"):
         parse_store_url(store, password_file=tmp_path / "no-such-secret")
