@@ -76,7 +76,7 @@ def ingest_lines(
     letter. `received_at` (default: now) is the arrival time messages from the future are judged by."""
     if not 1 <= batch_size <= BATCH_SIZE_MAX:
         raise ValueError(f"batch size must be 1..{BATCH_SIZE_MAX}")
-    acceptance = app.program.acceptance(received_at or datetime.now(UTC))
+    acceptance, received_at = app.program.acceptance(), received_at or datetime.now(UTC)
     tally = Tally()
     batch: list[tuple[Message, Source]] = []
     lines: list[bytes] = []
@@ -99,7 +99,7 @@ def ingest_lines(
             on_batch(tally)
 
     for number, raw, truncated in read_lines(stream):
-        parsed = _parse(raw, truncated, acceptance)
+        parsed = _parse(raw, truncated, acceptance, received_at)
         if isinstance(parsed, Invalid):
             dead_letters.write(DeadLetter(source_name, number, raw, parsed.reason, parsed.error_class, truncated))
             tally.count(None)
@@ -112,7 +112,7 @@ def ingest_lines(
     return tally
 
 
-def _parse(raw: bytes, truncated: bool, acceptance: Acceptance) -> Message | Invalid:
+def _parse(raw: bytes, truncated: bool, acceptance: Acceptance, received_at: datetime) -> Message | Invalid:
     if truncated:
         return Invalid(f"line is longer than {MESSAGE_MAX_BYTES} bytes", "TooLarge")
-    return parse_message(raw, acceptance)
+    return parse_message(raw, acceptance, received_at=received_at)

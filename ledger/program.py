@@ -92,14 +92,13 @@ class Program(BaseModel):
             )
         return self
 
-    def acceptance(self, received_at: datetime | None = None) -> Acceptance:
+    def acceptance(self) -> Acceptance:
         """What a message must satisfy, beyond the wire format, to reach the rules."""
         return Acceptance(
             currency=self.currency,
             earliest=self.occurred_at_earliest,
             latest=self.occurred_at_latest,
             future_tolerance=timedelta(hours=self.future_tolerance_hours),
-            received_at=received_at,
         )
 
     @property

@@ -44,16 +44,14 @@ def bounded_reason(reason: str) -> str:
 class Acceptance:
     """What the program accepts beyond the wire format: its currency and the times it can compute with.
 
-    `received_at` is when the message reached us (the Kafka record's time, or the start of a file's
-    ingest); a message that claims to have happened more than `future_tolerance` after it has a sender
-    with a wrong clock. Without `received_at` only the fixed range applies.
+    A message that claims to have happened more than `future_tolerance` after it was received (see
+    `parse_message`) has a sender with a wrong clock.
     """
 
     currency: str | None = None
     earliest: datetime | None = None
     latest: datetime | None = None
     future_tolerance: timedelta | None = None
-    received_at: datetime | None = None
 
 
 def strip_bom(raw: bytes) -> bytes:
@@ -63,8 +61,10 @@ def strip_bom(raw: bytes) -> bytes:
 def parse_message(
     raw: bytes, acceptance: Acceptance | None = None, *, received_at: datetime | None = None
 ) -> Message | Invalid:
-    """Validate one wire message against the wire format and, if given, what the program accepts;
-    `received_at` (one per message, e.g. a Kafka record's time) stands in for `acceptance.received_at`."""
+    """Validate one wire message against the wire format and, if given, what the program accepts.
+
+    `received_at` is when the message reached us (the Kafka record's time, or the start of a file's ingest);
+    without it only the fixed range applies."""
     if len(raw) > MESSAGE_MAX_BYTES:
         return Invalid(f"message is {len(raw)} bytes, more than {MESSAGE_MAX_BYTES}", "TooLarge")
     raw = strip_bom(raw)
@@ -103,11 +103,11 @@ def _out_of_range(message: Message, acceptance: Acceptance, received_at: datetim
         invalid = _outside("enrolled_at", message.enrolled_at, acceptance)
     if invalid is not None:
         return invalid
-    received, tolerance = received_at or acceptance.received_at, acceptance.future_tolerance
-    if received is not None and tolerance is not None and message.occurred_at > received + tolerance:
+    tolerance = acceptance.future_tolerance
+    if received_at is not None and tolerance is not None and message.occurred_at > received_at + tolerance:
         return Invalid(
             f"occurred_at {message.occurred_at.isoformat()} is more than {_hours(tolerance)} after the message "
-            f"was received ({received.isoformat()}): the sender's clock is probably wrong", "FromTheFuture",
+            f"was received ({received_at.isoformat()}): the sender's clock is probably wrong", "FromTheFuture",
         )  # fmt: skip
     return None
 

@@ -87,7 +87,7 @@ def test_parsing_never_raises_on_arbitrary_bytes(data: bytes) -> None:
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 PROGRAM_RANGE = Acceptance(
     currency="USD", earliest=datetime(1970, 1, 1, tzinfo=UTC), latest=datetime(2100, 1, 1, tzinfo=UTC),
-    future_tolerance=timedelta(hours=24), received_at=NOW,
+    future_tolerance=timedelta(hours=24),
 )  # fmt: skip
 
 
@@ -110,7 +110,7 @@ PROGRAM_RANGE = Acceptance(
 def test_valid_json_with_values_the_ledger_cannot_take_is_invalid_with_a_reason(
     fields: dict[str, object], error_class: str, reason: str
 ) -> None:
-    result = parse_message(raw(**fields), PROGRAM_RANGE)
+    result = parse_message(raw(**fields), PROGRAM_RANGE, received_at=NOW)
     assert isinstance(result, Invalid), result
     assert result.error_class == error_class and reason in result.reason
     assert len(result.reason) <= 1_000
@@ -122,7 +122,9 @@ def test_times_just_inside_the_range_and_the_tolerance_are_accepted() -> None:
     assert isinstance(parse_message(raw(type="enrollment", occurred_at="2100-01-01T00:00:00Z"),
                                     Acceptance(latest=datetime(2100, 1, 1, tzinfo=UTC))), Enrollment)  # fmt: skip
     tomorrow = (NOW + timedelta(hours=24)).isoformat()
-    assert isinstance(parse_message(raw(type="enrollment", occurred_at=tomorrow), PROGRAM_RANGE), Enrollment)
+    assert isinstance(
+        parse_message(raw(type="enrollment", occurred_at=tomorrow), PROGRAM_RANGE, received_at=NOW), Enrollment
+    )
 
 
 def test_amounts_are_whole_cents_written_with_two_places() -> None:
@@ -150,7 +152,7 @@ _json_scalars = st.one_of(
                                         "refund_id", "redemption_id", "adjustment_id", "reason", "operator",
                                         "currency", "member_id"]), _json_scalars, max_size=8))  # fmt: skip
 def test_parsing_never_raises_on_well_formed_messages_with_any_values(kind: str, fields: dict[str, object]) -> None:
-    result = parse_message(raw(type=kind, **fields), PROGRAM_RANGE)
+    result = parse_message(raw(type=kind, **fields), PROGRAM_RANGE, received_at=NOW)
     assert isinstance(result, Invalid | Purchase | Refund | Redemption | Adjustment | Enrollment)
     if not isinstance(result, Invalid):
         assert PROGRAM_RANGE.earliest <= result.occurred_at <= PROGRAM_RANGE.latest  # type: ignore[operator]
