@@ -7,7 +7,6 @@ in one transaction.
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
@@ -18,7 +17,6 @@ from eventsourcing.application import AggregateNotFoundError, Application, Proce
 from eventsourcing.persistence import (
     EventStore,
     IntegrityError,
-    InternalError,
     JSONTranscoder,
     ProcessRecorder,
     Tracking,
@@ -30,7 +28,7 @@ from ledger.member import Member, Source, member_uuid
 from ledger.originators import maybe_stored
 from ledger.outcomes import FAILED, RECORDED, Decision, Failure
 from ledger.pgbinary import use_binary_inserts
-from ledger.pgconnect import configure_pool
+from ledger.pgconnect import configure_pool, schema_lock
 from ledger.positions import PositionConflictError, guard_positions
 from ledger.program import Program
 from ledger.store import Store
@@ -47,28 +45,17 @@ SNAPSHOT_INTERVAL = 100
 CONFLICT_RETRIES = 3
 #: Rows per read when listing members.
 PAGE_SIZE = 5_000
-#: Tries at creating the tables when other processes create them at the same moment.
-TABLE_CREATE_ATTEMPTS = 5
-TABLE_CREATE_RETRY_S = 0.2
-
 #: Told which messages of a batch failed, before anything is recorded; raising records nothing.
 OnFailures = Callable[[Sequence[Failure]], None]
 
 
-def _create_tables(recorder: Any) -> None:
-    """CREATE TABLE IF NOT EXISTS, retried: on PostgreSQL two consumers starting together on a new
-    database collide in the catalog ("tuple concurrently updated", duplicate type names)."""
+def _create_tables(recorder: Any, store: Store) -> None:
+    """CREATE TABLE IF NOT EXISTS, one process at a time (see `schema_lock`)."""
     create = getattr(recorder, "create_table", None)
     if create is None:
         return  # in-memory recorders have no tables
-    for attempt in range(TABLE_CREATE_ATTEMPTS):
-        try:
-            create()
-            return
-        except (InternalError, IntegrityError):
-            if attempt == TABLE_CREATE_ATTEMPTS - 1:
-                raise
-            time.sleep(TABLE_CREATE_RETRY_S * (attempt + 1))
+    with schema_lock(store):
+        create()
 
 
 class OutOfRangeError(ValueError):
@@ -92,7 +79,7 @@ class LedgerApplication(Application[UUID]):
     def construct_recorder(self) -> ProcessRecorder:
         configure_pool(self.factory, self.store)  # before the first connection: TLS, password, PG* fallbacks
         recorder = self.factory.process_recorder()
-        _create_tables(recorder)
+        _create_tables(recorder, self.store)
         use_binary_inserts(recorder)
         guard_positions(recorder)
         return recorder
@@ -100,7 +87,7 @@ class LedgerApplication(Application[UUID]):
     def construct_snapshot_store(self) -> EventStore[UUID]:
         configure_pool(self.factory, self.store)  # the same pool: already configured, unless that changes
         store = super().construct_snapshot_store()
-        _create_tables(store.recorder)
+        _create_tables(store.recorder, self.store)
         use_binary_inserts(store.recorder)
         return store
 

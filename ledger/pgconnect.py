@@ -11,8 +11,11 @@ own PG* variables and passfile lookup work wherever the URL is silent.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import psycopg
 from eventsourcing.postgres import PostgresDatastore
 
 from ledger.store import Store
@@ -62,3 +65,21 @@ def configure_pool(owner: Any, store: Store) -> None:
     if not pool.closed:
         raise RuntimeError("the library's connection pool connected before it was configured")
     pool.kwargs = kwargs
+
+
+#: The advisory lock key every points-ledger process takes while it creates tables (any fixed bigint).
+SCHEMA_LOCK_KEY = 0x706F696E74735F6C  # "points_l"
+
+
+@contextmanager
+def schema_lock(store: Store) -> Iterator[None]:
+    """Hold a PostgreSQL session advisory lock while creating tables, so processes starting together on a
+    new database take turns: concurrent `CREATE TABLE IF NOT EXISTS` / `CREATE TYPE` collide in the catalog
+    (duplicate relation or type names, "tuple concurrently updated"). The lock lives on a connection of its
+    own and ends with it, also if the process dies. Nothing is locked on other stores."""
+    if store.kind != "postgresql":
+        yield
+        return
+    with psycopg.connect(**connection_kwargs(store), autocommit=True) as connection:
+        connection.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK_KEY,))
+        yield
