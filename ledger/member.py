@@ -75,6 +75,30 @@ class LedgerInvariantError(RuntimeError):
 
 
 @dataclass(frozen=True, slots=True)
+class LotMoves:
+    """What an event does to a member's lots and debt: the one description both the aggregate and the
+    read models apply. `opened` may have nothing remaining when its points all went to repay debt."""
+
+    opened: Lot | None = None
+    taken: tuple[tuple[int, int], ...] = ()
+    debt_delta: int = 0
+
+
+NO_LOT_MOVES = LotMoves()
+
+
+def opened_lot(lot_id: int | None, points: int, debt_repaid: int, expires_at: datetime) -> LotMoves:
+    """A new lot of `points`, of which `debt_repaid` went to repay debt first (no lot without a lot_id)."""
+    if lot_id is None:
+        return NO_LOT_MOVES
+    return LotMoves(Lot(lot_id, points, points - debt_repaid, expires_at), debt_delta=-debt_repaid)
+
+
+def taken_from_lots(taken: list[tuple[int, int]], debt_incurred: int = 0) -> LotMoves:
+    return LotMoves(taken=tuple((lot_id, points) for lot_id, points in taken), debt_delta=debt_incurred)
+
+
+@dataclass(frozen=True, slots=True)
 class _Effect:
     """Step 5 decided but not yet recorded: the outcome event and its effect on credits."""
 
@@ -123,6 +147,10 @@ class Member(Aggregate):
         def flow(self) -> tuple[str, int] | None:
             """(roll-forward category, points) for events that move the balance."""
             return None
+
+        def lot_moves(self) -> LotMoves:
+            """What this event does to the member's lots and debt."""
+            return NO_LOT_MOVES
 
         @property
         def balance_delta(self) -> int:
@@ -187,7 +215,10 @@ class Member(Aggregate):
             member.purchases[self.transaction_id] = PurchaseRecord(
                 self.transaction_id, cents(self.amount), self.base, self.awarded, self.effective_at
             )
-            member.add_lot(self.lot_id, self.awarded, self.debt_repaid, self.expires_at)
+            member.move_lots(self.lot_moves())
+
+        def lot_moves(self) -> LotMoves:
+            return opened_lot(self.lot_id, self.awarded, self.debt_repaid, self.expires_at)
 
         def flow(self) -> tuple[str, int] | None:
             return ("issued", self.awarded)
@@ -209,8 +240,10 @@ class Member(Aggregate):
             purchase.points_clawed_back += self.points_clawed_back
             purchase.credits_clawed_back += self.credits_clawed_back
             member.refund_ids.add(self.refund_id)
-            member.take_from_lots(self.consumed)
-            member.debt += self.debt_incurred
+            member.move_lots(self.lot_moves())
+
+        def lot_moves(self) -> LotMoves:
+            return taken_from_lots(self.consumed, self.debt_incurred)
 
         def flow(self) -> tuple[str, int] | None:
             return ("clawed_back", self.points_clawed_back)
@@ -225,7 +258,10 @@ class Member(Aggregate):
 
         def apply_to(self, member: Member) -> None:
             member.redemption_ids.add(self.redemption_id)
-            member.take_from_lots(self.consumed)
+            member.move_lots(self.lot_moves())
+
+        def lot_moves(self) -> LotMoves:
+            return taken_from_lots(self.consumed)
 
         def flow(self) -> tuple[str, int] | None:
             return ("redeemed", self.points)
@@ -244,12 +280,14 @@ class Member(Aggregate):
 
         def apply_to(self, member: Member) -> None:
             member.adjustment_ids.add(self.adjustment_id)
-            if self.points > 0:
-                if self.expires_at is None:
-                    raise LedgerInvariantError("a positive adjustment must carry its lot's expiry")
-                member.add_lot(self.lot_id, self.points, self.debt_repaid, self.expires_at)
-            else:
-                member.take_from_lots(self.consumed)
+            member.move_lots(self.lot_moves())
+
+        def lot_moves(self) -> LotMoves:
+            if self.points <= 0:
+                return taken_from_lots(self.consumed)
+            if self.expires_at is None:
+                raise LedgerInvariantError("a positive adjustment must carry its lot's expiry")
+            return opened_lot(self.lot_id, self.points, self.debt_repaid, self.expires_at)
 
         def flow(self) -> tuple[str, int] | None:
             if self.points > 0:
@@ -271,7 +309,10 @@ class Member(Aggregate):
         points: int
 
         def apply_to(self, member: Member) -> None:
-            member.take_from_lots(self.expired)
+            member.move_lots(self.lot_moves())
+
+        def lot_moves(self) -> LotMoves:
+            return taken_from_lots(self.expired)
 
         def flow(self) -> tuple[str, int] | None:
             return ("expired", self.points)
@@ -302,17 +343,17 @@ class Member(Aggregate):
     def balance(self) -> int:
         return sum(lot.remaining for lot in self.lots) - self.debt
 
-    def add_lot(self, lot_id: int | None, points: int, debt_repaid: int, expires_at: datetime) -> None:
-        if lot_id is None:
+    def move_lots(self, moves: LotMoves) -> None:
+        self.debt += moves.debt_delta
+        if moves.opened is not None:
+            opened = moves.opened
+            if opened.remaining > 0:
+                self.lots.append(Lot(opened.lot_id, opened.points, opened.remaining, opened.expires_at))
+            self.next_lot_id = opened.lot_id + 1
+        if not moves.taken:
             return
-        self.debt -= debt_repaid
-        if points - debt_repaid > 0:
-            self.lots.append(Lot(lot_id, points, points - debt_repaid, expires_at))
-        self.next_lot_id = lot_id + 1
-
-    def take_from_lots(self, taken: list[tuple[int, int]]) -> None:
         by_id = {lot.lot_id: lot for lot in self.lots}
-        for lot_id, points in taken:
+        for lot_id, points in moves.taken:
             lot = by_id.get(lot_id)
             if lot is None or lot.remaining < points:
                 raise LedgerInvariantError(f"member {self.member_id}: lot {lot_id} cannot give {points} points")

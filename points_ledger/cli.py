@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, BinaryIO
 
 import click
 
@@ -15,14 +15,11 @@ from consumers.deadletters import DeadLetterSink, JsonLinesDeadLetters, StderrDe
 from consumers.jsonlines import DEFAULT_BATCH_SIZE, ingest_lines
 from ledger.application import BATCH_SIZE_MAX, OutOfRangeError
 from ledger.store import DEFAULT_STORE_URL
-from points_ledger import config_commands, kafka_commands, output
+from points_ledger import config_commands, kafka_commands, output, projection_commands, query_commands
 from points_ledger.check import check
 from points_ledger.context import TIME, Context, format_option, pass_context, setting_option
 from points_ledger.errors import CommandError, reported_errors
 from points_ledger.progress import ingest_progress
-from projections import reports, statements
-from projections.figures import figures_as_of
-from projections.log import read_log
 from schemas.export import export_json_schemas
 
 
@@ -162,116 +159,6 @@ def sweep(context: Context, as_of: datetime, output_format: str) -> None:
         output.print_record("sweep", result)
 
 
-# ---- member queries --------------------------------------------------------------------------
-
-
-@main.command()
-@click.argument("member_id")
-@click.option("--as-of", "as_of", type=TIME, default=None, help="Balance as recorded up to this time.")
-@format_option
-@pass_context
-def balance(context: Context, member_id: str, as_of: datetime | None, output_format: str) -> None:
-    """A member's balance, tier and lots with points left (latest, or as of a time)."""
-    with context.ledger(must_exist=True) as app:
-        member = app.member(member_id) if as_of is None else statements.replay(app.member_events(member_id), as_of)
-        if member is None:
-            raise CommandError(f"no member {member_id!r}" + (f" as of {as_of.isoformat()}" if as_of else ""))
-        result = statements.statement(member, as_of)
-    if output_format == "json":
-        output.print_json(result)
-        return
-    output.print_record(f"member {member_id}", {k: v for k, v in result.items() if k != "lots"})
-    output.print_rows(
-        "lots", ["points", "remaining", "expires_at"],
-        ([lot["points"], lot["remaining"], lot["expires_at"]] for lot in result["lots"]),
-    )  # fmt: skip
-
-
-@main.command()
-@click.option("--as-of", "as_of", type=TIME, default=None, help="Balances as recorded up to this time.")
-@format_option
-@pass_context
-def balances(context: Context, as_of: datetime | None, output_format: str) -> None:
-    """Every member's balance and tier: one JSON object per line with --format json."""
-    with context.ledger(must_exist=True) as app:
-        figures = figures_as_of(read_log(app), as_of)
-    rows = ({"member_id": m.member_id, "balance": m.balance, "tier": m.tier} for m in figures.members.values())
-    if output_format == "json":
-        output.print_json_lines(rows)
-    else:
-        output.print_rows("balances", ["member_id", "balance", "tier"], (list(row.values()) for row in rows))
-
-
-@main.command()
-@click.argument("member_id")
-@format_option
-@pass_context
-def history(context: Context, member_id: str, output_format: str) -> None:
-    """Every recorded change of a member, with provenance and running balance."""
-    with context.ledger(must_exist=True) as app:
-        events = app.member_events(member_id)
-    if not events:
-        raise CommandError(f"no member {member_id!r}")
-    rows = list(statements.history(events))
-    if output_format == "json":
-        output.print_json_lines(rows)
-        return
-    output.print_rows(
-        f"history of {member_id}",
-        ["#", "effective_at", "event", "change", "balance", "tier", "source", "details"],
-        (
-            [row["version"], row["effective_at"], row["event"], row["change"], row["balance"], row["tier"],
-             _source_text(row["provenance"]), row["details"]]
-            for row in rows
-        ),
-    )  # fmt: skip
-
-
-def _source_text(provenance: dict[str, Any]) -> str:
-    source = ",".join(f"{key}={value}" for key, value in provenance.get("source", {}).items())
-    event_id = provenance.get("event_id")
-    return f"{event_id} ({source})" if event_id else source
-
-
-# ---- finance reports -------------------------------------------------------------------------
-
-
-@main.group()
-def report() -> None:
-    """Finance reports, as recorded up to the times given (run `sweep` first at period ends)."""
-
-
-@report.command()
-@click.option("--as-of", "as_of", type=TIME, required=True, help="Liability at this time.")
-@format_option
-@pass_context
-def liability(context: Context, as_of: datetime, output_format: str) -> None:
-    """Points liability: outstanding and negative points, valued at the point value, by tier."""
-    with context.ledger(must_exist=True) as app:
-        result = reports.liability(read_log(app), as_of, app.program)
-    if output_format == "json":
-        output.print_json(result)
-    else:
-        output.print_record("points liability", result)
-
-
-@report.command()
-@click.option("--from", "start", type=TIME, required=True, help="Period start (exclusive).")
-@click.option("--to", "end", type=TIME, required=True, help="Period end (inclusive).")
-@format_option
-@pass_context
-def rollforward(context: Context, start: datetime, end: datetime, output_format: str) -> None:
-    """Opening balance, the flows of points in (FROM, TO], and the closing balance."""
-    if end < start:
-        raise click.BadParameter("--to must not be before --from", param_hint="--to")
-    with context.ledger(must_exist=True) as app:
-        result = reports.rollforward(read_log(app), start, end)
-    if output_format == "json":
-        output.print_json(result)
-    else:
-        output.print_record("points roll-forward", result)
-
-
 # ---- program and schemas ---------------------------------------------------------------------
 
 
@@ -313,7 +200,13 @@ def schemas_export(directory: Path) -> None:
         click.echo(str(path))
 
 
-for command in [*kafka_commands.COMMANDS, *config_commands.COMMANDS, check]:
+for command in [
+    *query_commands.COMMANDS,
+    *projection_commands.COMMANDS,
+    *kafka_commands.COMMANDS,
+    *config_commands.COMMANDS,
+    check,
+]:
     main.add_command(command)
 
 

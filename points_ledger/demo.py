@@ -35,9 +35,8 @@ from points_ledger.errors import reported_errors, warn
 from points_ledger.kafka_options import kafka_options
 from points_ledger.progress import count_progress
 from points_ledger.streamgen import DEFAULT_START, StreamGenerator
-from projections import reports
-from projections.figures import figures_as_of
-from projections.log import read_log
+from projections import queries
+from projections.runner import Projections
 
 DEMO_TOPIC = "loyalty.transactions"
 DEMO_PARTITIONS = 4
@@ -137,14 +136,17 @@ def _consume(
 
 
 def _summary(app: LedgerApplication, tally: Tally, as_of: Any) -> dict[str, Any]:
-    figures = figures_as_of(read_log(app), as_of)
-    tiers = Counter(member.tier for member in figures.members.values())
-    top = sorted(figures.members.values(), key=lambda member: (-member.balance, member.member_id))[:TOP_BALANCES]
+    """What the demo shows, read from the views (caught up on the whole consumed stream first)."""
+    with Projections(app).reading() as (sql, _):
+        members = list(queries.balances(sql, as_of))
+        liability = queries.liability(sql, as_of, app.program)
+    tiers = Counter(member["tier"] for member in members)
+    top = sorted(members, key=lambda member: (-member["balance"], member["member_id"]))[:TOP_BALANCES]
     return {
         "messages": tally.as_dict() | {"dead_letters": tally.dead_letters},
         "members_per_tier": {tier.name: tiers.get(tier.name, 0) for tier in app.program.tiers},
-        "top_balances": [{"member_id": m.member_id, "balance": m.balance, "tier": m.tier} for m in top],
-        "liability": reports.liability_of(figures, as_of, app.program),
+        "top_balances": top,
+        "liability": liability,
     }
 
 

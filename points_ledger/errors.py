@@ -21,6 +21,7 @@ from ledger.member import LedgerInvariantError
 from ledger.program import ProgramError
 from ledger.store import StoreError, StoreNotFoundError
 from points_ledger.config import ConfigError
+from projections.db import ViewsUnavailableError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -66,7 +67,7 @@ def reported_errors(store_description: Callable[[], str]) -> Iterator[None]:
         yield
     except click.ClickException:
         raise
-    except StoreNotFoundError as error:
+    except (StoreNotFoundError, ViewsUnavailableError) as error:
         raise CommandError(str(error)) from error
     except (StoreError, ProgramError, ConfigError) as error:
         raise UsageProblemError(str(error)) from error

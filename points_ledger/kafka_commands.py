@@ -135,7 +135,7 @@ def consume(context: Context, until_idle_s: float | None, output_format: str) ->
         settings = config.kafka_settings()
     options = ConsumeOptions(
         topics, config.consume.group, config.consume.batch_size, until_idle_s,
-        RetryPolicy(attempts=config.consume.store_attempts), _crash_after_batch(),
+        RetryPolicy(attempts=config.consume.store_attempts), crash_after_batch(),
     )  # fmt: skip
     metrics = ConsumerMetrics()
     show_progress = sys.stdout.isatty() and sys.stderr.isatty()
@@ -153,7 +153,7 @@ def consume(context: Context, until_idle_s: float | None, output_format: str) ->
     output.print_tally(tally, output_format, "consume")
 
 
-def _crash_after_batch() -> int | None:
+def crash_after_batch() -> int | None:
     """POINTS_LEDGER_CRASH_AFTER_BATCH=N (tests only): die by SIGKILL right after the Nth database commit."""
     value = os.environ.get(CRASH_AFTER_BATCH_ENV)
     if not value:

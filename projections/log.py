@@ -8,13 +8,13 @@ from ledger.application import PAGE_SIZE, LedgerApplication
 from ledger.member import Member
 
 
-def read_log(app: LedgerApplication, page_size: int = PAGE_SIZE) -> Iterator[Member.Event]:
-    """Every member event in the order it was recorded (the notification log)."""
+def read_log(app: LedgerApplication, page_size: int = PAGE_SIZE, stop: int | None = None) -> Iterator[Member.Event]:
+    """Every member event in the order it was recorded (the notification log), up to position `stop`."""
     if not 1 <= page_size <= PAGE_SIZE:
         raise ValueError(f"page_size must be 1..{PAGE_SIZE}")
     start = 1
     while True:
-        page = app.recorder.select_notifications(start=start, limit=page_size)
+        page = app.recorder.select_notifications(start=start, limit=page_size, stop=stop)
         for notification in page:
             event = app.mapper.to_domain_event(notification)
             if not isinstance(event, Member.Event):

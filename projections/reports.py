@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from ledger.member import Member
+from ledger.member import FLOW_SIGNS, Member
 from ledger.program import Program
 from projections.figures import LedgerFigures, figures_as_of, period_flows
 
@@ -30,19 +30,30 @@ def _liability_line(members: int, outstanding: int, negative: int, program: Prog
     }
 
 
+#: Per tier: [members, outstanding points, negative points].
+TierTotals = dict[str, list[int]]
+
+
 def liability(events: Iterable[Member.Event], as_of: datetime, program: Program) -> dict[str, Any]:
-    """Points owed to members at `as_of`, valued at the program's point value."""
-    figures = figures_as_of(events, as_of)
-    return liability_of(figures, as_of, program)
+    """Points owed to members at `as_of`, valued at the program's point value (folded from the log)."""
+    return liability_of(tier_totals(figures_as_of(events, as_of)), as_of, program)
 
 
-def liability_of(figures: LedgerFigures, as_of: datetime, program: Program) -> dict[str, Any]:
-    by_tier = {tier.name: [0, 0, 0] for tier in program.tiers}
+def tier_totals(figures: LedgerFigures) -> TierTotals:
+    totals: TierTotals = {}
     for member in figures.members.values():
-        line = by_tier.setdefault(member.tier, [0, 0, 0])
+        line = totals.setdefault(member.tier, [0, 0, 0])
         line[0] += 1
         line[1] += max(member.balance, 0)
         line[2] += -min(member.balance, 0)
+    return totals
+
+
+def liability_of(totals: TierTotals, as_of: datetime, program: Program) -> dict[str, Any]:
+    """The liability report from per-tier totals (every tier of the program listed, in its order)."""
+    by_tier = {tier.name: [0, 0, 0] for tier in program.tiers}
+    for name, line in totals.items():
+        by_tier[name] = [a + b for a, b in zip(by_tier.get(name, [0, 0, 0]), line, strict=True)]
     total = _liability_line(
         sum(line[0] for line in by_tier.values()),
         sum(line[1] for line in by_tier.values()),
@@ -63,15 +74,17 @@ def liability_of(figures: LedgerFigures, as_of: datetime, program: Program) -> d
 
 
 def rollforward(events: Iterable[Member.Event], start: datetime, end: datetime) -> dict[str, Any]:
-    """Opening + issued + adjusted_in - adjusted_out - redeemed - expired - clawed_back = closing."""
+    """Opening + issued + adjusted_in - adjusted_out - redeemed - expired - clawed_back = closing (from the log)."""
     period = period_flows(events, start, end)
     opening = sum(member.balance for member in period.opening.members.values())
     closing = sum(member.balance for member in period.closing.members.values())
-    moved = period.flows
-    derived = (
-        opening + moved["issued"] + moved["adjusted_in"] - moved["adjusted_out"]
-        - moved["redeemed"] - moved["expired"] - moved["clawed_back"]
-    )  # fmt: skip
+    return rollforward_of(start, end, opening, period.flows, closing)
+
+
+def rollforward_of(start: datetime, end: datetime, opening: int, flows: dict[str, int], closing: int) -> dict[str, Any]:
+    """The roll-forward line; refuses one that does not close."""
+    moved = {flow: flows.get(flow, 0) for flow in FLOW_SIGNS}
+    derived = opening + sum(FLOW_SIGNS[flow] * points for flow, points in moved.items())
     if derived != closing:
         raise ArithmeticError(f"roll-forward does not close: opening and flows give {derived}, closing is {closing}")
     return {"from": start, "to": end, "opening": opening, **moved, "closing": closing}

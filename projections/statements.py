@@ -45,6 +45,11 @@ def statement(member: Member, as_of: datetime | None) -> dict[str, Any]:
     }
 
 
+def event_details(event: Member.Event) -> dict[str, Any]:
+    """An event's own fields (what it did), without those every event has, by name."""
+    return {key: value for key, value in sorted(vars(event).items()) if key not in _COMMON_FIELDS}
+
+
 def history(events: Iterable[Member.Event]) -> Iterator[dict[str, Any]]:
     """Every recorded change with its provenance, the change in points and the running balance."""
     for member, event in _replay_steps(events, None):
@@ -56,6 +61,6 @@ def history(events: Iterable[Member.Event]) -> Iterator[dict[str, Any]]:
             "change": event.balance_delta,
             "balance": member.balance,
             "tier": member.tier,
-            "details": {key: value for key, value in vars(event).items() if key not in _COMMON_FIELDS},
+            "details": event_details(event),
             "provenance": event.provenance,
         }

@@ -45,13 +45,15 @@ def test_ingest_the_sample_twice_then_query_everything(store_url: str, tmp_path:
     assert second == {**first, "recorded": 0, "rejected": 0, "duplicates": first["processed"] - first["invalid"]}
 
     rows = [json.loads(line) for line in cli("balances", "--format", "json", store=store_url).stdout.splitlines()]
-    assert rows and all(set(row) == {"member_id", "balance", "tier"} for row in rows)
-    member = rows[0]["member_id"]
+    assert rows and all(set(row) == {"member_id", "balance", "tier", "position"} for row in rows)
+    assert [row["member_id"] for row in rows] == sorted(row["member_id"] for row in rows)
+    member = "M000059"  # the sample's first line, at 2024-01-01T00:00:00Z
+    row = next(row for row in rows if row["member_id"] == member)
 
     statement = ok_json(cli("balance", member, "--format", "json", store=store_url))
     assert isinstance(statement, dict)
-    assert set(statement) == {"member_id", "as_of", "balance", "tier", "lots"}
-    assert statement["balance"] == rows[0]["balance"]
+    assert set(statement) == {"member_id", "as_of", "balance", "tier", "lots", "position"}
+    assert statement["balance"] == row["balance"]
     assert sum(lot["remaining"] for lot in statement["lots"]) >= statement["balance"]
 
     early = ok_json(cli("balance", member, "--as-of", "2024-01-01T00:00:00Z", "--format", "json", store=store_url))
@@ -69,7 +71,7 @@ def test_ingest_the_sample_twice_then_query_everything(store_url: str, tmp_path:
     )
     assert isinstance(liability, dict)
     assert set(liability) == {"as_of", "members", "outstanding_points", "negative_points", "point_value",
-                              "liability_value", "breakage_rate", "liability_net", "by_tier"}  # fmt: skip
+                              "liability_value", "breakage_rate", "liability_net", "by_tier", "position"}  # fmt: skip
     assert liability["liability_value"] == f"{liability['outstanding_points'] / 100:.2f}"
 
     rollforward = ok_json(
@@ -78,7 +80,7 @@ def test_ingest_the_sample_twice_then_query_everything(store_url: str, tmp_path:
     )  # fmt: skip
     assert isinstance(rollforward, dict)
     assert list(rollforward) == ["from", "to", "opening", "issued", "adjusted_in", "adjusted_out", "redeemed",
-                                 "expired", "clawed_back", "closing"]  # fmt: skip
+                                 "expired", "clawed_back", "closing", "position"]  # fmt: skip
 
     swept = ok_json(cli("sweep", "--as-of", "2027-01-01T00:00:00Z", "--format", "json", store=store_url))
     assert isinstance(swept, dict) and swept["members"] == len(rows) and swept["changed"] == len(rows)

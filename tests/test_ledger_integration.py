@@ -18,8 +18,9 @@ from ledger.outcomes import Outcome
 from ledger.program import Program
 from ledger.store import parse_store_url
 from points_ledger.streamgen import DEFAULT_START, generate
-from projections import reports
+from projections import queries, reports
 from projections.log import read_log
+from projections.runner import Projections
 from schemas import Acceptance, Invalid, Message, parse_message
 from tests.cli_helpers import ROOT
 from tests.messages import CollectedLetters, purchase
@@ -83,6 +84,24 @@ def test_a_large_messy_stream_follows_the_rules_to_the_point(store_url: str, str
     for start, end in itertools.pairwise(QUARTER_ENDS):
         result = reports.rollforward(read_log(app), start, end)
         assert {key: result[key] for key in oracle.flows(start, end)} == oracle.flows(start, end)
+
+    # The views serve the same answers, caught up on the whole log at once.
+    with Projections(app).reading() as (sql, position):
+        assert position == app.recorder.max_notification_id()
+        served = {row["member_id"]: (row["balance"], row["tier"]) for row in queries.balances(sql, None)}
+        assert served == {member_id: oracle.balance_and_tier(member_id) for member_id in oracle.members}
+        for as_of in QUARTER_ENDS:
+            liability = queries.liability(sql, as_of, app.program)
+            expected = oracle.liability(as_of)
+            assert {key: liability[key] for key in expected} == expected, as_of
+            sample = sorted(oracle.members)[:: len(oracle.members) // 25]
+            for member_id in sample:
+                statement = queries.statement(sql, member_id, as_of)
+                if statement is not None:
+                    assert (statement["balance"], statement["tier"]) == oracle.balance_and_tier(member_id, as_of)
+        for start, end in itertools.pairwise(QUARTER_ENDS):
+            result = queries.rollforward(sql, start, end)
+            assert {key: result[key] for key in oracle.flows(start, end)} == oracle.flows(start, end)
 
     # A second ingest of the same file changes nothing.
     events_before = app.recorder.max_notification_id()

@@ -1,0 +1,138 @@
+"""`projections status`, `projections follow` and `rebuild`: the read models' life cycle."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+import click
+
+from points_ledger import output
+from points_ledger.context import Context, format_option, pass_context
+from points_ledger.kafka_commands import crash_after_batch, stop_on_signals
+from points_ledger.progress import count_progress
+from projections.follow import POLL_INTERVAL_S_MAX, POLL_INTERVAL_S_MIN, follow
+from projections.runner import Projections, UnknownViewError, select_views
+
+
+@click.group("projections")
+def projections_group() -> None:
+    """The read models (views) that queries read: their state, and keeping them current."""
+
+
+@projections_group.command("status")
+@format_option
+@pass_context
+def status(context: Context, output_format: str) -> None:
+    """Each view's position, the log head, the lag in events and when it last advanced (or was rebuilt)."""
+    with context.ledger(must_exist=True) as app:
+        rows = [
+            {
+                "view": state.name,
+                "position": state.position,
+                "head": state.head,
+                "lag": state.lag,
+                "advanced_at": state.advanced_at,
+                "rebuilt_at": state.rebuilt_at,
+            }
+            for state in Projections(app).status()
+        ]
+    if output_format == "json":
+        output.print_json_lines(rows)
+    else:
+        output.print_rows("views", list(rows[0]), (list(row.values()) for row in rows))
+
+
+@projections_group.command("follow")
+@click.option(
+    "--poll-interval",
+    "poll_interval_s",
+    type=click.FloatRange(POLL_INTERVAL_S_MIN, POLL_INTERVAL_S_MAX),
+    default=2.0,
+    show_default=True,
+    help="Seconds between polls of the log. On PostgreSQL a NOTIFY wakes the follower at once; the poll is "
+    "the fallback for a lost notification. On SQLite it is the only way.",
+)
+@click.option(
+    "--until-idle",
+    "until_idle_s",
+    type=click.FloatRange(0.1, None),
+    default=None,
+    help="Stop after this many seconds with nothing new to apply (default: run until SIGTERM/SIGINT).",
+)
+@format_option
+@pass_context
+def follow_command(context: Context, poll_interval_s: float, until_idle_s: float | None, output_format: str) -> None:
+    """Keep every view current until SIGTERM or SIGINT (then finish the batch in flight and exit 0).
+
+    Run it beside `consume` in production so that queries find the views at the log head. Any number of
+    followers and queries may catch up at once: each batch and its position commit together, exactly once.
+    """
+    started = time.monotonic()
+    with context.ledger(must_exist=False) as app, stop_on_signals() as stop:
+        tally = follow(Projections(app), stop, poll_interval_s=poll_interval_s, until_idle_s=until_idle_s)
+    result = {
+        "events": tally.events,
+        "batches": tally.batches,
+        "position": tally.position,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    _print(result, "projections follow", output_format)
+
+
+@click.command()
+@click.argument("view_names", nargs=-1, metavar="[VIEW]...")
+@format_option
+@pass_context
+def rebuild(context: Context, view_names: tuple[str, ...], output_format: str) -> None:
+    """Rebuild views (all by default) from the whole event log, without downtime.
+
+    Builds into fresh tables and swaps them in at the end in one transaction: queries keep reading the old
+    views until then, and a rebuild that is killed leaves them serving (run it again). Views: members
+    (balances, tiers, lots), audit (the audit trail and its hash chains).
+    """
+    try:
+        views = select_views(view_names)
+    except UnknownViewError as error:  # a usage error, before anything is opened
+        raise click.BadParameter(str(error), param_hint="VIEW") from error
+    show_progress = sys.stderr.isatty()
+    crash_after = crash_after_batch()
+    started = time.monotonic()
+    with context.ledger(must_exist=True) as app:
+        projections = Projections(app)
+        head = projections.db.head()
+        done = batches = 0
+        with count_progress("rebuild", head or None, enabled=show_progress) as progress:
+
+            def on_batch(applied: int, position: int) -> None:
+                nonlocal done, batches
+                done += applied
+                batches += 1
+                if batches == crash_after:  # tests only: a rebuild killed midway
+                    os.kill(os.getpid(), signal.SIGKILL)
+                rate = done / max(time.monotonic() - started, 1e-6)
+                progress(position, f"{position:,}/{head:,} events, {rate:,.0f} events/s")
+
+            position = projections.rebuild(views, on_batch)
+    seconds = time.monotonic() - started
+    result: dict[str, Any] = {
+        "views": [view.name for view in views],
+        "position": position,
+        "events": position,
+        "seconds": round(seconds, 3),
+        "events_per_s": round(position / seconds) if seconds > 0 else None,
+    }
+    _print(result, "rebuild", output_format)
+
+
+def _print(result: dict[str, Any], title: str, output_format: str) -> None:
+    if output_format == "json":
+        output.print_json(result)
+    else:
+        output.print_record(title, result)
+
+
+COMMANDS = [projections_group, rebuild]

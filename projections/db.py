@@ -1,0 +1,158 @@
+"""The read models' database: the ledger's own (PostgreSQL or SQLite), reached through the library's datastore.
+
+Views live beside the events so that a view's rows and its tracking record commit in one transaction
+(exactly once), and so that a query can catch a view up and read it on the same connection. SQL is written
+once with `?` placeholders; on PostgreSQL they become `%s`. Times are stored as integer microseconds since
+the epoch (UTC): exact, indexable, compared the same way in both databases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from eventsourcing.persistence import Tracking, TrackingRecorder
+from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
+
+from ledger.application import LedgerApplication
+from ledger.pgconnect import schema_lock
+
+Dialect = Literal["sqlite", "postgresql"]
+#: The views' tracking table on PostgreSQL (not `ledger_tracking`, the write side's own Kafka positions).
+#: SQLite has one tracking table for everything; the views' names (`view:…`) keep them apart there.
+VIEW_TRACKING_TABLE = "ledger_view_tracking"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class ViewsUnavailableError(RuntimeError):
+    """The store has no SQL database to keep views in (memory://)."""
+
+
+def to_micros(moment: datetime) -> int:
+    """A timezone-aware time as integer microseconds since the epoch."""
+    if moment.tzinfo is None:
+        raise ValueError(f"naive time {moment!r}: the ledger keeps only timezone-aware times")
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_micros(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+class Sql:
+    """One open transaction: execute, executemany and fetch with `?` placeholders in either dialect."""
+
+    def __init__(self, cursor: Any, dialect: Dialect) -> None:
+        self.cursor = cursor
+        self.dialect = dialect
+
+    def _sql(self, statement: str) -> str:
+        return statement.replace("?", "%s") if self.dialect == "postgresql" else statement
+
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> None:
+        self.cursor.execute(self._sql(statement), tuple(params))
+
+    def executemany(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self.cursor.executemany(self._sql(statement), [tuple(row) for row in rows])
+
+    def rows(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
+        """All result rows; each is indexable by column name."""
+        self.execute(statement, params)
+        return list(self.cursor.fetchall())
+
+    def row(self, statement: str, params: Sequence[Any] = ()) -> Any:
+        self.execute(statement, params)
+        return self.cursor.fetchone()
+
+    def scalar(self, statement: str, params: Sequence[Any] = ()) -> Any:
+        row = self.row(statement, params)
+        if row is None:
+            return None
+        return row[next(iter(row.keys()))] if hasattr(row, "keys") else row[0]
+
+    def table_exists(self, table: str) -> bool:
+        if self.dialect == "postgresql":
+            return self.scalar("SELECT to_regclass(?) IS NOT NULL", (table,)) is True
+        return self.row("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)) is not None
+
+
+class ViewDatabase:
+    """The ledger database seen by the views: transactions, the log, and the views' tracking records."""
+
+    def __init__(self, app: LedgerApplication) -> None:
+        datastore = getattr(app.recorder, "datastore", None)
+        self.app = app
+        self.dialect: Dialect
+        if isinstance(datastore, PostgresDatastore):
+            self.dialect = "postgresql"
+            self.tracking: TrackingRecorder = PostgresTrackingRecorder(
+                datastore, tracking_table_name=VIEW_TRACKING_TABLE
+            )
+            self.tracking_table = VIEW_TRACKING_TABLE
+        elif isinstance(datastore, SQLiteDatastore):
+            self.dialect = "sqlite"
+            self.tracking = SQLiteTrackingRecorder(datastore)
+            self.tracking_table = "tracking"
+        else:
+            raise ViewsUnavailableError(
+                f"the store {app.store.describe()} keeps no views (use sqlite:///FILE or postgresql://…), "
+                "or answer from the log with --from-log"
+            )
+        self.datastore: PostgresDatastore | SQLiteDatastore = datastore
+        with schema_lock(app.store):
+            self.tracking.create_table()
+
+    @contextmanager
+    def transaction(self, *, commit: bool) -> Iterator[Sql]:
+        """A transaction; with `commit`, one that writes (committed at the end, rolled back on an error)."""
+        if commit and isinstance(self.datastore, SQLiteDatastore):
+            with self._sqlite_write_transaction() as sql:
+                yield sql
+            return
+        with self.datastore.transaction(commit=commit) as cursor:
+            yield Sql(cursor, self.dialect)
+
+    @contextmanager
+    def _sqlite_write_transaction(self) -> Iterator[Sql]:
+        """BEGIN IMMEDIATE, not the library's deferred BEGIN: a deferred transaction that has read and then
+        writes fails at once with "database is locked" when another process wrote in between (SQLite does
+        not wait on the lock there, to avoid a deadlock). Taking the write lock first waits for it instead,
+        up to the store's lock timeout."""
+        if not isinstance(self.datastore, SQLiteDatastore):
+            raise TypeError("not an SQLite store")
+        with self.datastore.get_connection(commit=True) as connection:
+            cursor = connection.cursor()
+            try:
+                cursor.execute("BEGIN IMMEDIATE")
+                yield Sql(cursor, "sqlite")
+            except BaseException:
+                connection.rollback()
+                raise
+            else:
+                connection.commit()
+            finally:
+                cursor.sqlite_cursor.close()
+
+    def insert_tracking(self, sql: Sql, name: str, position: int) -> None:
+        """Move a view's position forward, in the caller's transaction (the library raises IntegrityError on a
+        position that does not move forward: someone else recorded it, and this transaction rolls back)."""
+        self.tracking._insert_tracking(sql.cursor, Tracking(name, position))  # type: ignore[attr-defined]
+
+    def reset_tracking(self, sql: Sql, name: str, position: int) -> None:
+        """Set a view's position to `position`, whatever it was (a rebuild swapping in new tables)."""
+        sql.execute(f"DELETE FROM {self.tracking_table} WHERE application_name = ?", (name,))
+        if position > 0:
+            self.insert_tracking(sql, name, position)
+
+    def position(self, name: str) -> int:
+        """A view's position: the last log notification id it reflects (0: none)."""
+        return self.tracking.max_tracking_id(name) or 0
+
+    def head(self) -> int:
+        """The log's last notification id (0 when empty)."""
+        return self.app.recorder.max_notification_id() or 0

@@ -1,0 +1,111 @@
+"""`projections follow`: keep every view current until asked to stop.
+
+On PostgreSQL the library's LISTEN/NOTIFY subscription wakes the loop as soon as events are recorded; the
+loop still re-polls every `poll_interval_s`, because a NOTIFY can be lost (eventsourcing issue #305) and the
+subscription starts pulling before it LISTENs. On SQLite, where the library has no subscription, it polls.
+Either way the work is the same batched catch-up (`Projections.catch_up`), so a wake-up that finds nothing
+costs one position query.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from eventsourcing.persistence import PersistenceError
+
+from projections.runner import OnBatch, Projections
+
+#: Bounds on the re-poll interval (seconds).
+POLL_INTERVAL_S_MIN = 0.05
+POLL_INTERVAL_S_MAX = 60.0
+
+
+@dataclass(slots=True)
+class FollowTally:
+    events: int = 0
+    batches: int = 0
+    position: int = 0
+    woken_by_notify: int = 0
+
+
+@contextmanager
+def notifications_wake(projections: Projections, wake: threading.Event) -> Iterator[bool]:
+    """Set `wake` whenever the log records something (PostgreSQL); yields whether a subscription runs."""
+    try:
+        subscription = projections.app.recorder.subscribe(gt=projections.db.head())
+    except NotImplementedError:  # SQLite: no live subscription in the library
+        yield False
+        return
+
+    def drain() -> None:
+        try:
+            for _ in subscription:
+                wake.set()
+        except PersistenceError:
+            wake.set()  # the loop's own polling carries on; a lost subscription only costs latency
+
+    thread = threading.Thread(target=drain, name="view-notify", daemon=True)
+    with subscription:
+        thread.start()
+        try:
+            yield True
+        finally:
+            subscription.stop()
+    thread.join(timeout=10)
+
+
+def follow(
+    projections: Projections,
+    stop: threading.Event,
+    *,
+    poll_interval_s: float,
+    until_idle_s: float | None = None,
+    on_batch: OnBatch | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> FollowTally:
+    """Catch every view up, again on each wake-up or poll, until `stop` is set (or idle for `until_idle_s`)."""
+    if not POLL_INTERVAL_S_MIN <= poll_interval_s <= POLL_INTERVAL_S_MAX:
+        raise ValueError(f"poll interval must be {POLL_INTERVAL_S_MIN}..{POLL_INTERVAL_S_MAX} s")
+    tally = FollowTally()
+    wake = threading.Event()
+
+    def counted(applied: int, position: int) -> None:
+        tally.events += applied
+        tally.batches += 1
+        tally.position = position
+        if on_batch is not None:
+            on_batch(applied, position)
+
+    with notifications_wake(projections, wake):
+        idle_since = clock()
+        while not stop.is_set():
+            before = tally.events
+            tally.position = max(tally.position, projections.catch_up(on_batch=counted))
+            if tally.events > before:
+                idle_since = clock()
+            elif until_idle_s is not None and clock() - idle_since >= until_idle_s:
+                break
+            if _wait(wake, stop, poll_interval_s, clock):
+                tally.woken_by_notify += 1
+            wake.clear()
+    return tally
+
+
+#: Longest a stop request waits for the loop to notice it (seconds).
+STOP_CHECK_S = 0.2
+
+
+def _wait(wake: threading.Event, stop: threading.Event, seconds: float, clock: Callable[[], float]) -> bool:
+    """Wait up to `seconds` for a wake-up, noticing a stop request within STOP_CHECK_S; True if woken."""
+    deadline = clock() + seconds
+    while not stop.is_set():
+        left = deadline - clock()
+        if left <= 0:
+            return False
+        if wake.wait(min(left, STOP_CHECK_S)):
+            return True
+    return False

@@ -1,0 +1,48 @@
+"""Report periods: (start, end] intervals cut at calendar month or quarter starts (UTC).
+
+An instant exactly on a boundary belongs to the period that ends there, as every flow counts the events
+with `start < effective_at <= end`; so consecutive periods tile the range without gap or overlap.
+"""
+
+from __future__ import annotations
+
+import calendar
+from datetime import UTC, datetime
+from typing import Literal
+
+Granularity = Literal["month", "quarter"]
+#: Most periods one report may list (a century of months).
+PERIODS_MAX = 1_200
+
+
+def add_months(moment: datetime, months: int) -> datetime:
+    """The same day and time `months` later (the month's last day when it has fewer days)."""
+    month_index = moment.month - 1 + months
+    year, month = moment.year + month_index // 12, month_index % 12 + 1
+    day = min(moment.day, calendar.monthrange(year, month)[1])
+    return moment.replace(year=year, month=month, day=day)
+
+
+def _next_boundary(moment: datetime, granularity: Granularity) -> datetime:
+    """The first month (or quarter) start strictly after `moment`."""
+    step = 1 if granularity == "month" else 3
+    first_month = moment.month if granularity == "month" else 3 * ((moment.month - 1) // 3) + 1
+    start = datetime(moment.year, first_month, 1, tzinfo=UTC)
+    return add_months(start, step)
+
+
+def split(start: datetime, end: datetime, granularity: Granularity | None) -> list[tuple[datetime, datetime]]:
+    """(start, end] as one period, or cut at every month or quarter start in between."""
+    if end < start:
+        raise ValueError("the period must not end before it starts")
+    if granularity is None:
+        return [(start, end)]
+    periods: list[tuple[datetime, datetime]] = []
+    cursor = start
+    while cursor < end:
+        boundary = min(_next_boundary(cursor.astimezone(UTC), granularity), end)
+        periods.append((cursor, boundary))
+        cursor = boundary
+        if len(periods) > PERIODS_MAX:
+            raise ValueError(f"more than {PERIODS_MAX} periods: choose a shorter range or a longer period")
+    return periods or [(start, end)]

@@ -1,0 +1,138 @@
+"""Answers served from the views: index lookups and set-based SQL, never a replay of events.
+
+Each function reads in the caller's read transaction (`Projections.reading`), after the views caught up,
+and returns the same shapes as the folds over the log (projections.reports, projections.statements), so the
+two can be compared field by field.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from ledger.member import member_uuid
+from ledger.program import Program
+from projections import reports
+from projections.db import Sql, from_micros, to_micros
+
+
+def _as_of_rows(columns: str) -> str:
+    """Each member's last audit row effective at or before the bound time (`?`)."""
+    return (
+        f"SELECT {columns} FROM pl_audit a JOIN (SELECT member_key, MAX(version) AS version FROM pl_audit "
+        "WHERE effective_at <= ? GROUP BY member_key) last "
+        "ON a.member_key = last.member_key AND a.version = last.version"
+    )
+
+
+def statement(sql: Sql, member_id: str, as_of: datetime | None) -> dict[str, Any] | None:
+    """`balance`: a member's balance, tier and lots with points left (latest, or as of a time); None if unknown."""
+    key = str(member_uuid(member_id))
+    if as_of is None:
+        member = sql.row("SELECT balance, tier, ledger_time FROM pl_members WHERE member_key = ?", (key,))
+        if member is None:
+            return None
+        lots = sql.rows(
+            "SELECT points, remaining, expires_at FROM pl_lots WHERE member_key = ? ORDER BY expires_at, lot_id", (key,)
+        )
+        when = from_micros(member["ledger_time"])
+    else:
+        member = sql.row(
+            "SELECT balance, tier FROM pl_audit WHERE member_key = ? AND effective_at <= ? "
+            "ORDER BY version DESC LIMIT 1",
+            (key, to_micros(as_of)),
+        )
+        if member is None:
+            return None
+        lots = sql.rows(
+            "SELECT MAX(points) AS points, SUM(delta) AS remaining, MAX(expires_at) AS expires_at FROM pl_lot_changes "
+            "WHERE member_key = ? AND effective_at <= ? GROUP BY lot_id HAVING SUM(delta) > 0 "
+            "ORDER BY MAX(expires_at), lot_id",
+            (key, to_micros(as_of)),
+        )
+        when = as_of
+    return {
+        "member_id": member_id,
+        "as_of": when,
+        "balance": member["balance"],
+        "tier": member["tier"],
+        "lots": [
+            {"points": lot["points"], "remaining": int(lot["remaining"]), "expires_at": from_micros(lot["expires_at"])}
+            for lot in lots
+        ],
+    }
+
+
+def balances(sql: Sql, as_of: datetime | None) -> Iterator[dict[str, Any]]:
+    """`balances`: every member's balance and tier, by member id."""
+    if as_of is None:
+        rows = sql.rows("SELECT member_id, balance, tier FROM pl_members ORDER BY member_id")
+    else:
+        rows = sql.rows(_as_of_rows("a.member_id, a.balance, a.tier") + " ORDER BY a.member_id", (to_micros(as_of),))
+    for row in rows:
+        yield {"member_id": row["member_id"], "balance": row["balance"], "tier": row["tier"]}
+
+
+def tier_totals(sql: Sql, as_of: datetime) -> reports.TierTotals:
+    """Per tier at `as_of`: members, outstanding points, negative points."""
+    rows = sql.rows(
+        "SELECT tier, COUNT(*) AS members, SUM(CASE WHEN balance > 0 THEN balance ELSE 0 END) AS outstanding, "
+        "SUM(CASE WHEN balance < 0 THEN -balance ELSE 0 END) AS negative "
+        f"FROM ({_as_of_rows('a.balance, a.tier')}) AS at_time GROUP BY tier",
+        (to_micros(as_of),),
+    )
+    return {row["tier"]: [int(row["members"]), int(row["outstanding"]), int(row["negative"])] for row in rows}
+
+
+def liability(sql: Sql, as_of: datetime, program: Program) -> dict[str, Any]:
+    return reports.liability_of(tier_totals(sql, as_of), as_of, program)
+
+
+def total_balance(sql: Sql, as_of: datetime) -> int:
+    value = sql.scalar(f"SELECT SUM(balance) FROM ({_as_of_rows('a.balance')}) AS at_time", (to_micros(as_of),))
+    return int(value or 0)
+
+
+def flows(sql: Sql, start: datetime, end: datetime) -> dict[str, int]:
+    """Points moved per roll-forward flow in (start, end], each as a positive count."""
+    rows = sql.rows(
+        "SELECT flow, SUM(delta) AS delta FROM pl_audit WHERE effective_at > ? AND effective_at <= ? "
+        "AND flow IS NOT NULL GROUP BY flow",
+        (to_micros(start), to_micros(end)),
+    )
+    return {row["flow"]: abs(int(row["delta"])) for row in rows}
+
+
+def rollforward(sql: Sql, start: datetime, end: datetime) -> dict[str, Any]:
+    return reports.rollforward_of(
+        start, end, total_balance(sql, start), flows(sql, start, end), total_balance(sql, end)
+    )
+
+
+def history(sql: Sql, member_id: str) -> list[dict[str, Any]]:
+    """`history`: the member's audit rows, oldest first (empty if unknown)."""
+    rows = sql.rows(
+        "SELECT version, effective_at, occurred_at, recorded_at, kind, delta, balance, tier, event_id, source, "
+        "details FROM pl_audit WHERE member_key = ? ORDER BY version",
+        (str(member_uuid(member_id)),),
+    )
+    return [
+        {
+            "version": row["version"],
+            "effective_at": from_micros(row["effective_at"]),
+            "recorded_at": from_micros(row["recorded_at"]),
+            "event": row["kind"],
+            "change": row["delta"],
+            "balance": row["balance"],
+            "tier": row["tier"],
+            "details": json.loads(row["details"]),
+            "provenance": {
+                "event_id": row["event_id"],
+                "occurred_at": None if row["occurred_at"] is None else from_micros(row["occurred_at"]),
+                "source": json.loads(row["source"]),
+            },
+        }
+        for row in rows
+    ]

@@ -1,0 +1,373 @@
+"""The read models: each a set of tables owned by one view, kept by applying log events in batches.
+
+- `members`: one row per member (balance, debt, tier, ledger time, version), the open lots (remaining
+  points, expiry) and every lot movement (for lots and expiring points as of any time).
+- `audit`: one row per recorded change (the audit trail), with the running balance, the tier after,
+  provenance, and a SHA-256 chain per member over the stored event's bytes (tamper evidence).
+
+A view applies a batch of events to its tables in the caller's transaction. It reads only its own
+tables, so views can be caught up and rebuilt apart. Table names take a suffix: a rebuild writes
+`<table>__new` and swaps it in at the end (projections.runner).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import Notification
+
+from ledger.member import Member
+from ledger.rules import Lot
+from projections.db import Sql, from_micros, to_micros
+from projections.statements import event_details
+
+#: The hash a member's chain starts from.
+GENESIS_HASH = "0" * 64
+
+
+@dataclass(frozen=True, slots=True)
+class LogEvent:
+    """A decoded event with its place in the log and the bytes the log stores for it."""
+
+    position: int
+    event: Member.Event
+    notification: Notification
+
+    @property
+    def member_key(self) -> str:
+        return str(self.event.originator_id)
+
+
+def by_member(events: Iterable[LogEvent]) -> dict[str, list[LogEvent]]:
+    """A batch's events grouped by member, each member's in log order."""
+    grouped: dict[str, list[LogEvent]] = {}
+    for log_event in events:
+        grouped.setdefault(log_event.member_key, []).append(log_event)
+    return grouped
+
+
+def placeholders(count: int) -> str:
+    return ",".join("?" * count)
+
+
+class View(ABC):
+    """A read model: its tables, its indexes, and how a batch of events changes them."""
+
+    name: str
+    #: Its tables' live names, in creation order.
+    tables: tuple[str, ...]
+
+    @property
+    def tracking_name(self) -> str:
+        """The name its position is recorded under in the library's tracking table."""
+        return f"view:{self.name}"
+
+    @abstractmethod
+    def create_statements(self, suffix: str) -> list[str]:
+        """CREATE TABLE statements (with primary keys) for the tables named with `suffix`."""
+
+    @abstractmethod
+    def index_statements(self, suffix: str) -> list[str]:
+        """CREATE INDEX statements for the secondary indexes (named after their tables)."""
+
+    @abstractmethod
+    def apply(self, sql: Sql, events: Sequence[LogEvent], suffix: str) -> None:
+        """Apply `events` (in log order, none applied before) to the tables named with `suffix`."""
+
+
+# ---- members: balances, tiers, ledger time, lots ---------------------------------------------------
+
+
+_MEMBER_COLUMNS = ("member_key", "member_id", "balance", "debt", "tier", "ledger_time", "enrolled_at", "version")
+
+
+@dataclass(slots=True)
+class _MemberRow:
+    member_key: str
+    member_id: str
+    balance: int
+    debt: int
+    tier: str
+    ledger_time: int
+    enrolled_at: int
+    version: int
+    lots: dict[int, Lot] = field(default_factory=dict)
+    changed_lots: set[int] = field(default_factory=set)
+
+
+class MembersView(View):
+    name = "members"
+    tables = ("pl_members", "pl_lots", "pl_lot_changes")
+
+    def create_statements(self, suffix: str) -> list[str]:
+        members, lots, changes = (table + suffix for table in self.tables)
+        return [
+            f"CREATE TABLE IF NOT EXISTS {members} (member_key TEXT NOT NULL, member_id TEXT NOT NULL, "
+            "balance BIGINT NOT NULL, debt BIGINT NOT NULL, tier TEXT NOT NULL, ledger_time BIGINT NOT NULL, "
+            "enrolled_at BIGINT NOT NULL, version BIGINT NOT NULL, "
+            f"CONSTRAINT {members}_pkey PRIMARY KEY (member_key))",
+            f"CREATE TABLE IF NOT EXISTS {lots} (member_key TEXT NOT NULL, lot_id BIGINT NOT NULL, "
+            "points BIGINT NOT NULL, remaining BIGINT NOT NULL, expires_at BIGINT NOT NULL, "
+            f"CONSTRAINT {lots}_pkey PRIMARY KEY (member_key, lot_id))",
+            f"CREATE TABLE IF NOT EXISTS {changes} (position BIGINT NOT NULL, member_key TEXT NOT NULL, "
+            "lot_id BIGINT NOT NULL, effective_at BIGINT NOT NULL, delta BIGINT NOT NULL, points BIGINT NOT NULL, "
+            f"expires_at BIGINT NOT NULL, CONSTRAINT {changes}_pkey PRIMARY KEY (position, lot_id))",
+        ]
+
+    def index_statements(self, suffix: str) -> list[str]:
+        members, lots, changes = (table + suffix for table in self.tables)
+        return [
+            f"CREATE INDEX IF NOT EXISTS {members}_by_id ON {members} (member_id)",
+            f"CREATE INDEX IF NOT EXISTS {lots}_by_expiry ON {lots} (expires_at)",
+            f"CREATE INDEX IF NOT EXISTS {changes}_by_member ON {changes} (member_key, effective_at)",
+            f"CREATE INDEX IF NOT EXISTS {changes}_by_time ON {changes} (effective_at)",
+        ]
+
+    def apply(self, sql: Sql, events: Sequence[LogEvent], suffix: str) -> None:
+        members_table, lots_table, changes_table = (table + suffix for table in self.tables)
+        grouped = by_member(events)
+        rows = self._load(sql, members_table, lots_table, [key for key, es in grouped.items() if _needs_load(es)])
+        lot_changes: list[tuple[Any, ...]] = []
+        for key, member_events in grouped.items():
+            for log_event in member_events:
+                row = rows.get(key)
+                event = log_event.event
+                if isinstance(event, Member.Enrolled):
+                    enrolled_at = to_micros(event.enrolled_at)
+                    row = rows[key] = _MemberRow(key, event.member_id, 0, 0, event.tier, 0, enrolled_at, 0)
+                if row is None:
+                    raise LookupError(f"view {self.name}: event {log_event.position} of an unknown member {key}")
+                lot_changes.extend(_apply_to_row(row, log_event))
+        sql.executemany(
+            f"INSERT INTO {members_table} (member_key, member_id, balance, debt, tier, ledger_time, enrolled_at, "
+            "version) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (member_key) DO UPDATE SET "
+            "balance = excluded.balance, debt = excluded.debt, tier = excluded.tier, "
+            "ledger_time = excluded.ledger_time, version = excluded.version",
+            [
+                (r.member_key, r.member_id, r.balance, r.debt, r.tier, r.ledger_time, r.enrolled_at, r.version)
+                for r in rows.values()
+                if r.member_key in grouped
+            ],
+        )
+        changed = [(row, lot_id, row.lots.get(lot_id)) for row in rows.values() for lot_id in sorted(row.changed_lots)]
+        sql.executemany(
+            f"DELETE FROM {lots_table} WHERE member_key = ? AND lot_id = ?",
+            [
+                (row.member_key, lot_id)
+                for row in rows.values()
+                for lot_id in row.changed_lots
+                if lot_id not in row.lots
+            ],
+        )
+        sql.executemany(
+            f"INSERT INTO {lots_table} (member_key, lot_id, points, remaining, expires_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (member_key, lot_id) DO UPDATE SET remaining = excluded.remaining",
+            [
+                (row.member_key, lot.lot_id, lot.points, lot.remaining, to_micros(lot.expires_at))
+                for row, _, lot in changed
+                if lot is not None
+            ],
+        )
+        sql.executemany(
+            f"INSERT INTO {changes_table} (position, member_key, lot_id, effective_at, delta, points, expires_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            lot_changes,
+        )
+
+    @staticmethod
+    def _load(sql: Sql, members_table: str, lots_table: str, keys: list[str]) -> dict[str, _MemberRow]:
+        if not keys:
+            return {}
+        marks = placeholders(len(keys))
+        rows = {
+            r["member_key"]: _MemberRow(*(r[column] for column in _MEMBER_COLUMNS))
+            for r in sql.rows(
+                f"SELECT {', '.join(_MEMBER_COLUMNS)} FROM {members_table} WHERE member_key IN ({marks})",
+                keys,
+            )
+        }
+        for r in sql.rows(
+            f"SELECT member_key, lot_id, points, remaining, expires_at FROM {lots_table} WHERE member_key IN ({marks})",
+            keys,
+        ):
+            rows[r["member_key"]].lots[r["lot_id"]] = Lot(
+                r["lot_id"], r["points"], r["remaining"], from_micros(r["expires_at"])
+            )
+        return rows
+
+
+def _needs_load(events: Sequence[LogEvent]) -> bool:
+    """A member whose first event in the batch is not its enrollment is stored already."""
+    return not isinstance(events[0].event, Member.Enrolled)
+
+
+def _apply_to_row(row: _MemberRow, log_event: LogEvent) -> list[tuple[Any, ...]]:
+    """One event on a member row; the lot movement rows it makes."""
+    event = log_event.event
+    at = to_micros(event.effective_at)
+    moves = event.lot_moves()
+    changes: list[tuple[Any, ...]] = []
+    row.debt += moves.debt_delta
+    if moves.opened is not None and moves.opened.remaining > 0:
+        opened = moves.opened
+        row.lots[opened.lot_id] = Lot(opened.lot_id, opened.points, opened.remaining, opened.expires_at)
+        row.changed_lots.add(opened.lot_id)
+        changes.append(
+            (log_event.position, row.member_key, opened.lot_id, at, opened.remaining, opened.points,
+             to_micros(opened.expires_at))
+        )  # fmt: skip
+    for lot_id, points in moves.taken:
+        lot = row.lots.get(lot_id)
+        if lot is None or lot.remaining < points:
+            raise LookupError(f"view members: event {log_event.position} takes {points} from lot {lot_id} it lacks")
+        lot.remaining -= points
+        row.changed_lots.add(lot_id)
+        changes.append((log_event.position, row.member_key, lot_id, at, -points, lot.points, to_micros(lot.expires_at)))
+        if lot.remaining == 0:
+            del row.lots[lot_id]
+    row.balance += event.balance_delta
+    if isinstance(event, Member.TierChanged):
+        row.tier = event.to_tier
+    row.ledger_time = at
+    row.version = event.originator_version
+    return changes
+
+
+# ---- audit: the audit trail and its hash chains ----------------------------------------------------
+
+
+#: The audit row's columns in order; `hash` last (it covers all the others and the stored event).
+AUDIT_COLUMNS = (
+    "member_key", "version", "position", "member_id", "effective_at", "occurred_at", "recorded_at", "kind",
+    "flow", "delta", "balance", "tier_before", "tier", "event_id", "source", "operator", "reason", "details", "hash",
+)  # fmt: skip
+
+
+@dataclass(slots=True)
+class _ChainHead:
+    member_id: str
+    balance: int
+    tier: str
+    hash: str
+
+
+def audit_row(log_event: LogEvent, head: _ChainHead | None) -> tuple[Any, ...]:
+    """The audit row of one event after `head` (None for an enrollment), hash included."""
+    event = log_event.event
+    if isinstance(event, Member.Enrolled):
+        head = _ChainHead(event.member_id, 0, event.tier, GENESIS_HASH)
+    if head is None:
+        raise LookupError(f"view audit: event {log_event.position} of an unknown member {log_event.member_key}")
+    flow = event.flow()
+    tier_after = event.to_tier if isinstance(event, Member.TierChanged) else head.tier
+    provenance = event.provenance
+    occurred_at = provenance.get("occurred_at")
+    reason = getattr(event, "reason", None)
+    content = (
+        log_event.member_key,
+        event.originator_version,
+        log_event.position,
+        head.member_id,
+        to_micros(event.effective_at),
+        None if occurred_at is None else to_micros(occurred_at),
+        to_micros(event.timestamp),
+        type(event).__name__,
+        None if flow is None else flow[0],
+        event.balance_delta,
+        head.balance + event.balance_delta,
+        head.tier,
+        tier_after,
+        provenance.get("event_id"),
+        _compact_json(provenance.get("source") or {}),
+        getattr(event, "operator", None),
+        reason if isinstance(reason, str) else None,
+        _compact_json(event_details(event)),
+    )
+    return (*content, chain_hash(head.hash, content, log_event.notification))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal | UUID):
+        return str(value)
+    if isinstance(value, set):
+        return sorted(value)
+    raise TypeError(f"cannot write {type(value).__name__} in an audit row")
+
+
+def _compact_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+
+
+def chain_hash(previous: str, content: Sequence[Any], notification: Notification) -> str:
+    """SHA-256 over the previous row's hash, this row's own content and the stored event (topic and bytes)."""
+    canonical = json.dumps(
+        [previous, list(content), notification.topic, notification.state.hex()],
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class AuditView(View):
+    name = "audit"
+    tables = ("pl_audit",)
+
+    def create_statements(self, suffix: str) -> list[str]:
+        table = self.tables[0] + suffix
+        return [
+            f"CREATE TABLE IF NOT EXISTS {table} (member_key TEXT NOT NULL, version BIGINT NOT NULL, "
+            "position BIGINT NOT NULL, member_id TEXT NOT NULL, effective_at BIGINT NOT NULL, occurred_at BIGINT, "
+            "recorded_at BIGINT NOT NULL, kind TEXT NOT NULL, flow TEXT, delta BIGINT NOT NULL, "
+            "balance BIGINT NOT NULL, tier_before TEXT NOT NULL, tier TEXT NOT NULL, event_id TEXT, "
+            "source TEXT NOT NULL, operator TEXT, reason TEXT, details TEXT NOT NULL, hash TEXT NOT NULL, "
+            f"CONSTRAINT {table}_pkey PRIMARY KEY (member_key, version))"
+        ]
+
+    def index_statements(self, suffix: str) -> list[str]:
+        table = self.tables[0] + suffix
+        return [
+            f"CREATE UNIQUE INDEX IF NOT EXISTS {table}_by_position ON {table} (position)",
+            f"CREATE INDEX IF NOT EXISTS {table}_by_time ON {table} (effective_at)",
+            f"CREATE INDEX IF NOT EXISTS {table}_by_kind ON {table} (kind, effective_at)",
+        ]
+
+    def apply(self, sql: Sql, events: Sequence[LogEvent], suffix: str) -> None:
+        table = self.tables[0] + suffix
+        grouped = by_member(events)
+        heads = self._heads(sql, table, [key for key, es in grouped.items() if _needs_load(es)])
+        rows: list[tuple[Any, ...]] = []
+        for key, member_events in grouped.items():
+            head = heads.get(key)
+            for log_event in member_events:
+                row = audit_row(log_event, head)
+                rows.append(row)
+                head = _ChainHead(row[3], row[10], row[12], row[-1])
+        columns = ", ".join(AUDIT_COLUMNS)
+        sql.executemany(f"INSERT INTO {table} ({columns}) VALUES ({placeholders(len(AUDIT_COLUMNS))})", rows)
+
+    @staticmethod
+    def _heads(sql: Sql, table: str, keys: list[str]) -> dict[str, _ChainHead]:
+        if not keys:
+            return {}
+        found = sql.rows(
+            f"SELECT a.member_key, a.member_id, a.balance, a.tier, a.hash FROM {table} a "
+            f"JOIN (SELECT member_key, MAX(version) AS version FROM {table} "
+            f"WHERE member_key IN ({placeholders(len(keys))}) GROUP BY member_key) last "
+            "ON a.member_key = last.member_key AND a.version = last.version",
+            keys,
+        )
+        return {r["member_key"]: _ChainHead(r["member_id"], r["balance"], r["tier"], r["hash"]) for r in found}
+
+
+#: Every view, by name, in the order they are caught up.
+VIEWS: dict[str, View] = {view.name: view for view in (MembersView(), AuditView())}
