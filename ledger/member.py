@@ -98,6 +98,25 @@ def taken_from_lots(taken: list[tuple[int, int]], debt_incurred: int = 0) -> Lot
     return LotMoves(taken=tuple((lot_id, points) for lot_id, points in taken), debt_delta=debt_incurred)
 
 
+def move_lots_by_id(lots: dict[int, Lot], moves: LotMoves, owner: str) -> list[tuple[Lot, int]]:
+    """Apply `moves` to open lots keyed by id, in place: an opened lot with points is added, an emptied one
+    removed. Returns each lot touched with its change in points (the only place lot moves are applied)."""
+    touched: list[tuple[Lot, int]] = []
+    opened = moves.opened
+    if opened is not None and opened.remaining > 0:
+        lot = lots[opened.lot_id] = Lot(opened.lot_id, opened.points, opened.remaining, opened.expires_at)
+        touched.append((lot, lot.remaining))
+    for lot_id, points in moves.taken:
+        taken = lots.get(lot_id)
+        if taken is None or taken.remaining < points:
+            raise LedgerInvariantError(f"member {owner}: lot {lot_id} cannot give {points} points")
+        taken.remaining -= points
+        touched.append((taken, -points))
+        if taken.remaining == 0:
+            del lots[lot_id]
+    return touched
+
+
 @dataclass(frozen=True, slots=True)
 class _Effect:
     """Step 5 decided but not yet recorded: the outcome event and its effect on credits."""
@@ -346,19 +365,10 @@ class Member(Aggregate):
     def move_lots(self, moves: LotMoves) -> None:
         self.debt += moves.debt_delta
         if moves.opened is not None:
-            opened = moves.opened
-            if opened.remaining > 0:
-                self.lots.append(Lot(opened.lot_id, opened.points, opened.remaining, opened.expires_at))
-            self.next_lot_id = opened.lot_id + 1
-        if not moves.taken:
-            return
+            self.next_lot_id = moves.opened.lot_id + 1
         by_id = {lot.lot_id: lot for lot in self.lots}
-        for lot_id, points in moves.taken:
-            lot = by_id.get(lot_id)
-            if lot is None or lot.remaining < points:
-                raise LedgerInvariantError(f"member {self.member_id}: lot {lot_id} cannot give {points} points")
-            lot.remaining -= points
-        self.lots = [lot for lot in self.lots if lot.remaining > 0]
+        move_lots_by_id(by_id, moves, self.member_id)
+        self.lots = list(by_id.values())
 
     # ---- commands ---------------------------------------------------------------------------
 

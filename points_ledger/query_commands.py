@@ -7,21 +7,26 @@ truth to compare with. Every JSON answer carries `position`: the last log positi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from ledger.application import LedgerApplication
+from ledger.outcomes import Rejection
 from points_ledger import output
+from points_ledger.chart import draw_liability_chart
 from points_ledger.context import TIME, Context, format_option, pass_context
 from points_ledger.errors import CommandError
-from projections import queries, reports, statements
+from projections import kpis, periods, queries, reports, statements
 from projections.db import Sql
-from projections.figures import figures_as_of
+from projections.figures import figures_as_of, period_flows
 from projections.log import read_log
+from projections.periods import Granularity
 from projections.runner import Projections
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -149,42 +154,266 @@ def _source_text(provenance: dict[str, Any]) -> str:
 # ---- finance reports -------------------------------------------------------------------------
 
 
-@click.group()
-def report() -> None:
-    """Finance reports, as recorded up to the times given (run `sweep` first at period ends)."""
+def report_format_option(command: F) -> F:
+    return click.option(
+        "--format",
+        "output_format",
+        type=click.Choice(["table", "json", "csv"]),
+        default="table",
+        show_default=True,
+        help="table for people, json for machines, csv for spreadsheets.",
+    )(command)
 
 
-@report.command()
-@click.option("--as-of", "as_of", type=TIME, required=True, help="Liability at this time.")
-@from_log_option
-@format_option
-@pass_context
-def liability(context: Context, as_of: datetime, from_log: bool, output_format: str) -> None:
-    """Points liability: outstanding and negative points, valued at the point value, by tier."""
-    result, position = answer(
-        context, from_log,
-        lambda sql, app: queries.liability(sql, as_of, app.program),
-        lambda app, head: reports.liability(read_log(app, stop=head), as_of, app.program),
-    )  # fmt: skip
-    _print_report("points liability", {**result, "position": position}, output_format)
+def by_option(command: F) -> F:
+    return click.option(
+        "--by",
+        "granularity",
+        type=click.Choice(["month", "quarter"]),
+        default=None,
+        help="A row per calendar month or quarter (UTC) in (FROM, TO], then a total row.",
+    )(command)
 
 
-@report.command()
-@click.option("--from", "start", type=TIME, required=True, help="Period start (exclusive).")
-@click.option("--to", "end", type=TIME, required=True, help="Period end (inclusive).")
-@from_log_option
-@format_option
-@pass_context
-def rollforward(context: Context, start: datetime, end: datetime, from_log: bool, output_format: str) -> None:
-    """Opening balance, the flows of points in (FROM, TO], and the closing balance."""
+def period_options(command: F) -> F:
+    command = click.option("--to", "end", type=TIME, required=True, help="Range end (inclusive).")(command)
+    return click.option("--from", "start", type=TIME, required=True, help="Range start (exclusive).")(command)
+
+
+def checked_periods(start: datetime, end: datetime, granularity: Granularity | None) -> list[tuple[datetime, datetime]]:
     if end < start:
         raise click.BadParameter("--to must not be before --from", param_hint="--to")
-    result, position = answer(
-        context, from_log,
-        lambda sql, app: queries.rollforward(sql, start, end),
-        lambda app, head: reports.rollforward(read_log(app, stop=head), start, end),
+    try:
+        return periods.split(start, end, granularity)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--by") from error
+
+
+@click.group()
+def report() -> None:
+    """Finance and program reports, as recorded up to the times given (run `sweep` first at period ends)."""
+
+
+LIABILITY_CSV_COLUMNS = (
+    "as_of", "tier", "members", "outstanding_points", "negative_points", "liability_value", "liability_net",
+    *reports.EXPIRY_COLUMNS, "breakage_rate", "position",
+)  # fmt: skip
+
+
+@report.command()
+@click.option("--as-of", "as_of", type=TIME, default=None, help="Liability at this time (required without --chart).")
+@click.option(
+    "--breakage",
+    "breakage_method",
+    type=click.Choice(["configured", "estimated"]),
+    default="configured",
+    show_default=True,
+    help="configured: the program's breakage_rate. estimated: expired / (expired + redeemed) points over "
+    "the trailing window before AS-OF (stated in the output).",
+)
+@click.option(
+    "--breakage-window-days",
+    type=click.IntRange(1, 3660),
+    default=reports.BREAKAGE_WINDOW_DAYS,
+    show_default=True,
+    help="The trailing window of --breakage estimated, in days.",
+)
+@click.option(
+    "--chart",
+    "chart_path",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Draw month-end outstanding points and liability value in (FROM, TO] to this PNG file "
+    "(with --from and --to); prints the figures drawn.",
+)
+@click.option("--from", "start", type=TIME, default=None, help="With --chart: range start (exclusive).")
+@click.option("--to", "end", type=TIME, default=None, help="With --chart: range end (inclusive).")
+@from_log_option
+@report_format_option
+@pass_context
+def liability(  # noqa: PLR0917 (one parameter per option, as click passes them)
+    context: Context,
+    as_of: datetime | None,
+    breakage_method: str,
+    breakage_window_days: int,
+    chart_path: Path | None,
+    start: datetime | None,
+    end: datetime | None,
+    from_log: bool,
+    output_format: str,
+) -> None:
+    """Points liability: outstanding and negative points, valued at the point value, net of breakage, by tier,
+    with the points expiring within 30/60/90 days and 12 months (current) or later (non-current)."""
+    if chart_path is not None:
+        if start is None or end is None:
+            raise click.UsageError("--chart needs --from and --to")
+        _liability_chart(context, chart_path, (start, end), from_log, output_format)
+        return
+    if as_of is None:
+        raise click.UsageError("give --as-of (or --chart with --from and --to)")
+    window = reports.breakage_window(as_of, breakage_window_days)
+    estimated = breakage_method == "estimated"
+
+    def from_views(sql: Sql, app: LedgerApplication) -> dict[str, Any]:
+        breakage = reports.estimated_breakage(queries.flows(sql, *window), window) if estimated else None
+        return queries.liability(sql, as_of, app.program, breakage)
+
+    def from_the_log(app: LedgerApplication, head: int) -> dict[str, Any]:
+        breakage = None
+        if estimated:
+            breakage = reports.estimated_breakage(period_flows(read_log(app, stop=head), *window).flows, window)
+        return reports.liability(read_log(app, stop=head), as_of, app.program, breakage)
+
+    result, position = answer(context, from_log, from_views, from_the_log)
+    result["position"] = position
+    if output_format == "csv":
+        lines = [{"tier": name, **line} for name, line in result["by_tier"].items()]
+        lines.append({"tier": "total", **{key: value for key, value in result.items() if key != "by_tier"}})
+        common = {"as_of": as_of, "breakage_rate": result["breakage_rate"], "position": position}
+        output.print_csv(LIABILITY_CSV_COLUMNS, ({**line, **common} for line in lines))
+    else:
+        _print_report("points liability", result, output_format)
+
+
+def _liability_chart(
+    context: Context, path: Path, span: tuple[datetime, datetime], from_log: bool, output_format: str
+) -> None:
+    start, end = span
+    month_ends = [period_end for _, period_end in checked_periods(start, end, "month")]
+
+    def from_the_log(app: LedgerApplication, head: int) -> list[int]:
+        return [reports.outstanding(figures_as_of(read_log(app, stop=head), moment)) for moment in month_ends]
+
+    outstanding, position = answer(
+        context, from_log, lambda sql, app: [queries.outstanding_points(sql, moment) for moment in month_ends],
+        from_the_log,
     )  # fmt: skip
-    _print_report("points roll-forward", {**result, "position": position}, output_format)
+    program = context.program()
+    values = [reports.points_value(points, program) for points in outstanding]
+    rows = [
+        {"as_of": moment, "outstanding_points": points, "liability_value": value, "position": position}
+        for moment, points, value in zip(month_ends, outstanding, values, strict=True)
+    ]
+    title = f"points liability, month ends {start.date().isoformat()} to {end.date().isoformat()}"
+    try:
+        drawn = [
+            (moment, points, Decimal(value))
+            for moment, points, value in zip(month_ends, outstanding, values, strict=True)
+        ]
+        draw_liability_chart(path, drawn, program.currency, title)
+    except OSError as error:
+        raise CommandError(f"cannot write the chart to {path}: {error.strerror or error}") from error
+    _print_rows("liability by month end", ["as_of", "outstanding_points", "liability_value", "position"], rows,
+                output_format)  # fmt: skip
+
+
+ROLLFORWARD_COLUMNS = (
+    "period", "from", "to", "opening", "issued", "adjusted_in", "adjusted_out", "redeemed", "expired", "clawed_back",
+    "closing", "position",
+)  # fmt: skip
+
+
+@report.command()
+@period_options
+@by_option
+@from_log_option
+@report_format_option
+@pass_context
+def rollforward(  # noqa: PLR0917 (one parameter per option, as click passes them)
+    context: Context, start: datetime, end: datetime, granularity: Granularity | None, from_log: bool,
+    output_format: str,
+) -> None:  # fmt: skip
+    """Opening balance, the flows of points in (FROM, TO], and the closing balance; with --by, a row per month
+    or quarter and a total row, each satisfying the identity exactly."""
+    spans = checked_periods(start, end, granularity)
+    wanted = [*spans, (start, end)] if granularity else spans
+
+    def from_the_log(app: LedgerApplication, head: int) -> list[dict[str, Any]]:
+        return [reports.rollforward(read_log(app, stop=head), a, b) for a, b in wanted]
+
+    lines, position = answer(
+        context, from_log, lambda sql, app: [queries.rollforward(sql, a, b) for a, b in wanted], from_the_log
+    )
+    if granularity is None:
+        result = {**lines[0], "position": position}
+        if output_format == "csv":
+            output.print_csv(ROLLFORWARD_COLUMNS, [{"period": "range", **result}])
+        else:
+            _print_report("points roll-forward", result, output_format)
+        return
+    rows = _labelled(lines, spans, granularity, position)
+    _print_rows("points roll-forward", ROLLFORWARD_COLUMNS, rows, output_format)
+
+
+#: A column per rejection reason in CSV; one total in the table (the JSON keeps the reasons as an object).
+KPI_CSV_COLUMNS = (
+    "period",
+    "from",
+    "to",
+    *kpis.KPI_COLUMNS[:-1],
+    *(f"rejected_{reason.value}" for reason in Rejection),
+    "position",
+)
+KPI_TABLE_COLUMNS = ("period", *kpis.KPI_COLUMNS)
+
+
+@report.command("kpis")
+@period_options
+@by_option
+@from_log_option
+@report_format_option
+@pass_context
+def kpis_command(  # noqa: PLR0917 (one parameter per option, as click passes them)
+    context: Context, start: datetime, end: datetime, granularity: Granularity | None, from_log: bool,
+    output_format: str,
+) -> None:  # fmt: skip
+    """Program KPIs per period in (FROM, TO]: new and active members, points issued, redeemed and expired,
+    the redemption rate, tier upgrades and downgrades, and rejected messages by reason.
+
+    With --format json, one object per period and, on the last line, one for the whole range."""
+    spans = checked_periods(start, end, granularity)
+    wanted = [*spans, (start, end)] if granularity else spans
+
+    def from_views(sql: Sql, app: LedgerApplication) -> list[dict[str, Any]]:
+        return [kpis.kpi_row(a, b, kpis.counts_from_views(sql, a, b), app.program) for a, b in wanted]
+
+    def from_the_log(app: LedgerApplication, head: int) -> list[dict[str, Any]]:
+        counts = kpis.counts_from_log(read_log(app, stop=head), wanted)
+        return [kpis.kpi_row(a, b, period, app.program) for (a, b), period in zip(wanted, counts, strict=True)]
+
+    lines, position = answer(context, from_log, from_views, from_the_log)
+    rows = _labelled(lines, spans, granularity, position)
+    if output_format == "csv":
+        output.print_csv(KPI_CSV_COLUMNS, ({**row, **_rejected_columns(row["rejected"])} for row in rows))
+    elif output_format == "table":
+        table = [{**row, "rejected": sum(row["rejected"].values())} for row in rows]
+        _print_rows(f"program KPIs (log position {position})", KPI_TABLE_COLUMNS, table, output_format)
+    else:
+        _print_rows("program KPIs", KPI_TABLE_COLUMNS, rows, output_format)
+
+
+def _rejected_columns(rejected: dict[str, int]) -> dict[str, int]:
+    return {f"rejected_{reason.value}": rejected.get(reason.value, 0) for reason in Rejection}
+
+
+def _labelled(
+    lines: list[dict[str, Any]], spans: list[tuple[datetime, datetime]], granularity: Granularity | None,
+    position: int,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Each period's line named (2025-01, 2025-Q1), then the whole range's as `total` when there are periods."""
+    names = [periods.label(a, granularity) for a, _ in spans]
+    if granularity is not None:
+        names.append("total")
+    return [{"period": name, **line, "position": position} for name, line in zip(names, lines, strict=True)]
+
+
+def _print_rows(title: str, columns: Sequence[str], rows: list[dict[str, Any]], output_format: str) -> None:
+    if output_format == "json":
+        output.print_json_lines(rows)
+    elif output_format == "csv":
+        output.print_csv(columns, rows)
+    else:
+        output.print_rows(title, columns, ([row.get(column) for column in columns] for row in rows))
 
 
 def _print_report(title: str, result: dict[str, Any], output_format: str) -> None:

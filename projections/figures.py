@@ -7,18 +7,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
-from ledger.member import FLOW_SIGNS, Member
+from ledger.member import FLOW_SIGNS, Member, move_lots_by_id
+from ledger.rules import Lot
 
 FLOWS = tuple(FLOW_SIGNS)
 
 
 @dataclass(slots=True)
 class MemberFigures:
-    """One member's balance and tier as recorded up to a time."""
+    """One member's balance, tier and open lots as recorded up to a time."""
 
     member_id: str
     tier: str
     balance: int = 0
+    lots: dict[int, Lot] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -37,6 +39,7 @@ class LedgerFigures:
             return
         figures = self.members[event.originator_id]
         figures.balance += event.balance_delta
+        move_lots_by_id(figures.lots, event.lot_moves(), figures.member_id)
         if isinstance(event, Member.TierChanged):
             figures.tier = event.to_tier
 

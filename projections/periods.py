@@ -46,3 +46,13 @@ def split(start: datetime, end: datetime, granularity: Granularity | None) -> li
         if len(periods) > PERIODS_MAX:
             raise ValueError(f"more than {PERIODS_MAX} periods: choose a shorter range or a longer period")
     return periods or [(start, end)]
+
+
+def label(start: datetime, granularity: Granularity | None) -> str:
+    """The name of the period that starts (exclusively) at `start`: 2025-01, 2025-Q1, or `range`."""
+    if granularity is None:
+        return "range"
+    moment = start.astimezone(UTC)
+    if granularity == "month":
+        return f"{moment.year:04d}-{moment.month:02d}"
+    return f"{moment.year:04d}-Q{(moment.month - 1) // 3 + 1}"

@@ -76,18 +76,49 @@ def balances(sql: Sql, as_of: datetime | None) -> Iterator[dict[str, Any]]:
 
 
 def tier_totals(sql: Sql, as_of: datetime) -> reports.TierTotals:
-    """Per tier at `as_of`: members, outstanding points, negative points."""
-    rows = sql.rows(
+    """Per tier at `as_of`: members, outstanding and negative points, and open lots' points by expiry."""
+    at = to_micros(as_of)
+    totals: reports.TierTotals = {}
+    for row in sql.rows(
         "SELECT tier, COUNT(*) AS members, SUM(CASE WHEN balance > 0 THEN balance ELSE 0 END) AS outstanding, "
         "SUM(CASE WHEN balance < 0 THEN -balance ELSE 0 END) AS negative "
         f"FROM ({_as_of_rows('a.balance, a.tier')}) AS at_time GROUP BY tier",
+        (at,),
+    ):
+        line = totals[row["tier"]] = reports.empty_totals()
+        line.update(members=int(row["members"]), outstanding_points=int(row["outstanding"]))
+        line["negative_points"] = int(row["negative"])
+    edges = [to_micros(edge) for edge in reports.expiry_edges(as_of)]
+    buckets = ", ".join(
+        f"SUM(CASE WHEN l.expires_at <= ? THEN l.remaining ELSE 0 END) AS {column}"
+        for column in reports.EXPIRY_COLUMNS[:4]
+    )
+    for row in sql.rows(
+        f"SELECT at_time.tier AS tier, {buckets}, "
+        "SUM(CASE WHEN l.expires_at > ? THEN l.remaining ELSE 0 END) AS non_current_points "
+        "FROM (SELECT member_key, SUM(delta) AS remaining, MAX(expires_at) AS expires_at FROM pl_lot_changes "
+        "WHERE effective_at <= ? GROUP BY member_key, lot_id HAVING SUM(delta) > 0) l "
+        f"JOIN ({_as_of_rows('a.member_key, a.tier')}) at_time ON at_time.member_key = l.member_key "
+        "GROUP BY at_time.tier",
+        (*edges, edges[3], at, at),
+    ):
+        line = totals.setdefault(row["tier"], reports.empty_totals())
+        for column in reports.EXPIRY_COLUMNS:
+            line[column] = int(row[column])
+    return totals
+
+
+def liability(sql: Sql, as_of: datetime, program: Program, breakage: reports.Breakage | None = None) -> dict[str, Any]:
+    return reports.liability_of(tier_totals(sql, as_of), as_of, program, breakage)
+
+
+def outstanding_points(sql: Sql, as_of: datetime) -> int:
+    """The sum of positive balances at `as_of`."""
+    value = sql.scalar(
+        f"SELECT SUM(CASE WHEN balance > 0 THEN balance ELSE 0 END) FROM ({_as_of_rows('a.balance')}) AS at_time",
         (to_micros(as_of),),
     )
-    return {row["tier"]: [int(row["members"]), int(row["outstanding"]), int(row["negative"])] for row in rows}
-
-
-def liability(sql: Sql, as_of: datetime, program: Program) -> dict[str, Any]:
-    return reports.liability_of(tier_totals(sql, as_of), as_of, program)
+    return int(value or 0)
 
 
 def total_balance(sql: Sql, as_of: datetime) -> int:

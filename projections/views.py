@@ -24,7 +24,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import Notification
 
-from ledger.member import Member
+from ledger.member import Member, move_lots_by_id
 from ledger.rules import Lot
 from projections.db import Sql, from_micros, to_micros
 from projections.statements import event_details
@@ -214,25 +214,13 @@ def _apply_to_row(row: _MemberRow, log_event: LogEvent) -> list[tuple[Any, ...]]
     event = log_event.event
     at = to_micros(event.effective_at)
     moves = event.lot_moves()
-    changes: list[tuple[Any, ...]] = []
     row.debt += moves.debt_delta
-    if moves.opened is not None and moves.opened.remaining > 0:
-        opened = moves.opened
-        row.lots[opened.lot_id] = Lot(opened.lot_id, opened.points, opened.remaining, opened.expires_at)
-        row.changed_lots.add(opened.lot_id)
+    changes: list[tuple[Any, ...]] = []
+    for lot, delta in move_lots_by_id(row.lots, moves, row.member_id):
+        row.changed_lots.add(lot.lot_id)
         changes.append(
-            (log_event.position, row.member_key, opened.lot_id, at, opened.remaining, opened.points,
-             to_micros(opened.expires_at))
-        )  # fmt: skip
-    for lot_id, points in moves.taken:
-        lot = row.lots.get(lot_id)
-        if lot is None or lot.remaining < points:
-            raise LookupError(f"view members: event {log_event.position} takes {points} from lot {lot_id} it lacks")
-        lot.remaining -= points
-        row.changed_lots.add(lot_id)
-        changes.append((log_event.position, row.member_key, lot_id, at, -points, lot.points, to_micros(lot.expires_at)))
-        if lot.remaining == 0:
-            del row.lots[lot_id]
+            (log_event.position, row.member_key, lot.lot_id, at, delta, lot.points, to_micros(lot.expires_at))
+        )
     row.balance += event.balance_delta
     if isinstance(event, Member.TierChanged):
         row.tier = event.to_tier

@@ -178,3 +178,17 @@ class Oracle:
                 if flow is not None and start < t <= end:
                     totals[flow] += abs(delta)
         return totals
+
+    def kpis(self, start: datetime, end: datetime) -> dict[str, int]:
+        """The KPIs the oracle can tell: enrolments, members with a purchase, points issued/redeemed/expired."""
+        totals = {"new_members": 0, "active_members": 0, "points_issued": 0, "points_redeemed": 0,
+                  "points_expired": 0}  # fmt: skip
+        for member in self.members.values():
+            if member.enrolled_t is not None and start < member.enrolled_t <= end:
+                totals["new_members"] += 1
+            if any(start < purchase["t"] <= end for purchase in member.purchases.values()):
+                totals["active_members"] += 1
+            for t, delta, flow, _ in member.changes:
+                if flow in {"issued", "redeemed", "expired"} and start < t <= end:
+                    totals[f"points_{flow}"] += abs(delta)
+        return totals

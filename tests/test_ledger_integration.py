@@ -18,7 +18,7 @@ from ledger.outcomes import Outcome
 from ledger.program import Program
 from ledger.store import parse_store_url
 from points_ledger.streamgen import DEFAULT_START, generate
-from projections import queries, reports
+from projections import kpis, periods, queries, reports
 from projections.log import read_log
 from projections.runner import Projections
 from schemas import Acceptance, Invalid, Message, parse_message
@@ -102,6 +102,10 @@ def test_a_large_messy_stream_follows_the_rules_to_the_point(store_url: str, str
         for start, end in itertools.pairwise(QUARTER_ENDS):
             result = queries.rollforward(sql, start, end)
             assert {key: result[key] for key in oracle.flows(start, end)} == oracle.flows(start, end)
+        for start, end in periods.split(QUARTER_ENDS[0], QUARTER_ENDS[-1], "month"):
+            queries.rollforward(sql, start, end)  # refuses a month that does not close
+            figures = kpis.kpi_row(start, end, kpis.counts_from_views(sql, start, end), app.program)
+            assert {key: figures[key] for key in oracle.kpis(start, end)} == oracle.kpis(start, end), start
 
     # A second ingest of the same file changes nothing.
     events_before = app.recorder.max_notification_id()

@@ -7,9 +7,9 @@ from typing import Any
 
 from ledger.application import LedgerApplication
 from points_ledger.output import jsonable
-from projections import queries, reports, statements
+from projections import kpis, periods, queries, reports, statements
 from projections.db import Sql
-from projections.figures import figures_as_of
+from projections.figures import figures_as_of, period_flows
 from projections.log import read_log
 from projections.runner import Projections
 
@@ -17,9 +17,15 @@ from projections.runner import Projections
 def view_answers(sql: Sql, app: LedgerApplication, members: list[str], times: list[datetime]) -> dict[str, Any]:
     answers: dict[str, Any] = {"balances": list(queries.balances(sql, None))}
     for as_of in times:
+        window = reports.breakage_window(as_of, 300)
         answers[f"balances@{as_of}"] = list(queries.balances(sql, as_of))
         answers[f"liability@{as_of}"] = queries.liability(sql, as_of, app.program)
+        breakage = reports.estimated_breakage(queries.flows(sql, *window), window)
+        answers[f"liability-estimated@{as_of}"] = queries.liability(sql, as_of, app.program, breakage)
         answers[f"rollforward@{as_of}"] = queries.rollforward(sql, times[0], as_of)
+        answers[f"outstanding@{as_of}"] = queries.outstanding_points(sql, as_of)
+    spans = periods.split(times[0], times[-1], "quarter")
+    answers["kpis"] = [kpis.kpi_row(a, b, kpis.counts_from_views(sql, a, b), app.program) for a, b in spans]
     for member_id in members:
         answers[f"balance:{member_id}"] = queries.statement(sql, member_id, None)
         answers[f"history:{member_id}"] = queries.history(sql, member_id)
@@ -38,9 +44,16 @@ def log_answers(app: LedgerApplication, members: list[str], times: list[datetime
 
     answers: dict[str, Any] = {"balances": balances(None)}
     for as_of in times:
+        window = reports.breakage_window(as_of, 300)
         answers[f"balances@{as_of}"] = balances(as_of)
         answers[f"liability@{as_of}"] = reports.liability(read_log(app), as_of, app.program)
+        breakage = reports.estimated_breakage(period_flows(read_log(app), *window).flows, window)
+        answers[f"liability-estimated@{as_of}"] = reports.liability(read_log(app), as_of, app.program, breakage)
         answers[f"rollforward@{as_of}"] = reports.rollforward(read_log(app), times[0], as_of)
+        answers[f"outstanding@{as_of}"] = reports.outstanding(figures_as_of(read_log(app), as_of))
+    spans = periods.split(times[0], times[-1], "quarter")
+    counts = kpis.counts_from_log(read_log(app), spans)
+    answers["kpis"] = [kpis.kpi_row(a, b, c, app.program) for (a, b), c in zip(spans, counts, strict=True)]
     for member_id in members:
         member = app.member(member_id)
         answers[f"balance:{member_id}"] = None if member is None else statements.statement(member, None)
