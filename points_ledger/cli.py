@@ -15,7 +15,14 @@ from consumers.deadletters import DeadLetterSink, JsonLinesDeadLetters, StderrDe
 from consumers.jsonlines import DEFAULT_BATCH_SIZE, ingest_lines
 from ledger.application import BATCH_SIZE_MAX, OutOfRangeError
 from ledger.store import DEFAULT_STORE_URL
-from points_ledger import config_commands, kafka_commands, output, projection_commands, query_commands
+from points_ledger import (
+    audit_commands,
+    config_commands,
+    kafka_commands,
+    output,
+    projection_commands,
+    query_commands,
+)
 from points_ledger.check import check
 from points_ledger.context import TIME, Context, format_option, pass_context, setting_option
 from points_ledger.errors import CommandError, reported_errors
@@ -203,6 +210,7 @@ def schemas_export(directory: Path) -> None:
 for command in [
     *query_commands.COMMANDS,
     *projection_commands.COMMANDS,
+    *audit_commands.COMMANDS,
     *kafka_commands.COMMANDS,
     *config_commands.COMMANDS,
     check,

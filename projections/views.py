@@ -86,11 +86,13 @@ class View(ABC):
 # ---- members: balances, tiers, ledger time, lots ---------------------------------------------------
 
 
-_MEMBER_COLUMNS = ("member_key", "member_id", "balance", "debt", "tier", "ledger_time", "enrolled_at", "version")
+MEMBER_COLUMNS = ("member_key", "member_id", "balance", "debt", "tier", "ledger_time", "enrolled_at", "version")
 
 
 @dataclass(slots=True)
-class _MemberRow:
+class MemberRow:
+    """A member's row of `pl_members` and their open lots, while a batch is applied."""
+
     member_key: str
     member_id: str
     balance: int
@@ -136,16 +138,9 @@ class MembersView(View):
         grouped = by_member(events)
         rows = self._load(sql, members_table, lots_table, [key for key, es in grouped.items() if _needs_load(es)])
         lot_changes: list[tuple[Any, ...]] = []
-        for key, member_events in grouped.items():
+        for member_events in grouped.values():
             for log_event in member_events:
-                row = rows.get(key)
-                event = log_event.event
-                if isinstance(event, Member.Enrolled):
-                    enrolled_at = to_micros(event.enrolled_at)
-                    row = rows[key] = _MemberRow(key, event.member_id, 0, 0, event.tier, 0, enrolled_at, 0)
-                if row is None:
-                    raise LookupError(f"view {self.name}: event {log_event.position} of an unknown member {key}")
-                lot_changes.extend(_apply_to_row(row, log_event))
+                lot_changes.extend(fold_member_row(rows, log_event))
         sql.executemany(
             f"INSERT INTO {members_table} (member_key, member_id, balance, debt, tier, ledger_time, enrolled_at, "
             "version) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (member_key) DO UPDATE SET "
@@ -183,14 +178,14 @@ class MembersView(View):
         )
 
     @staticmethod
-    def _load(sql: Sql, members_table: str, lots_table: str, keys: list[str]) -> dict[str, _MemberRow]:
+    def _load(sql: Sql, members_table: str, lots_table: str, keys: list[str]) -> dict[str, MemberRow]:
         if not keys:
             return {}
         marks = placeholders(len(keys))
         rows = {
-            r["member_key"]: _MemberRow(*(r[column] for column in _MEMBER_COLUMNS))
+            r["member_key"]: MemberRow(*(r[column] for column in MEMBER_COLUMNS))
             for r in sql.rows(
-                f"SELECT {', '.join(_MEMBER_COLUMNS)} FROM {members_table} WHERE member_key IN ({marks})",
+                f"SELECT {', '.join(MEMBER_COLUMNS)} FROM {members_table} WHERE member_key IN ({marks})",
                 keys,
             )
         }
@@ -209,9 +204,14 @@ def _needs_load(events: Sequence[LogEvent]) -> bool:
     return not isinstance(events[0].event, Member.Enrolled)
 
 
-def _apply_to_row(row: _MemberRow, log_event: LogEvent) -> list[tuple[Any, ...]]:
-    """One event on a member row; the lot movement rows it makes."""
-    event = log_event.event
+def fold_member_row(rows: dict[str, MemberRow], log_event: LogEvent) -> list[tuple[Any, ...]]:
+    """One event on its member's row (created by the enrollment); the lot movement rows it makes."""
+    key, event = log_event.member_key, log_event.event
+    if isinstance(event, Member.Enrolled):
+        rows[key] = MemberRow(key, event.member_id, 0, 0, event.tier, 0, to_micros(event.enrolled_at), 0)
+    row = rows.get(key)
+    if row is None:
+        raise LookupError(f"view members: event {log_event.position} of an unknown member {key}")
     at = to_micros(event.effective_at)
     moves = event.lot_moves()
     row.debt += moves.debt_delta
@@ -240,18 +240,20 @@ AUDIT_COLUMNS = (
 
 
 @dataclass(slots=True)
-class _ChainHead:
+class ChainHead:
+    """A member's last audit row: what the next row continues from."""
+
     member_id: str
     balance: int
     tier: str
     hash: str
 
 
-def audit_row(log_event: LogEvent, head: _ChainHead | None) -> tuple[Any, ...]:
+def audit_row(log_event: LogEvent, head: ChainHead | None) -> tuple[Any, ...]:
     """The audit row of one event after `head` (None for an enrollment), hash included."""
     event = log_event.event
     if isinstance(event, Member.Enrolled):
-        head = _ChainHead(event.member_id, 0, event.tier, GENESIS_HASH)
+        head = ChainHead(event.member_id, 0, event.tier, GENESIS_HASH)
     if head is None:
         raise LookupError(f"view audit: event {log_event.position} of an unknown member {log_event.member_key}")
     flow = event.flow()
@@ -339,12 +341,12 @@ class AuditView(View):
             for log_event in member_events:
                 row = audit_row(log_event, head)
                 rows.append(row)
-                head = _ChainHead(row[3], row[10], row[12], row[-1])
+                head = ChainHead(row[3], row[10], row[12], row[-1])
         columns = ", ".join(AUDIT_COLUMNS)
         sql.executemany(f"INSERT INTO {table} ({columns}) VALUES ({placeholders(len(AUDIT_COLUMNS))})", rows)
 
     @staticmethod
-    def _heads(sql: Sql, table: str, keys: list[str]) -> dict[str, _ChainHead]:
+    def _heads(sql: Sql, table: str, keys: list[str]) -> dict[str, ChainHead]:
         if not keys:
             return {}
         found = sql.rows(
@@ -354,7 +356,7 @@ class AuditView(View):
             "ON a.member_key = last.member_key AND a.version = last.version",
             keys,
         )
-        return {r["member_key"]: _ChainHead(r["member_id"], r["balance"], r["tier"], r["hash"]) for r in found}
+        return {r["member_key"]: ChainHead(r["member_id"], r["balance"], r["tier"], r["hash"]) for r in found}
 
 
 #: Every view, by name, in the order they are caught up.
