@@ -60,6 +60,18 @@ class Sql:
         if rows:
             self.cursor.executemany(self._sql(statement), [tuple(row) for row in rows])
 
+    def copy(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Append rows in bulk: COPY on PostgreSQL (several times faster than INSERTs), executemany on SQLite."""
+        if not rows:
+            return
+        names = ", ".join(columns)
+        if self.dialect == "postgresql":
+            with self.cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
+        self.executemany(f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})", rows)
+
     def rows(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
         """All result rows; each is indexable by column name."""
         self.execute(statement, params)

@@ -10,10 +10,16 @@ a page of events per transaction is about 30 times faster.
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import queue
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+
+from eventsourcing.persistence import Notification
 
 from ledger.application import LedgerApplication
 from ledger.member import Member
@@ -122,13 +128,15 @@ class Projections:
 
     def read_log(self, start: int, limit: int, stop: int | None = None) -> list[LogEvent]:
         """Up to `limit` decoded log events from position `start` (to `stop`)."""
-        notifications = self.app.recorder.select_notifications(start=start, limit=limit, stop=stop)
+        return self.decode(self.app.recorder.select_notifications(start=start, limit=limit, stop=stop))
+
+    def decode(self, notifications: Sequence[Notification]) -> list[LogEvent]:
         events: list[LogEvent] = []
         for notification in notifications:
             event = self.app.mapper.to_domain_event(notification)
             if not isinstance(event, Member.Event):
                 raise TypeError(f"unexpected event {type(event).__name__} at log position {notification.id}")
-            events.append(LogEvent(notification.id, event, notification))
+            events.append(LogEvent.of(notification, event))
         return events
 
     @contextmanager
@@ -156,18 +164,27 @@ class Projections:
                     sql.execute(f"DROP TABLE IF EXISTS {table}{REBUILD_SUFFIX}")
                 for statement in view.create_statements(REBUILD_SUFFIX):
                     sql.execute(statement)
+        builders = [view.builder(REBUILD_SUFFIX) for view in views]
         built = 0
-        head = self.db.head()
-        while built < head:
-            events = self.read_log(built + 1, REBUILD_BATCH, head)
-            if not events:
-                break
+        # The collector is paused while building: the members' states kept in memory would otherwise be walked
+        # over and over, and the batch's own objects are freed by reference counting anyway.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            for notifications in prefetched_pages(self.app, REBUILD_BATCH, self.db.head()):
+                events = self.decode(notifications)
+                with self.db.transaction(commit=True) as sql:
+                    for builder in builders:
+                        builder.add(sql, events)
+                built = events[-1].position
+                if on_batch is not None:
+                    on_batch(len(events), built)
             with self.db.transaction(commit=True) as sql:
-                for view in views:
-                    view.apply(sql, events, REBUILD_SUFFIX)
-            built = events[-1].position
-            if on_batch is not None:
-                on_batch(len(events), built)
+                for builder in builders:
+                    builder.finish(sql)
+        finally:
+            if collecting:
+                gc.enable()
         return self._swap(views, built)
 
     def _swap(self, views: Sequence[View], built: int) -> int:
@@ -213,6 +230,44 @@ class Projections:
                 )
                 for view in VIEWS.values()
             ]
+
+
+#: Pages read ahead of the one being applied.
+PREFETCH_PAGES = 2
+
+
+def prefetched_pages(app: LedgerApplication, page_size: int, stop: int) -> Iterator[Sequence[Notification]]:
+    """The log up to `stop`, page by page, the next pages read by a thread while the caller works on one:
+    the database sends rows while Python decodes and applies (the wait is off the critical path)."""
+    pages: queue.Queue[Sequence[Notification] | BaseException | None] = queue.Queue(maxsize=PREFETCH_PAGES)
+    stopping = threading.Event()
+
+    def read() -> None:
+        start = 1
+        try:
+            while start <= stop and not stopping.is_set():
+                page = app.recorder.select_notifications(start=start, limit=page_size, stop=stop)
+                if not page:
+                    break
+                pages.put(page)
+                start = page[-1].id + 1
+            pages.put(None)
+        except BaseException as error:  # handed to the caller, who raises it
+            pages.put(error)
+
+    reader = threading.Thread(target=read, name="log-prefetch", daemon=True)
+    reader.start()
+    try:
+        while (page := pages.get()) is not None:
+            if isinstance(page, BaseException):
+                raise page
+            yield page
+    finally:
+        stopping.set()
+        while reader.is_alive():  # unblock a reader waiting on a full queue
+            with contextlib.suppress(queue.Empty):
+                pages.get_nowait()
+            reader.join(timeout=0.05)
 
 
 def lock_view(sql: Sql, name: str) -> None:

@@ -21,7 +21,16 @@ from ledger.member import Member
 from projections.db import Sql, to_micros
 from projections.digest import Digest, digest_of
 from projections.runner import Projections
-from projections.views import AUDIT_COLUMNS, MEMBER_COLUMNS, ChainHead, LogEvent, MemberRow, audit_row, fold_member_row
+from projections.views import (
+    AUDIT_COLUMNS,
+    LOT_CHANGE_COLUMNS,
+    MEMBER_COLUMNS,
+    ChainHead,
+    LogEvent,
+    MemberRow,
+    audit_row,
+    fold_member_row,
+)
 
 #: Log events read per page.
 VERIFY_PAGE = 2_000
@@ -100,7 +109,7 @@ class _Replay:
     def page(self, sql: Sql, events: Sequence[LogEvent]) -> None:
         first, last = events[0].position, events[-1].position
         stored_audit = _rows_by_position(sql, "pl_audit", AUDIT_COLUMNS, first, last)
-        stored_changes = _rows_by_position(sql, "pl_lot_changes", _LOT_CHANGE_COLUMNS, first, last)
+        stored_changes = _rows_by_position(sql, "pl_lot_changes", LOT_CHANGE_COLUMNS, first, last)
         for log_event in events:
             self._one(log_event, stored_audit.pop(log_event.position, []), stored_changes.pop(log_event.position, []))
         for position, rows in {**stored_audit, **stored_changes}.items():
@@ -186,9 +195,6 @@ def _aggregate_row(key: str, member: Member) -> Row:
         key, member.member_id, member.balance, member.debt, member.tier, to_micros(member.last_effective_at),
         to_micros(member.enrolled_at), member.version,
     )  # fmt: skip
-
-
-_LOT_CHANGE_COLUMNS = ("position", "member_key", "lot_id", "effective_at", "delta", "points", "expires_at")
 
 
 def _rows_by_position(sql: Sql, table: str, columns: Sequence[str], first: int, last: int) -> dict[int, list[Row]]:

@@ -13,15 +13,14 @@ tables, so views can be caught up and rebuilt apart. Table names take a suffix: 
 from __future__ import annotations
 
 import hashlib
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+import orjson
 from eventsourcing.persistence import Notification
 
 from ledger.member import Member, move_lots_by_id
@@ -35,15 +34,16 @@ GENESIS_HASH = "0" * 64
 
 @dataclass(frozen=True, slots=True)
 class LogEvent:
-    """A decoded event with its place in the log and the bytes the log stores for it."""
+    """A decoded event with its place in the log, the bytes the log stores for it, and its member's key."""
 
     position: int
     event: Member.Event
     notification: Notification
+    member_key: str
 
-    @property
-    def member_key(self) -> str:
-        return str(self.event.originator_id)
+    @classmethod
+    def of(cls, notification: Notification, event: Member.Event) -> LogEvent:
+        return cls(notification.id, event, notification, str(notification.originator_id))
 
 
 def by_member(events: Iterable[LogEvent]) -> dict[str, list[LogEvent]]:
@@ -82,10 +82,28 @@ class View(ABC):
     def apply(self, sql: Sql, events: Sequence[LogEvent], suffix: str) -> None:
         """Apply `events` (in log order, none applied before) to the tables named with `suffix`."""
 
+    @abstractmethod
+    def builder(self, suffix: str) -> ViewBuilder:
+        """What builds this view's fresh tables from the start of the log (a rebuild)."""
+
+
+class ViewBuilder(ABC):
+    """Builds fresh tables from the whole log, keeping every member's state in memory between batches
+    (nothing is read back) and appending rows in bulk (COPY on PostgreSQL)."""
+
+    @abstractmethod
+    def add(self, sql: Sql, events: Sequence[LogEvent]) -> None:
+        """Append what `events` (the next ones in log order) add to the tables."""
+
+    @abstractmethod
+    def finish(self, sql: Sql) -> None:
+        """Write what was kept in memory (called once, after the last batch)."""
+
 
 # ---- members: balances, tiers, ledger time, lots ---------------------------------------------------
 
 
+LOT_CHANGE_COLUMNS = ("position", "member_key", "lot_id", "effective_at", "delta", "points", "expires_at")
 MEMBER_COLUMNS = ("member_key", "member_id", "balance", "debt", "tier", "ledger_time", "enrolled_at", "version")
 
 
@@ -177,6 +195,9 @@ class MembersView(View):
             lot_changes,
         )
 
+    def builder(self, suffix: str) -> ViewBuilder:
+        return _MembersBuilder(*(table + suffix for table in self.tables))
+
     @staticmethod
     def _load(sql: Sql, members_table: str, lots_table: str, keys: list[str]) -> dict[str, MemberRow]:
         if not keys:
@@ -197,6 +218,34 @@ class MembersView(View):
                 r["lot_id"], r["points"], r["remaining"], from_micros(r["expires_at"])
             )
         return rows
+
+
+class _MembersBuilder(ViewBuilder):
+    def __init__(self, members_table: str, lots_table: str, changes_table: str) -> None:
+        self.tables = (members_table, lots_table, changes_table)
+        self.rows: dict[str, MemberRow] = {}
+
+    def add(self, sql: Sql, events: Sequence[LogEvent]) -> None:
+        changes: list[tuple[Any, ...]] = []
+        for log_event in events:
+            changes.extend(fold_member_row(self.rows, log_event))
+        sql.copy(self.tables[2], LOT_CHANGE_COLUMNS, changes)
+
+    def finish(self, sql: Sql) -> None:
+        sql.copy(
+            self.tables[0],
+            MEMBER_COLUMNS,
+            [tuple(getattr(row, c) for c in MEMBER_COLUMNS) for row in self.rows.values()],
+        )
+        sql.copy(
+            self.tables[1],
+            ("member_key", "lot_id", "points", "remaining", "expires_at"),
+            [
+                (row.member_key, lot.lot_id, lot.points, lot.remaining, to_micros(lot.expires_at))
+                for row in self.rows.values()
+                for lot in row.lots.values()
+            ],
+        )
 
 
 def _needs_load(events: Sequence[LogEvent]) -> bool:
@@ -285,8 +334,6 @@ def audit_row(log_event: LogEvent, head: ChainHead | None) -> tuple[Any, ...]:
 
 
 def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
     if isinstance(value, Decimal | UUID):
         return str(value)
     if isinstance(value, set):
@@ -295,17 +342,15 @@ def _json_default(value: Any) -> Any:
 
 
 def _compact_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+    """Sorted keys, no spaces, UTF-8; datetimes as ISO 8601 (orjson writes them as `isoformat` does)."""
+    return orjson.dumps(value, default=_json_default, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def chain_hash(previous: str, content: Sequence[Any], notification: Notification) -> str:
-    """SHA-256 over the previous row's hash, this row's own content and the stored event (topic and bytes)."""
-    canonical = json.dumps(
-        [previous, list(content), notification.topic, notification.state.hex()],
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    """SHA-256 over the previous row's hash, this row's own content and the stored event: a JSON array of
+    the previous hash, the content, the event's topic and its length in bytes, then the bytes themselves."""
+    framed = orjson.dumps([previous, content, notification.topic, len(notification.state)])
+    return hashlib.sha256(framed + notification.state).hexdigest()
 
 
 class AuditView(View):
@@ -345,6 +390,9 @@ class AuditView(View):
         columns = ", ".join(AUDIT_COLUMNS)
         sql.executemany(f"INSERT INTO {table} ({columns}) VALUES ({placeholders(len(AUDIT_COLUMNS))})", rows)
 
+    def builder(self, suffix: str) -> ViewBuilder:
+        return _AuditBuilder(self.tables[0] + suffix)
+
     @staticmethod
     def _heads(sql: Sql, table: str, keys: list[str]) -> dict[str, ChainHead]:
         if not keys:
@@ -357,6 +405,23 @@ class AuditView(View):
             keys,
         )
         return {r["member_key"]: ChainHead(r["member_id"], r["balance"], r["tier"], r["hash"]) for r in found}
+
+
+class _AuditBuilder(ViewBuilder):
+    def __init__(self, table: str) -> None:
+        self.table = table
+        self.heads: dict[str, ChainHead] = {}
+
+    def add(self, sql: Sql, events: Sequence[LogEvent]) -> None:
+        rows = []
+        for log_event in events:
+            row = audit_row(log_event, self.heads.get(log_event.member_key))
+            self.heads[log_event.member_key] = ChainHead(row[3], row[10], row[12], row[-1])
+            rows.append(row)
+        sql.copy(self.table, AUDIT_COLUMNS, rows)
+
+    def finish(self, sql: Sql) -> None:
+        """Every row was written as it came: nothing is kept."""
 
 
 #: Every view, by name, in the order they are caught up.

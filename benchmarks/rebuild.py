@@ -1,0 +1,160 @@
+"""Read models at scale on PostgreSQL (not a test).
+
+    python benchmarks/rebuild.py [--messages 900000] [--members 50000] [--days 730] [--fresh]
+
+Builds a ledger of about a million events for 50,000 members once, in the database `pl_bench_views`, and
+reuses it on later runs (`--fresh` builds it again). Then, side by side in one run:
+- the floor: the whole log read in pages of 5,000 with the library's recorder, each event's JSON state
+  decoded by the library's transcoder, nothing built;
+- `rebuild` of every view (the same code the CLI runs), and its ratio to the floor's events/s;
+- `balance` latency over 1,000 random members, in-process, each answer a fresh catch-up check and read
+  transaction (p50, p99, max);
+- `report liability --as-of`, a one-year `report rollforward --by month` and `report kpis --by month`;
+- `digest`, and `verify` (one pass over the log, like a rebuild).
+The last line printed is one JSON object with every figure and ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import itertools
+import json
+import random
+import statistics
+import time
+from datetime import timedelta
+from typing import Any
+
+from consumers.jsonlines import ingest_lines
+from ledger.application import LedgerApplication
+from ledger.program import Program
+from ledger.store import parse_store_url
+from points_ledger.preflight import connect
+from points_ledger.streamgen import DEFAULT_START, StreamGenerator
+from projections import kpis, periods, queries
+from projections.digest import digest_from_views
+from projections.runner import Projections, select_views
+from projections.verify import verify
+
+SERVER = "postgresql://postgres@127.0.0.1:5432"
+DATABASE = "pl_bench_views"
+FLOOR_PAGE = 5_000
+BALANCE_SAMPLES = 1_000
+
+
+class _Discard:
+    def write(self, letter: object) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+
+def _admin(sql: str) -> None:
+    with connect(parse_store_url(f"{SERVER}/postgres"), autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def _exists() -> bool:
+    with connect(parse_store_url(f"{SERVER}/postgres"), autocommit=True) as conn:
+        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone() is not None
+
+
+def _build(messages: int, members: int, days: int) -> dict[str, float]:
+    _admin(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+    _admin(f'CREATE DATABASE "{DATABASE}"')
+    app = LedgerApplication(parse_store_url(f"{SERVER}/{DATABASE}"), Program())
+    started = time.perf_counter()
+    stream = StreamGenerator(members=members, days=days, seed=7).lines(messages)
+    built = 0
+    while chunk := list(itertools.islice(stream, 100_000)):
+        ingest_lines(app, io.BytesIO(b"\n".join(chunk)), "bench.jsonl", _Discard(), batch_size=1_000)
+        built += len(chunk)
+        print(f"built {built:,} messages", flush=True)
+    seconds = time.perf_counter() - started
+    app.sweep(DEFAULT_START + timedelta(days=days + 1))
+    app.close()
+    return {"build_seconds": round(seconds, 1)}
+
+
+def _floor(app: LedgerApplication) -> dict[str, float]:
+    started = time.perf_counter()
+    start, events = 1, 0
+    while True:
+        page = app.recorder.select_notifications(start=start, limit=FLOOR_PAGE)
+        for notification in page:
+            app.mapper.transcoder.decode(notification.state)
+        events += len(page)
+        if len(page) < FLOOR_PAGE:
+            break
+        start = page[-1].id + 1
+    seconds = time.perf_counter() - started
+    return {"floor_events": events, "floor_seconds": round(seconds, 2), "floor_events_per_s": round(events / seconds)}
+
+
+def _timed(function: Any) -> tuple[Any, float]:
+    started = time.perf_counter()
+    result = function()
+    return result, time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=900_000)
+    parser.add_argument("--members", type=int, default=50_000)
+    parser.add_argument("--days", type=int, default=730)
+    parser.add_argument("--fresh", action="store_true", help="build the data set again")
+    args = parser.parse_args()
+
+    figures: dict[str, Any] = {}
+    if args.fresh or not _exists():
+        figures.update(_build(args.messages, args.members, args.days))
+    app = LedgerApplication(parse_store_url(f"{SERVER}/{DATABASE}"), Program())
+    figures["events"] = app.recorder.max_notification_id()
+    projections = Projections(app)
+
+    figures.update(_floor(app))
+    print(f"floor: {figures['floor_events_per_s']:,} events/s", flush=True)
+    position, seconds = _timed(lambda: projections.rebuild(select_views()))
+    figures["rebuild_seconds"] = round(seconds, 2)
+    figures["rebuild_events_per_s"] = round(position / seconds)
+    figures["rebuild_to_floor"] = round(figures["rebuild_events_per_s"] / figures["floor_events_per_s"], 3)
+    print(f"rebuild: {figures['rebuild_events_per_s']:,} events/s, ratio {figures['rebuild_to_floor']}", flush=True)
+
+    with projections.reading() as (sql, _):
+        members = [row["member_id"] for row in queries.balances(sql, None)]
+    sample = random.Random(1).sample(members, min(BALANCE_SAMPLES, len(members)))
+    latencies = []
+    for member_id in sample:
+        started = time.perf_counter()
+        with projections.reading() as (sql, _):
+            if queries.statement(sql, member_id, None) is None:
+                raise AssertionError(f"no member {member_id}")
+        latencies.append((time.perf_counter() - started) * 1000)
+    latencies.sort()
+    figures["balance_ms_p50"] = round(statistics.median(latencies), 2)
+    figures["balance_ms_p99"] = round(latencies[int(len(latencies) * 0.99) - 1], 2)
+    figures["balance_ms_max"] = round(latencies[-1], 2)
+
+    as_of = DEFAULT_START + timedelta(days=args.days // 2)
+    year = (as_of - timedelta(days=365), as_of)
+    months = periods.split(*year, "month")
+    with projections.reading() as (sql, _):
+        _, figures["liability_s"] = _timed(lambda: queries.liability(sql, as_of, app.program))
+        _, figures["rollforward_by_month_s"] = _timed(lambda: [queries.rollforward(sql, a, b) for a, b in months])
+        _, figures["kpis_by_month_s"] = _timed(
+            lambda: [kpis.kpi_row(a, b, kpis.counts_from_views(sql, a, b), app.program) for a, b in months]
+        )
+    with projections.reading() as (sql, head):
+        _, figures["digest_s"] = _timed(lambda: digest_from_views(sql, head))
+    result, figures["verify_s"] = _timed(lambda: verify(projections, None))
+    figures["verify_discrepancies"] = result.found
+    for key in ("liability_s", "rollforward_by_month_s", "kpis_by_month_s", "digest_s", "verify_s"):
+        figures[key] = round(figures[key], 3)
+    app.close()
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
