@@ -6,8 +6,10 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import signal
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -27,6 +29,7 @@ from projections.runner import Projections, select_views
 from schemas import Message
 from tests.cli_helpers import cli, cli_command, cli_env, one_line_error
 from tests.conftest import throwaway_database
+from tests.kafka_helpers import consume_args, create_topic, produce, unique
 from tests.test_properties import MEMBERS, START, streams
 from tests.view_answers import caught_up_answers, log_answers, view_tables
 
@@ -236,3 +239,52 @@ def test_time_columns_keep_microseconds_and_order() -> None:
     assert sorted(to_micros(moment) for moment in moments) == [to_micros(moment) for moment in moments]
     with pytest.raises(ValueError, match="naive"):
         to_micros(datetime(2024, 1, 1))
+
+
+def test_follow_keeps_the_views_at_the_log_head_while_consume_runs(kafka_bootstrap: str, postgres_url: str) -> None:
+    """`projections follow` beside `consume`: the views keep up while messages arrive, reach the head, agree
+    with the log, and SIGTERM stops the follower cleanly."""
+    topic = unique("follow")
+    create_topic(kafka_bootstrap, topic, 2)
+    create_topic(kafka_bootstrap, f"{topic}.dlq", 1)
+    follower = subprocess.Popen(
+        cli_command("projections", "follow", "--poll-interval", "1", "--format", "json", store=postgres_url),
+        env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    consumer = subprocess.Popen(
+        cli_command(*consume_args(kafka_bootstrap, topic, unique("g"), "--until-idle", "6"), store=postgres_url),
+        env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    lines = generate(4_000, 80, 300, seed=17)
+    seen_behind = []
+    for start in range(0, len(lines), 500):  # the stream arrives in bursts while both run
+        produce(kafka_bootstrap, topic, lines[start : start + 500])
+        time.sleep(0.5)
+        seen_behind.append(view_lag(postgres_url))
+    consumed = consumer.communicate(timeout=240)
+    assert consumer.returncode == 0, consumed[1]
+    deadline = time.monotonic() + 30
+    while view_lag(postgres_url) != (0, 0) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert view_lag(postgres_url) == (0, 0)  # the follower alone brought every view to the head
+    follower.send_signal(signal.SIGTERM)
+    out, err = follower.communicate(timeout=60)
+    assert follower.returncode == 0, err
+    summary = json.loads(out)
+    app = open_app(postgres_url)
+    try:
+        head = app.recorder.max_notification_id()
+        assert summary["position"] == head and summary["events"] > 0
+        assert any(lag != (0, 0) for lag in seen_behind) or summary["batches"] >= 2
+        members = [f"M{index:06d}" for index in range(0, 80, 9)]
+        assert caught_up_answers(app, members, TIMES) == log_answers(app, members, TIMES)
+    finally:
+        app.close()
+
+
+def view_lag(store_url: str) -> tuple[int, int]:
+    """Each view's lag behind the log head, from `projections status` (which catches nothing up)."""
+    result = cli("projections", "status", "--format", "json", store=store_url)
+    assert result.returncode == 0, result.stderr
+    rows = json_lines(result.stdout)
+    return (int(rows[0]["lag"]), int(rows[1]["lag"]))  # type: ignore[call-overload]
