@@ -10,7 +10,9 @@ reuses it on later runs (`--fresh` builds it again). Then, side by side in one r
 - `balance` latency over 1,000 random members, in-process, each answer a fresh catch-up check and read
   transaction (p50, p99, max);
 - `report liability --as-of`, a one-year `report rollforward --by month` and `report kpis --by month`;
-- `digest`, and `verify` (one pass over the log, like a rebuild).
+- `digest`, and `verify` (one pass over the log, like a rebuild);
+- the follower's lag: `consume` of 100,000 messages from a local broker into a fresh database while
+  `projections follow` runs beside it, the views' lag sampled every 0.5 s (`--no-follow` skips it).
 The last line printed is one JSON object with every figure and ratio.
 """
 
@@ -20,18 +22,26 @@ import argparse
 import io
 import itertools
 import json
+import os
 import random
+import signal
 import statistics
+import subprocess
+import sys
 import time
 from datetime import timedelta
 from typing import Any
 
 from consumers.jsonlines import ingest_lines
+from consumers.kafka_clients import ensure_topics, new_producer
+from consumers.kafka_producer import produce_lines
+from consumers.kafka_settings import KafkaSettings, dead_letter_topic
 from ledger.application import LedgerApplication
 from ledger.program import Program
 from ledger.store import parse_store_url
+from points_ledger.broker import kafka_cluster
 from points_ledger.preflight import connect
-from points_ledger.streamgen import DEFAULT_START, StreamGenerator
+from points_ledger.streamgen import DEFAULT_START, StreamGenerator, generate
 from projections import kpis, periods, queries
 from projections.digest import digest_from_views
 from projections.runner import Projections, select_views
@@ -93,6 +103,62 @@ def _floor(app: LedgerApplication) -> dict[str, float]:
     return {"floor_events": events, "floor_seconds": round(seconds, 2), "floor_events_per_s": round(events / seconds)}
 
 
+LAG_DATABASE = "pl_bench_follow"
+LAG_MESSAGES = 100_000
+LAG_SAMPLE_S = 0.5
+
+
+def _status_lag(url: str) -> int:
+    done = subprocess.run(
+        [sys.executable, "-m", "points_ledger", "--store", url, "projections", "status", "--format", "json"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return max(int(json.loads(line)["lag"]) for line in done.stdout.splitlines())
+
+
+def _follower_lag(members: int) -> dict[str, Any]:
+    """`consume` of LAG_MESSAGES from a local broker into a fresh database with `projections follow` beside it:
+    the views' lag behind the log, sampled every LAG_SAMPLE_S while consume runs, and how long the follower
+    takes to reach the head once consume has stopped."""
+    _admin(f'DROP DATABASE IF EXISTS "{LAG_DATABASE}" WITH (FORCE)')
+    _admin(f'CREATE DATABASE "{LAG_DATABASE}"')
+    url = f"{SERVER}/{LAG_DATABASE}"
+    setup = LedgerApplication(parse_store_url(url), Program())
+    Projections(setup)  # the ledger's and the views' tables exist before either process starts
+    setup.close()
+    topic = "bench.follow"
+    command = [sys.executable, "-m", "points_ledger", "--store", url]
+    with kafka_cluster(os.environ.get("KAFKA_BOOTSTRAP_SERVERS")) as (bootstrap, _):
+        settings = KafkaSettings(bootstrap)
+        ensure_topics(settings, {topic: 4, dead_letter_topic(topic): 1})
+        producer = new_producer(settings)
+        produce_lines(producer, topic, generate(LAG_MESSAGES, members, 365, seed=3))
+        producer.close()
+        follower = subprocess.Popen([*command, "projections", "follow", "--format", "json"], stdout=subprocess.PIPE)
+        consumer = subprocess.Popen(
+            [*command, "consume", "--bootstrap-servers", bootstrap, "--topic", topic, "--group", "bench-follow",
+             "--session-timeout-ms", "3000", "--until-idle", "3", "--format", "json"],
+            stdout=subprocess.PIPE,
+        )  # fmt: skip
+        lags = []
+        while consumer.poll() is None:
+            lags.append(_status_lag(url))
+            time.sleep(LAG_SAMPLE_S)
+        stopped = time.perf_counter()
+        while _status_lag(url) > 0:
+            time.sleep(0.1)
+        catch_up_s = time.perf_counter() - stopped
+        follower.send_signal(signal.SIGTERM)
+        follower.communicate(timeout=60)
+    lags.sort()
+    return {
+        "follow_lag_events_p50": lags[len(lags) // 2] if lags else 0,
+        "follow_lag_events_max": lags[-1] if lags else 0,
+        "follow_samples": len(lags),
+        "follow_head_after_consume_s": round(catch_up_s, 2),
+    }
+
+
 def _timed(function: Any) -> tuple[Any, float]:
     started = time.perf_counter()
     result = function()
@@ -105,6 +171,7 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=50_000)
     parser.add_argument("--days", type=int, default=730)
     parser.add_argument("--fresh", action="store_true", help="build the data set again")
+    parser.add_argument("--no-follow", action="store_true", help="skip the follower-lag measurement")
     args = parser.parse_args()
 
     figures: dict[str, Any] = {}
@@ -150,6 +217,8 @@ def main() -> None:
         _, figures["digest_s"] = _timed(lambda: digest_from_views(sql, head))
     result, figures["verify_s"] = _timed(lambda: verify(projections, None))
     figures["verify_discrepancies"] = result.found
+    if not args.no_follow:
+        figures.update(_follower_lag(args.members))
     for key in ("liability_s", "rollforward_by_month_s", "kpis_by_month_s", "digest_s", "verify_s"):
         figures[key] = round(figures[key], 3)
     app.close()

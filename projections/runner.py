@@ -84,7 +84,7 @@ class Projections:
                 [(name,) for name in VIEWS],
             )
             for view in VIEWS.values():
-                for statement in [*view.create_statements(""), *view.index_statements("")]:
+                for statement in [*view.create_statements(""), *(create for _, create in view.index_statements(""))]:
                     sql.execute(statement)
 
     # ---- catching up ------------------------------------------------------------------------------
@@ -182,6 +182,10 @@ class Projections:
             with self.db.transaction(commit=True) as sql:
                 for builder in builders:
                     builder.finish(sql)
+                if sql.dialect == "postgresql":  # indexes built before the swap: readers wait for none of it
+                    for view in views:
+                        for _, statement in view.index_statements(REBUILD_SUFFIX):
+                            sql.execute(statement)
         finally:
             if collecting:
                 gc.enable()
@@ -205,8 +209,13 @@ class Projections:
                     if sql.dialect == "postgresql":  # constraint (and its index) names are unique per schema
                         old = f"{table}{REBUILD_SUFFIX}_pkey"
                         sql.execute(f"ALTER TABLE {table} RENAME CONSTRAINT {old} TO {table}_pkey")
-                for statement in view.index_statements(""):
-                    sql.execute(statement)
+                for (built_name, _), (name, statement) in zip(
+                    view.index_statements(REBUILD_SUFFIX), view.index_statements(""), strict=True
+                ):
+                    if sql.dialect == "postgresql":  # built before the swap; index names are unique per schema
+                        sql.execute(f"ALTER INDEX {built_name} RENAME TO {name}")
+                    else:  # SQLite cannot rename an index: build it now
+                        sql.execute(statement)
                 self.db.reset_tracking(sql, view.tracking_name, built)
                 now = _now_micros()
                 sql.execute(

@@ -9,7 +9,7 @@ from typing import Any
 from ledger.member import Member
 
 #: Event fields every event has, shown apart from an event's own details.
-_COMMON_FIELDS = {"originator_id", "originator_version", "originator_topic", "timestamp", "effective_at", "provenance"}
+COMMON_FIELDS = {"originator_id", "originator_version", "originator_topic", "timestamp", "effective_at", "provenance"}
 
 
 def replay(events: Iterable[Member.Event], as_of: datetime | None = None) -> Member | None:
@@ -47,7 +47,7 @@ def statement(member: Member, as_of: datetime | None) -> dict[str, Any]:
 
 def event_details(event: Member.Event) -> dict[str, Any]:
     """An event's own fields (what it did), without those every event has, by name."""
-    return {key: value for key, value in sorted(vars(event).items()) if key not in _COMMON_FIELDS}
+    return {key: value for key, value in sorted(vars(event).items()) if key not in COMMON_FIELDS}
 
 
 def history(events: Iterable[Member.Event]) -> Iterator[dict[str, Any]]:

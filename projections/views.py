@@ -23,10 +23,10 @@ from uuid import UUID
 import orjson
 from eventsourcing.persistence import Notification
 
-from ledger.member import Member, move_lots_by_id
+from ledger.member import FLOW_SIGNS, Member, move_lots_by_id
 from ledger.rules import Lot
 from projections.db import Sql, from_micros, to_micros
-from projections.statements import event_details
+from projections.statements import COMMON_FIELDS
 
 #: The hash a member's chain starts from.
 GENESIS_HASH = "0" * 64
@@ -54,6 +54,11 @@ def by_member(events: Iterable[LogEvent]) -> dict[str, list[LogEvent]]:
     return grouped
 
 
+def index(name: str, table: str, columns: str, *, unique: bool = False) -> tuple[str, str]:
+    kind = "UNIQUE INDEX" if unique else "INDEX"
+    return name, f"CREATE {kind} IF NOT EXISTS {name} ON {table} ({columns})"
+
+
 def placeholders(count: int) -> str:
     return ",".join("?" * count)
 
@@ -75,8 +80,8 @@ class View(ABC):
         """CREATE TABLE statements (with primary keys) for the tables named with `suffix`."""
 
     @abstractmethod
-    def index_statements(self, suffix: str) -> list[str]:
-        """CREATE INDEX statements for the secondary indexes (named after their tables)."""
+    def index_statements(self, suffix: str) -> list[tuple[str, str]]:
+        """(index name, CREATE INDEX statement) of each secondary index, named after its table."""
 
     @abstractmethod
     def apply(self, sql: Sql, events: Sequence[LogEvent], suffix: str) -> None:
@@ -142,13 +147,13 @@ class MembersView(View):
             f"expires_at BIGINT NOT NULL, CONSTRAINT {changes}_pkey PRIMARY KEY (position, lot_id))",
         ]
 
-    def index_statements(self, suffix: str) -> list[str]:
+    def index_statements(self, suffix: str) -> list[tuple[str, str]]:
         members, lots, changes = (table + suffix for table in self.tables)
         return [
-            f"CREATE INDEX IF NOT EXISTS {members}_by_id ON {members} (member_id)",
-            f"CREATE INDEX IF NOT EXISTS {lots}_by_expiry ON {lots} (expires_at)",
-            f"CREATE INDEX IF NOT EXISTS {changes}_by_member ON {changes} (member_key, effective_at)",
-            f"CREATE INDEX IF NOT EXISTS {changes}_by_time ON {changes} (effective_at)",
+            index(f"{members}_by_id", members, "member_id"),
+            index(f"{lots}_by_expiry", lots, "expires_at"),
+            index(f"{changes}_by_member", changes, "member_key, effective_at"),
+            index(f"{changes}_by_time", changes, "effective_at"),
         ]
 
     def apply(self, sql: Sql, events: Sequence[LogEvent], suffix: str) -> None:
@@ -306,6 +311,7 @@ def audit_row(log_event: LogEvent, head: ChainHead | None) -> tuple[Any, ...]:
     if head is None:
         raise LookupError(f"view audit: event {log_event.position} of an unknown member {log_event.member_key}")
     flow = event.flow()
+    delta = 0 if flow is None else FLOW_SIGNS[flow[0]] * flow[1]
     tier_after = event.to_tier if isinstance(event, Member.TierChanged) else head.tier
     provenance = event.provenance
     occurred_at = provenance.get("occurred_at")
@@ -320,15 +326,15 @@ def audit_row(log_event: LogEvent, head: ChainHead | None) -> tuple[Any, ...]:
         to_micros(event.timestamp),
         type(event).__name__,
         None if flow is None else flow[0],
-        event.balance_delta,
-        head.balance + event.balance_delta,
+        delta,
+        head.balance + delta,
         head.tier,
         tier_after,
         provenance.get("event_id"),
         _compact_json(provenance.get("source") or {}),
         getattr(event, "operator", None),
         reason if isinstance(reason, str) else None,
-        _compact_json(event_details(event)),
+        _compact_json({key: value for key, value in vars(event).items() if key not in COMMON_FIELDS}),
     )
     return (*content, chain_hash(head.hash, content, log_event.notification))
 
@@ -368,12 +374,12 @@ class AuditView(View):
             f"CONSTRAINT {table}_pkey PRIMARY KEY (member_key, version))"
         ]
 
-    def index_statements(self, suffix: str) -> list[str]:
+    def index_statements(self, suffix: str) -> list[tuple[str, str]]:
         table = self.tables[0] + suffix
         return [
-            f"CREATE UNIQUE INDEX IF NOT EXISTS {table}_by_position ON {table} (position)",
-            f"CREATE INDEX IF NOT EXISTS {table}_by_time ON {table} (effective_at)",
-            f"CREATE INDEX IF NOT EXISTS {table}_by_kind ON {table} (kind, effective_at)",
+            index(f"{table}_by_position", table, "position", unique=True),
+            index(f"{table}_by_time", table, "effective_at"),
+            index(f"{table}_by_kind", table, "kind, effective_at"),
         ]
 
     def apply(self, sql: Sql, events: Sequence[LogEvent], suffix: str) -> None:
