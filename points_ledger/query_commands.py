@@ -330,12 +330,14 @@ def rollforward(  # noqa: PLR0917 (one parameter per option, as click passes the
     spans = checked_periods(start, end, granularity)
     wanted = [*spans, (start, end)] if granularity else spans
 
+    def from_views(sql: Sql, app: LedgerApplication) -> list[dict[str, Any]]:
+        lines = queries.rollforwards(sql, spans)
+        return [*lines, reports.rollforward_total(lines)] if granularity else lines
+
     def from_the_log(app: LedgerApplication, head: int) -> list[dict[str, Any]]:
         return [reports.rollforward(read_log(app, stop=head), a, b) for a, b in wanted]
 
-    lines, position = answer(
-        context, from_log, lambda sql, app: [queries.rollforward(sql, a, b) for a, b in wanted], from_the_log
-    )
+    lines, position = answer(context, from_log, from_views, from_the_log)
     if granularity is None:
         result = {**lines[0], "position": position}
         if output_format == "csv":

@@ -168,3 +168,9 @@ class ViewDatabase:
     def head(self) -> int:
         """The log's last notification id (0 when empty)."""
         return self.app.recorder.max_notification_id() or 0
+
+    def head_in(self, sql: Sql) -> int:
+        """The same, read in the caller's transaction."""
+        recorder = self.app.recorder
+        column = "notification_id" if self.dialect == "postgresql" else "rowid"
+        return int(sql.scalar(f"SELECT MAX({column}) FROM {recorder.events_table_name}") or 0)  # type: ignore[attr-defined]

@@ -7,12 +7,13 @@ two can be compared field by field.
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from ledger.member import member_uuid
+from ledger.member import FLOW_SIGNS, member_uuid
 from ledger.program import Program
 from projections import reports
 from projections.db import Sql, from_micros, to_micros
@@ -122,7 +123,9 @@ def outstanding_points(sql: Sql, as_of: datetime) -> int:
 
 
 def total_balance(sql: Sql, as_of: datetime) -> int:
-    value = sql.scalar(f"SELECT SUM(balance) FROM ({_as_of_rows('a.balance')}) AS at_time", (to_micros(as_of),))
+    """The sum of every member's balance at `as_of`: each balance is the sum of its member's changes, so this is
+    one sum over the audit trail (negative balances included)."""
+    value = sql.scalar("SELECT SUM(delta) FROM pl_audit WHERE effective_at <= ?", (to_micros(as_of),))
     return int(value or 0)
 
 
@@ -137,9 +140,26 @@ def flows(sql: Sql, start: datetime, end: datetime) -> dict[str, int]:
 
 
 def rollforward(sql: Sql, start: datetime, end: datetime) -> dict[str, Any]:
-    return reports.rollforward_of(
-        start, end, total_balance(sql, start), flows(sql, start, end), total_balance(sql, end)
-    )
+    return rollforwards(sql, [(start, end)])[0]
+
+
+def rollforwards(sql: Sql, spans: Sequence[tuple[datetime, datetime]]) -> list[dict[str, Any]]:
+    """The roll-forward of each of consecutive periods: the opening summed once, each period's flows from an
+    index range, each closing carried forward; the last closing is then summed on its own and must agree."""
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        if end != start:
+            raise ValueError("roll-forward periods must follow one another")
+    lines = []
+    opening = total_balance(sql, spans[0][0])
+    for start, end in spans:
+        moved = flows(sql, start, end)
+        closing = opening + sum(FLOW_SIGNS[flow] * points for flow, points in moved.items())
+        lines.append(reports.rollforward_of(start, end, opening, moved, closing))
+        opening = closing
+    summed = total_balance(sql, spans[-1][1])
+    if summed != opening:
+        raise ArithmeticError(f"roll-forward does not close: the flows give {opening}, the balances sum to {summed}")
+    return lines
 
 
 def history(sql: Sql, member_id: str) -> list[dict[str, Any]]:

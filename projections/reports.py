@@ -6,7 +6,7 @@ or from a fold over the log (`--from-log`), and both paths end in the same funct
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -178,3 +178,9 @@ def rollforward_of(start: datetime, end: datetime, opening: int, flows: dict[str
     if derived != closing:
         raise ArithmeticError(f"roll-forward does not close: opening and flows give {derived}, closing is {closing}")
     return {"from": start, "to": end, "opening": opening, **moved, "closing": closing}
+
+
+def rollforward_total(lines: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The roll-forward of consecutive periods taken together (refused if it does not close)."""
+    moved = {flow: sum(line[flow] for line in lines) for flow in FLOW_SIGNS}
+    return rollforward_of(lines[0]["from"], lines[-1]["to"], lines[0]["opening"], moved, lines[-1]["closing"])

@@ -25,7 +25,7 @@ from ledger.application import LedgerApplication
 from ledger.member import Member
 from ledger.pgconnect import schema_lock
 from projections.db import Sql, ViewDatabase, from_micros, to_micros
-from projections.views import VIEWS, LogEvent, View
+from projections.views import VIEWS, LogEvent, Rows, View, placeholders
 
 #: Log events per catch-up transaction.
 CATCH_UP_BATCH = 500
@@ -95,17 +95,17 @@ class Projections:
         """Apply what the log recorded after each view's position (up to `stop`); the lowest position reached."""
         chosen = list(VIEWS.values()) if views is None else list(views)
         while True:
-            start = min(self.db.position(view.tracking_name) for view in chosen) + 1
-            if stop is not None and start > stop:
-                break
-            events = self.read_log(start, CATCH_UP_BATCH, stop)
+            with self.db.transaction(commit=False) as sql:  # one round trip when there is nothing to do
+                position, head = min(self._positions_in(sql, chosen).values()), self.db.head_in(sql)
+            if position >= (head if stop is None else min(stop, head)):
+                return position
+            events = self.read_log(position + 1, CATCH_UP_BATCH, stop)
             if not events:
-                break
+                return position
             with self.db.transaction(commit=True) as sql:
                 applied = sum(self._apply(sql, view, events) for view in chosen)
             if on_batch is not None:
                 on_batch(applied, events[-1].position)
-        return min(self.db.position(view.tracking_name) for view in chosen)
 
     def _apply(self, sql: Sql, view: View, events: Sequence[LogEvent]) -> int:
         """Apply the events after the view's position as read under its lock; how many were applied."""
@@ -120,11 +120,18 @@ class Projections:
         return len(todo)
 
     def _position_in(self, sql: Sql, view: View) -> int:
-        value = sql.scalar(
-            f"SELECT MAX(notification_id) FROM {self.db.tracking_table} WHERE application_name = ?",
-            (view.tracking_name,),
+        return self._positions_in(sql, [view])[view.name]
+
+    def _positions_in(self, sql: Sql, views: Sequence[View]) -> dict[str, int]:
+        """Each view's position as this transaction sees it (0: nothing applied yet)."""
+        names = {view.tracking_name: view.name for view in views}
+        rows = sql.rows(
+            f"SELECT application_name, notification_id FROM {self.db.tracking_table} "
+            f"WHERE application_name IN ({placeholders(len(names))})",
+            list(names),
         )
-        return int(value or 0)
+        found = {names[row["application_name"]]: int(row["notification_id"]) for row in rows}
+        return {view.name: found.get(view.name, 0) for view in views}
 
     def read_log(self, start: int, limit: int, stop: int | None = None) -> list[LogEvent]:
         """Up to `limit` decoded log events from position `start` (to `stop`)."""
@@ -149,7 +156,7 @@ class Projections:
         with self.db.transaction(commit=False) as sql:
             if sql.dialect == "postgresql":  # one snapshot for every statement of the answer
                 sql.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            yield sql, min(self._position_in(sql, view) for view in chosen)
+            yield sql, min(self._positions_in(sql, chosen).values())
 
     # ---- rebuilding -------------------------------------------------------------------------------
 
@@ -171,21 +178,21 @@ class Projections:
         collecting = gc.isenabled()
         gc.disable()
         try:
-            for notifications in prefetched_pages(self.app, REBUILD_BATCH, self.db.head()):
-                events = self.decode(notifications)
+            with BatchWriter(self.db, on_batch) as writer:
+                for notifications in prefetched_pages(self.app, REBUILD_BATCH, self.db.head()):
+                    events = self.decode(notifications)
+                    writer.put(
+                        [rows for builder in builders for rows in builder.add(events)], len(events), events[-1].position
+                    )
+                    built = events[-1].position
+                writer.put([rows for builder in builders for rows in builder.finish()], 0, built)
+            if self.db.dialect == "postgresql":  # indexes built before the swap: readers wait for none of it
                 with self.db.transaction(commit=True) as sql:
-                    for builder in builders:
-                        builder.add(sql, events)
-                built = events[-1].position
-                if on_batch is not None:
-                    on_batch(len(events), built)
-            with self.db.transaction(commit=True) as sql:
-                for builder in builders:
-                    builder.finish(sql)
-                if sql.dialect == "postgresql":  # indexes built before the swap: readers wait for none of it
                     for view in views:
                         for _, statement in view.index_statements(REBUILD_SUFFIX):
                             sql.execute(statement)
+                        for table in view.tables:  # statistics for the planner, before the first query
+                            sql.execute(f"ANALYZE {table}{REBUILD_SUFFIX}")
         finally:
             if collecting:
                 gc.enable()
@@ -239,6 +246,54 @@ class Projections:
                 )
                 for view in VIEWS.values()
             ]
+
+
+#: Batches computed ahead of the one being written.
+WRITE_AHEAD_BATCHES = 2
+
+
+class BatchWriter:
+    """Appends each batch's rows in a transaction of its own, in a thread: while the database stores one batch
+    (on the other core), Python computes the next. `on_batch` is told after each commit. An error in the
+    thread is raised to the caller at its next `put` or on leaving."""
+
+    def __init__(self, db: ViewDatabase, on_batch: OnBatch | None) -> None:
+        self.db = db
+        self.on_batch = on_batch
+        self.batches: queue.Queue[tuple[list[Rows], int, int] | None] = queue.Queue(maxsize=WRITE_AHEAD_BATCHES)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._write, name="view-writer", daemon=True)
+
+    def __enter__(self) -> BatchWriter:
+        self.thread.start()
+        return self
+
+    def put(self, rows: list[Rows], events: int, position: int) -> None:
+        self._raise_error()
+        self.batches.put((rows, events, position))
+
+    def __exit__(self, *exc: object) -> None:
+        self.batches.put(None)
+        self.thread.join()
+        self._raise_error()
+
+    def _raise_error(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def _write(self) -> None:
+        while (batch := self.batches.get()) is not None:
+            if self.error is not None:
+                continue  # drain: the caller raises at its next put
+            rows, events, position = batch
+            try:
+                with self.db.transaction(commit=True) as sql:
+                    for table_rows in rows:
+                        sql.copy(table_rows.table, table_rows.columns, table_rows.rows)
+                if self.on_batch is not None and events:
+                    self.on_batch(events, position)
+            except BaseException as error:  # handed to the caller
+                self.error = error
 
 
 #: Pages read ahead of the one being applied.

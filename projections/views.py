@@ -92,22 +92,32 @@ class View(ABC):
         """What builds this view's fresh tables from the start of the log (a rebuild)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """Rows to append to one table."""
+
+    table: str
+    columns: tuple[str, ...]
+    rows: list[tuple[Any, ...]]
+
+
 class ViewBuilder(ABC):
     """Builds fresh tables from the whole log, keeping every member's state in memory between batches
-    (nothing is read back) and appending rows in bulk (COPY on PostgreSQL)."""
+    (nothing is read back); it only computes rows, and the caller appends them in bulk."""
 
     @abstractmethod
-    def add(self, sql: Sql, events: Sequence[LogEvent]) -> None:
-        """Append what `events` (the next ones in log order) add to the tables."""
+    def add(self, events: Sequence[LogEvent]) -> list[Rows]:
+        """The rows `events` (the next ones in log order) add to the tables."""
 
     @abstractmethod
-    def finish(self, sql: Sql) -> None:
-        """Write what was kept in memory (called once, after the last batch)."""
+    def finish(self) -> list[Rows]:
+        """The rows kept in memory until the end (asked once, after the last batch)."""
 
 
 # ---- members: balances, tiers, ledger time, lots ---------------------------------------------------
 
 
+LOT_COLUMNS = ("member_key", "lot_id", "points", "remaining", "expires_at")
 LOT_CHANGE_COLUMNS = ("position", "member_key", "lot_id", "effective_at", "delta", "points", "expires_at")
 MEMBER_COLUMNS = ("member_key", "member_id", "balance", "debt", "tier", "ledger_time", "enrolled_at", "version")
 
@@ -230,27 +240,20 @@ class _MembersBuilder(ViewBuilder):
         self.tables = (members_table, lots_table, changes_table)
         self.rows: dict[str, MemberRow] = {}
 
-    def add(self, sql: Sql, events: Sequence[LogEvent]) -> None:
+    def add(self, events: Sequence[LogEvent]) -> list[Rows]:
         changes: list[tuple[Any, ...]] = []
         for log_event in events:
             changes.extend(fold_member_row(self.rows, log_event))
-        sql.copy(self.tables[2], LOT_CHANGE_COLUMNS, changes)
+        return [Rows(self.tables[2], LOT_CHANGE_COLUMNS, changes)]
 
-    def finish(self, sql: Sql) -> None:
-        sql.copy(
-            self.tables[0],
-            MEMBER_COLUMNS,
-            [tuple(getattr(row, c) for c in MEMBER_COLUMNS) for row in self.rows.values()],
-        )
-        sql.copy(
-            self.tables[1],
-            ("member_key", "lot_id", "points", "remaining", "expires_at"),
-            [
-                (row.member_key, lot.lot_id, lot.points, lot.remaining, to_micros(lot.expires_at))
-                for row in self.rows.values()
-                for lot in row.lots.values()
-            ],
-        )
+    def finish(self) -> list[Rows]:
+        members = [tuple(getattr(row, column) for column in MEMBER_COLUMNS) for row in self.rows.values()]
+        lots = [
+            (row.member_key, lot.lot_id, lot.points, lot.remaining, to_micros(lot.expires_at))
+            for row in self.rows.values()
+            for lot in row.lots.values()
+        ]
+        return [Rows(self.tables[0], MEMBER_COLUMNS, members), Rows(self.tables[1], LOT_COLUMNS, lots)]
 
 
 def _needs_load(events: Sequence[LogEvent]) -> bool:
@@ -418,16 +421,16 @@ class _AuditBuilder(ViewBuilder):
         self.table = table
         self.heads: dict[str, ChainHead] = {}
 
-    def add(self, sql: Sql, events: Sequence[LogEvent]) -> None:
+    def add(self, events: Sequence[LogEvent]) -> list[Rows]:
         rows = []
         for log_event in events:
             row = audit_row(log_event, self.heads.get(log_event.member_key))
             self.heads[log_event.member_key] = ChainHead(row[3], row[10], row[12], row[-1])
             rows.append(row)
-        sql.copy(self.table, AUDIT_COLUMNS, rows)
+        return [Rows(self.table, AUDIT_COLUMNS, rows)]
 
-    def finish(self, sql: Sql) -> None:
-        """Every row was written as it came: nothing is kept."""
+    def finish(self) -> list[Rows]:
+        return []  # every row was handed over as it came
 
 
 #: Every view, by name, in the order they are caught up.
