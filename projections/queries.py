@@ -77,35 +77,33 @@ def balances(sql: Sql, as_of: datetime | None) -> Iterator[dict[str, Any]]:
 
 
 def tier_totals(sql: Sql, as_of: datetime) -> reports.TierTotals:
-    """Per tier at `as_of`: members, outstanding and negative points, and open lots' points by expiry."""
+    """Per tier at `as_of`: members, outstanding and negative points, and open lots' points by expiry.
+
+    Each member's state at `as_of` is read once (their last audit row by then), and their open lots' points
+    summed per expiry window by member; the two meet here, by member, rather than in a second join."""
     at = to_micros(as_of)
+    tier_of: dict[str, str] = {}
     totals: reports.TierTotals = {}
-    for row in sql.rows(
-        "SELECT tier, COUNT(*) AS members, SUM(CASE WHEN balance > 0 THEN balance ELSE 0 END) AS outstanding, "
-        "SUM(CASE WHEN balance < 0 THEN -balance ELSE 0 END) AS negative "
-        f"FROM ({_as_of_rows('a.balance, a.tier')}) AS at_time GROUP BY tier",
-        (at,),
-    ):
-        line = totals[row["tier"]] = reports.empty_totals()
-        line.update(members=int(row["members"]), outstanding_points=int(row["outstanding"]))
-        line["negative_points"] = int(row["negative"])
+    for row in sql.rows(_as_of_rows("a.member_key, a.balance, a.tier"), (at,)):
+        tier_of[row["member_key"]] = row["tier"]
+        line = totals.setdefault(row["tier"], reports.empty_totals())
+        balance = int(row["balance"])
+        line["members"] += 1
+        line["outstanding_points"] += max(balance, 0)
+        line["negative_points"] += -min(balance, 0)
     edges = [to_micros(edge) for edge in reports.expiry_edges(as_of)]
     buckets = ", ".join(
-        f"SUM(CASE WHEN l.expires_at <= ? THEN l.remaining ELSE 0 END) AS {column}"
-        for column in reports.EXPIRY_COLUMNS[:4]
+        f"SUM(CASE WHEN expires_at <= ? THEN remaining ELSE 0 END) AS {column}" for column in reports.EXPIRY_COLUMNS[:4]
     )
     for row in sql.rows(
-        f"SELECT at_time.tier AS tier, {buckets}, "
-        "SUM(CASE WHEN l.expires_at > ? THEN l.remaining ELSE 0 END) AS non_current_points "
+        f"SELECT member_key, {buckets}, SUM(CASE WHEN expires_at > ? THEN remaining ELSE 0 END) AS non_current_points "
         "FROM (SELECT member_key, SUM(delta) AS remaining, MAX(expires_at) AS expires_at FROM pl_lot_changes "
-        "WHERE effective_at <= ? GROUP BY member_key, lot_id HAVING SUM(delta) > 0) l "
-        f"JOIN ({_as_of_rows('a.member_key, a.tier')}) at_time ON at_time.member_key = l.member_key "
-        "GROUP BY at_time.tier",
-        (*edges, edges[3], at, at),
+        "WHERE effective_at <= ? GROUP BY member_key, lot_id HAVING SUM(delta) > 0) AS open_lots GROUP BY member_key",
+        (*edges, edges[3], at),
     ):
-        line = totals.setdefault(row["tier"], reports.empty_totals())
+        line = totals[tier_of[row["member_key"]]]
         for column in reports.EXPIRY_COLUMNS:
-            line[column] = int(row[column])
+            line[column] += int(row[column])
     return totals
 
 

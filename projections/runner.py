@@ -152,11 +152,17 @@ class Projections:
 
         No answer is ever stale: whatever the log recorded before the call is in the views read."""
         chosen = list(VIEWS.values()) if views is None else list(views)
-        self.catch_up(chosen)
-        with self.db.transaction(commit=False) as sql:
-            if sql.dialect == "postgresql":  # one snapshot for every statement of the answer
-                sql.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            yield sql, min(self._positions_in(sql, chosen).values())
+        asked_at: int | None = None  # the log head when the question was asked
+        while True:
+            with self.db.transaction(commit=False) as sql:
+                if sql.dialect == "postgresql":  # one snapshot for every statement of the answer
+                    sql.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                position = min(self._positions_in(sql, chosen).values())
+                asked_at = self.db.head_in(sql) if asked_at is None else asked_at
+                if position >= asked_at:  # everything recorded before the question is in: answer
+                    yield sql, position
+                    return
+            self.catch_up(chosen)  # behind: catch up outside the read transaction, then read again
 
     # ---- rebuilding -------------------------------------------------------------------------------
 

@@ -204,11 +204,7 @@ class MembersView(View):
                 if lot is not None
             ],
         )
-        sql.executemany(
-            f"INSERT INTO {changes_table} (position, member_key, lot_id, effective_at, delta, points, expires_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            lot_changes,
-        )
+        sql.copy(changes_table, LOT_CHANGE_COLUMNS, lot_changes)
 
     def builder(self, suffix: str) -> ViewBuilder:
         return _MembersBuilder(*(table + suffix for table in self.tables))
@@ -396,8 +392,7 @@ class AuditView(View):
                 row = audit_row(log_event, head)
                 rows.append(row)
                 head = ChainHead(row[3], row[10], row[12], row[-1])
-        columns = ", ".join(AUDIT_COLUMNS)
-        sql.executemany(f"INSERT INTO {table} ({columns}) VALUES ({placeholders(len(AUDIT_COLUMNS))})", rows)
+        sql.copy(table, AUDIT_COLUMNS, rows)
 
     def builder(self, suffix: str) -> ViewBuilder:
         return _AuditBuilder(self.tables[0] + suffix)
