@@ -71,7 +71,9 @@ def test_ingest_the_sample_twice_then_query_everything(store_url: str, tmp_path:
     )
     assert isinstance(liability, dict)
     assert set(liability) == {"as_of", "members", "outstanding_points", "negative_points", "point_value",
-                              "liability_value", "breakage_rate", "liability_net", "by_tier", "position"}  # fmt: skip
+                              "liability_value", "breakage_rate", "liability_net", "expiring_30d", "expiring_60d",
+                              "expiring_90d", "current_points", "non_current_points", "breakage", "by_tier",
+                              "position"}  # fmt: skip
     assert liability["liability_value"] == f"{liability['outstanding_points'] / 100:.2f}"
 
     rollforward = ok_json(

@@ -118,7 +118,7 @@ def ingest_then_balances(store: str, env: dict[str, str] | None = None) -> None:
     balances = cli("balances", "--format", "json", store=store, env=env)
     assert balances.returncode == 0, balances.stderr
     rows = [json.loads(line) for line in balances.stdout.splitlines()]
-    assert rows and all(set(row) == {"member_id", "balance", "tier"} for row in rows)
+    assert rows and all(set(row) == {"member_id", "balance", "tier", "position"} for row in rows)
     no_secret_in(ingested, SECRET)
     no_secret_in(balances, SECRET)
 
