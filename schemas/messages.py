@@ -36,7 +36,7 @@ def _to_utc(value: datetime) -> datetime:
 
 
 def _whole_cents(amount: Decimal) -> Decimal:
-    """An exact count of cents, written with two places (1E-999999999 passes pydantic's decimal checks)."""
+    """An exact count of cents, written with two places (1E-999999999 passes pydantic 2.13's digit checks)."""
     try:
         exact = amount.quantize(CENT)
     except InvalidOperation:

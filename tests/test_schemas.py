@@ -101,8 +101,9 @@ PROGRAM_RANGE = Acceptance(
         ({"type": "enrollment", "occurred_at": "9999-12-31T23:59:59-14:00"}, "ValidationError", "range"),
         ({"type": "enrollment", "enrolled_at": "0001-01-01T00:00:00Z"}, "OutOfRange", "enrolled_at"),
         ({"type": "enrollment", "occurred_at": "2099-01-01T00:00:00Z"}, "FromTheFuture", "clock"),
+        # pydantic 2.13 lets this through its digit checks (our validator refuses it), 2.14 refuses it itself.
         ({"type": "purchase", "transaction_id": "t", "amount": "1E-999999999", "currency": "USD"},
-         "ValidationError", "whole number of cents"),
+         "ValidationError", "amount: "),
         ({"type": "enrollment", "member_id": "M\u0000"}, "ValidationError", "NUL"),
         ({"type": "x" * 5_000}, "UnknownType", "unknown type"),
     ],
