@@ -211,7 +211,7 @@ def main() -> None:
         _, figures["liability_s"] = _timed(lambda: queries.liability(sql, as_of, app.program))
         _, figures["rollforward_by_month_s"] = _timed(lambda: queries.rollforwards(sql, months))
         _, figures["kpis_by_month_s"] = _timed(
-            lambda: [kpis.kpi_row(a, b, kpis.counts_from_views(sql, a, b), app.program) for a, b in months]
+            lambda: kpis.kpi_rows(months, kpis.counts_from_views(sql, months), app.program)
         )
     with projections.reading() as (sql, head):
         _, figures["digest_s"] = _timed(lambda: digest_from_views(sql, head))

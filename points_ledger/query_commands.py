@@ -379,11 +379,10 @@ def kpis_command(  # noqa: PLR0917 (one parameter per option, as click passes th
     wanted = [*spans, (start, end)] if granularity else spans
 
     def from_views(sql: Sql, app: LedgerApplication) -> list[dict[str, Any]]:
-        return [kpis.kpi_row(a, b, kpis.counts_from_views(sql, a, b), app.program) for a, b in wanted]
+        return kpis.kpi_rows(wanted, kpis.counts_from_views(sql, wanted), app.program)
 
     def from_the_log(app: LedgerApplication, head: int) -> list[dict[str, Any]]:
-        counts = kpis.counts_from_log(read_log(app, stop=head), wanted)
-        return [kpis.kpi_row(a, b, period, app.program) for (a, b), period in zip(wanted, counts, strict=True)]
+        return kpis.kpi_rows(wanted, kpis.counts_from_log(read_log(app, stop=head), wanted), app.program)
 
     lines, position = answer(context, from_log, from_views, from_the_log)
     rows = _labelled(lines, spans, granularity, position)

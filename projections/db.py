@@ -13,12 +13,13 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+import psycopg
 from eventsourcing.persistence import Tracking, TrackingRecorder
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
 
 from ledger.application import LedgerApplication
-from ledger.pgconnect import schema_lock
+from ledger.pgconnect import connection_kwargs, schema_lock
 
 Dialect = Literal["sqlite", "postgresql"]
 #: The views' tracking table on PostgreSQL (not `ledger_tracking`, the write side's own Kafka positions).
@@ -149,6 +150,15 @@ class ViewDatabase:
                 connection.commit()
             finally:
                 cursor.sqlite_cursor.close()
+
+    def vacuum(self, tables: Sequence[str]) -> None:
+        """VACUUM (ANALYZE) fresh tables on PostgreSQL: statistics for the planner, and the visibility map that
+        lets covering indexes answer without reading the table (autovacuum would get there, later)."""
+        if self.dialect != "postgresql":
+            return
+        with psycopg.connect(**connection_kwargs(self.app.store), autocommit=True) as connection:
+            for table in tables:
+                connection.execute(f"VACUUM (ANALYZE) {table}")
 
     def insert_tracking(self, sql: Sql, name: str, position: int) -> None:
         """Move a view's position forward, in the caller's transaction (the library raises IntegrityError on a

@@ -72,37 +72,57 @@ def kpi_row(start: datetime, end: datetime, counts: PeriodCounts, program: Progr
     }
 
 
-def counts_from_views(sql: Sql, start: datetime, end: datetime) -> PeriodCounts:
-    window = (to_micros(start), to_micros(end))
+def kpi_rows(
+    periods: Sequence[tuple[datetime, datetime]], counts: Sequence[PeriodCounts], program: Program
+) -> list[dict[str, Any]]:
+    """One KPI row per period, from each period's counts."""
+    return [kpi_row(start, end, period, program) for (start, end), period in zip(periods, counts, strict=True)]
+
+
+def counts_from_views(sql: Sql, periods: Sequence[tuple[datetime, datetime]]) -> list[PeriodCounts]:
+    """Each period's counts from two queries that the covering index on (kind, effective_at, ...) of the audit
+    trail answers alone: events and points per kind, tier change and rejection reason; then active members."""
+    return [_period_counts(sql, to_micros(start), to_micros(end)) for start, end in periods]
+
+
+def _period_counts(sql: Sql, start: int, end: int) -> PeriodCounts:
     counts = PeriodCounts()
     for row in sql.rows(
-        "SELECT kind, COUNT(*) AS events, COUNT(DISTINCT member_key) AS members FROM pl_audit "
-        "WHERE kind IN ('Enrolled', 'PointsEarned') AND effective_at > ? AND effective_at <= ? GROUP BY kind",
-        window,
+        "SELECT kind, CASE WHEN kind = 'TierChanged' THEN tier_before END AS tier_before, "
+        "CASE WHEN kind = 'TierChanged' THEN tier END AS tier_after, "
+        "CASE WHEN kind = 'MessageRejected' THEN reason END AS rejected, COUNT(*) AS events, SUM(delta) AS delta "
+        f"FROM pl_audit WHERE kind IN ({', '.join(repr(kind) for kind in _COUNTED)}) "
+        "AND effective_at > ? AND effective_at <= ? GROUP BY 1, 2, 3, 4",
+        (start, end),
     ):
-        if row["kind"] == "Enrolled":
-            counts.new_members = int(row["events"])
+        kind, events = row["kind"], int(row["events"])
+        if kind == "Enrolled":
+            counts.new_members += events
+        elif kind == "TierChanged":
+            counts.tier_changes[(row["tier_before"], row["tier_after"])] += events
+        elif kind == "MessageRejected":
+            counts.rejected[row["rejected"]] += events
         else:
-            counts.active_members = int(row["members"])
-    for row in sql.rows(
-        "SELECT flow, SUM(delta) AS delta FROM pl_audit WHERE flow IN ('issued', 'redeemed', 'expired') "
-        "AND effective_at > ? AND effective_at <= ? GROUP BY flow",
-        window,
-    ):
-        setattr(counts, f"points_{row['flow']}", abs(int(row["delta"])))
-    for row in sql.rows(
-        "SELECT tier_before, tier, COUNT(*) AS changes FROM pl_audit WHERE kind = 'TierChanged' "
-        "AND effective_at > ? AND effective_at <= ? GROUP BY tier_before, tier",
-        window,
-    ):
-        counts.tier_changes[(row["tier_before"], row["tier"])] = int(row["changes"])
-    for row in sql.rows(
-        "SELECT reason, COUNT(*) AS messages FROM pl_audit WHERE kind = 'MessageRejected' "
-        "AND effective_at > ? AND effective_at <= ? GROUP BY reason",
-        window,
-    ):
-        counts.rejected[row["reason"]] = int(row["messages"])
+            setattr(counts, _COUNTED[kind], abs(int(row["delta"])))
+    counts.active_members = int(
+        sql.scalar(
+            "SELECT COUNT(*) FROM (SELECT DISTINCT member_key FROM pl_audit WHERE kind = 'PointsEarned' "
+            "AND effective_at > ? AND effective_at <= ?) AS active",
+            (start, end),
+        )
+    )
     return counts
+
+
+#: The kinds of audit row the KPIs count, and for those that move points, the count they add to.
+_COUNTED = {
+    "Enrolled": "new_members",
+    "PointsEarned": "points_issued",
+    "PointsRedeemed": "points_redeemed",
+    "LotsExpired": "points_expired",
+    "TierChanged": "tier_changes",
+    "MessageRejected": "rejected",
+}
 
 
 def counts_from_log(events: Iterable[Member.Event], periods: Sequence[tuple[datetime, datetime]]) -> list[PeriodCounts]:

@@ -19,11 +19,20 @@ from projections import reports
 from projections.db import Sql, from_micros, to_micros
 
 
-def _as_of_rows(columns: str) -> str:
-    """Each member's last audit row effective at or before the bound time (`?`)."""
+def _states_at(sql: Sql) -> str:
+    """A subquery of each member's state (member_key, member_id, balance, tier) at the bound time (`?`): the
+    member's last audit row effective by then (a member's effective times never run backwards). On PostgreSQL
+    one probe per member into the covering index (member_key, effective_at, version, balance, tier), which
+    costs the number of members, not the length of history; SQLite, which has no LATERAL, groups instead."""
+    if sql.dialect == "postgresql":
+        return (
+            "SELECT m.member_key, m.member_id, at_time.balance, at_time.tier FROM pl_members m "
+            "CROSS JOIN LATERAL (SELECT balance, tier FROM pl_audit a WHERE a.member_key = m.member_key "
+            "AND a.effective_at <= ? ORDER BY a.effective_at DESC, a.version DESC LIMIT 1) AS at_time"
+        )
     return (
-        f"SELECT {columns} FROM pl_audit a JOIN (SELECT member_key, MAX(version) AS version FROM pl_audit "
-        "WHERE effective_at <= ? GROUP BY member_key) last "
+        "SELECT a.member_key, a.member_id, a.balance, a.tier FROM pl_audit a JOIN (SELECT member_key, "
+        "MAX(version) AS version FROM pl_audit WHERE effective_at <= ? GROUP BY member_key) last "
         "ON a.member_key = last.member_key AND a.version = last.version"
     )
 
@@ -42,7 +51,7 @@ def statement(sql: Sql, member_id: str, as_of: datetime | None) -> dict[str, Any
     else:
         member = sql.row(
             "SELECT balance, tier FROM pl_audit WHERE member_key = ? AND effective_at <= ? "
-            "ORDER BY version DESC LIMIT 1",
+            "ORDER BY effective_at DESC, version DESC LIMIT 1",
             (key, to_micros(as_of)),
         )
         if member is None:
@@ -71,7 +80,9 @@ def balances(sql: Sql, as_of: datetime | None) -> Iterator[dict[str, Any]]:
     if as_of is None:
         rows = sql.rows("SELECT member_id, balance, tier FROM pl_members ORDER BY member_id")
     else:
-        rows = sql.rows(_as_of_rows("a.member_id, a.balance, a.tier") + " ORDER BY a.member_id", (to_micros(as_of),))
+        states = _states_at(sql)
+        at = to_micros(as_of)
+        rows = sql.rows(f"SELECT member_id, balance, tier FROM ({states}) AS states ORDER BY member_id", (at,))
     for row in rows:
         yield {"member_id": row["member_id"], "balance": row["balance"], "tier": row["tier"]}
 
@@ -79,31 +90,35 @@ def balances(sql: Sql, as_of: datetime | None) -> Iterator[dict[str, Any]]:
 def tier_totals(sql: Sql, as_of: datetime) -> reports.TierTotals:
     """Per tier at `as_of`: members, outstanding and negative points, and open lots' points by expiry.
 
-    Each member's state at `as_of` is read once (their last audit row by then), and their open lots' points
-    summed per expiry window by member; the two meet here, by member, rather than in a second join."""
+    One statement: each member's state at `as_of` (found once, then used twice), summed per tier, and every
+    lot movement by then summed per (tier, expiry bucket). A lot's movements sum to its points left, never
+    below zero, so summing movements by the lot's expiry needs no grouping by lot."""
     at = to_micros(as_of)
-    tier_of: dict[str, str] = {}
-    totals: reports.TierTotals = {}
-    for row in sql.rows(_as_of_rows("a.member_key, a.balance, a.tier"), (at,)):
-        tier_of[row["member_key"]] = row["tier"]
-        line = totals.setdefault(row["tier"], reports.empty_totals())
-        balance = int(row["balance"])
-        line["members"] += 1
-        line["outstanding_points"] += max(balance, 0)
-        line["negative_points"] += -min(balance, 0)
     edges = [to_micros(edge) for edge in reports.expiry_edges(as_of)]
-    buckets = ", ".join(
-        f"SUM(CASE WHEN expires_at <= ? THEN remaining ELSE 0 END) AS {column}" for column in reports.EXPIRY_COLUMNS[:4]
-    )
+    windows = " ".join(f"WHEN c.expires_at <= ? THEN {n}" for n in range(len(edges)))
+    bucket = f"CASE {windows} ELSE {len(edges)} END"
+    totals: reports.TierTotals = {}
     for row in sql.rows(
-        f"SELECT member_key, {buckets}, SUM(CASE WHEN expires_at > ? THEN remaining ELSE 0 END) AS non_current_points "
-        "FROM (SELECT member_key, SUM(delta) AS remaining, MAX(expires_at) AS expires_at FROM pl_lot_changes "
-        "WHERE effective_at <= ? GROUP BY member_key, lot_id HAVING SUM(delta) > 0) AS open_lots GROUP BY member_key",
-        (*edges, edges[3], at),
+        f"WITH states AS ({_states_at(sql)}) "
+        "SELECT tier, -1 AS bucket, COUNT(*) AS members, "
+        "SUM(CASE WHEN balance > 0 THEN balance ELSE 0 END) AS outstanding, "
+        "SUM(CASE WHEN balance < 0 THEN -balance ELSE 0 END) AS negative FROM states GROUP BY tier "
+        f"UNION ALL SELECT s.tier, {bucket} AS bucket, 0, SUM(c.delta), 0 FROM pl_lot_changes c "
+        "JOIN states s ON s.member_key = c.member_key WHERE c.effective_at <= ? GROUP BY s.tier, 2",
+        (at, *edges, at),
     ):
-        line = totals[tier_of[row["member_key"]]]
-        for column in reports.EXPIRY_COLUMNS:
-            line[column] += int(row[column])
+        line = totals.setdefault(row["tier"], reports.empty_totals())
+        if row["bucket"] < 0:
+            line["members"] += int(row["members"])
+            line["outstanding_points"] += int(row["outstanding"])
+            line["negative_points"] += int(row["negative"])
+            continue
+        # buckets 0-3 are cumulative windows (30, 60, 90 days, 12 months); bucket 4 is beyond 12 months
+        points = int(row["outstanding"] or 0)
+        if row["bucket"] == len(edges):
+            line["non_current_points"] += points
+        for column in reports.EXPIRY_COLUMNS[row["bucket"] : len(edges)]:
+            line[column] += points
     return totals
 
 
@@ -114,7 +129,7 @@ def liability(sql: Sql, as_of: datetime, program: Program, breakage: reports.Bre
 def outstanding_points(sql: Sql, as_of: datetime) -> int:
     """The sum of positive balances at `as_of`."""
     value = sql.scalar(
-        f"SELECT SUM(CASE WHEN balance > 0 THEN balance ELSE 0 END) FROM ({_as_of_rows('a.balance')}) AS at_time",
+        f"SELECT SUM(CASE WHEN balance > 0 THEN balance ELSE 0 END) FROM ({_states_at(sql)}) AS at_time",
         (to_micros(as_of),),
     )
     return int(value or 0)

@@ -34,6 +34,9 @@ REBUILD_BATCH = 2_000
 #: Suffix of the tables a rebuild writes before it swaps them in.
 REBUILD_SUFFIX = "__new"
 STATE_TABLE = "pl_view_state"
+#: PostgreSQL's memory per sort or hash in an answer's transaction: reports group hundreds of thousands of
+#: rows by member, which the server's default (4 MB) would spill to disk.
+READ_WORK_MEM = "64MB"
 
 #: Told after each batch: (events applied in the batch, position reached).
 OnBatch = Callable[[int, int], None]
@@ -157,6 +160,7 @@ class Projections:
             with self.db.transaction(commit=False) as sql:
                 if sql.dialect == "postgresql":  # one snapshot for every statement of the answer
                     sql.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                    sql.execute(f"SET LOCAL work_mem = '{READ_WORK_MEM}'")
                 position = min(self._positions_in(sql, chosen).values())
                 asked_at = self.db.head_in(sql) if asked_at is None else asked_at
                 if position >= asked_at:  # everything recorded before the question is in: answer
@@ -197,8 +201,7 @@ class Projections:
                     for view in views:
                         for _, statement in view.index_statements(REBUILD_SUFFIX):
                             sql.execute(statement)
-                        for table in view.tables:  # statistics for the planner, before the first query
-                            sql.execute(f"ANALYZE {table}{REBUILD_SUFFIX}")
+                self.db.vacuum([table + REBUILD_SUFFIX for view in views for table in view.tables])
         finally:
             if collecting:
                 gc.enable()

@@ -378,7 +378,10 @@ class AuditView(View):
         return [
             index(f"{table}_by_position", table, "position", unique=True),
             index(f"{table}_by_time", table, "effective_at"),
-            index(f"{table}_by_kind", table, "kind, effective_at"),
+            # covering: the KPIs' counts per kind are read from the index alone (kpis.counts_from_views)
+            index(f"{table}_by_kind_time", table, "kind, effective_at, member_key, delta, tier_before, tier, reason"),
+            # a member's state at any time, read from the index alone (queries._states_at)
+            index(f"{table}_by_member_time", table, "member_key, effective_at, version, balance, tier"),
         ]
 
     def apply(self, sql: Sql, events: Sequence[LogEvent], suffix: str) -> None:

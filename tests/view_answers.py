@@ -25,7 +25,7 @@ def view_answers(sql: Sql, app: LedgerApplication, members: list[str], times: li
         answers[f"rollforward@{as_of}"] = queries.rollforward(sql, times[0], as_of)
         answers[f"outstanding@{as_of}"] = queries.outstanding_points(sql, as_of)
     spans = periods.split(times[0], times[-1], "quarter")
-    answers["kpis"] = [kpis.kpi_row(a, b, kpis.counts_from_views(sql, a, b), app.program) for a, b in spans]
+    answers["kpis"] = kpis.kpi_rows(spans, kpis.counts_from_views(sql, spans), app.program)
     for member_id in members:
         answers[f"balance:{member_id}"] = queries.statement(sql, member_id, None)
         answers[f"history:{member_id}"] = queries.history(sql, member_id)
@@ -53,7 +53,7 @@ def log_answers(app: LedgerApplication, members: list[str], times: list[datetime
         answers[f"outstanding@{as_of}"] = reports.outstanding(figures_as_of(read_log(app), as_of))
     spans = periods.split(times[0], times[-1], "quarter")
     counts = kpis.counts_from_log(read_log(app), spans)
-    answers["kpis"] = [kpis.kpi_row(a, b, c, app.program) for (a, b), c in zip(spans, counts, strict=True)]
+    answers["kpis"] = kpis.kpi_rows(spans, counts, app.program)
     for member_id in members:
         member = app.member(member_id)
         answers[f"balance:{member_id}"] = None if member is None else statements.statement(member, None)
