@@ -1,6 +1,6 @@
 """Kafka consume throughput: a bare kafka-python consumer against `consume` into PostgreSQL (not a test).
 
-    python benchmarks/consume.py [--messages 100000] [--members 5000] [--batch-size 500] [--profile]
+    python -m benchmarks.consume [--messages 100000] [--members 5000] [--batch-size 500] [--profile]
 
 Produces the stream to a 4-partition topic (a local Tansu broker unless
 KAFKA_BOOTSTRAP_SERVERS is set), then, in the same run, measures (a) a bare
@@ -31,6 +31,7 @@ from typing import Any
 
 from kafka import KafkaConsumer
 
+from benchmarks.common import SERVER, admin
 from consumers.jsonlines import DEFAULT_BATCH_SIZE
 from consumers.kafka_batch import recorded_through
 from consumers.kafka_clients import ensure_topics, new_producer
@@ -46,14 +47,8 @@ from points_ledger.broker import kafka_cluster
 from points_ledger.preflight import connect
 from points_ledger.streamgen import generate
 
-SERVER = "postgresql://postgres@127.0.0.1:5432"
 PARTITIONS = 4
 SETTINGS = {"session_timeout_ms": 3_000, "heartbeat_interval_ms": 1_000}
-
-
-def _admin(sql: str) -> None:
-    with connect(parse_store_url(f"{SERVER}/postgres"), autocommit=True) as conn:
-        conn.execute(sql)
 
 
 def _peak_rss_mib() -> float:
@@ -119,7 +114,9 @@ def ledger(bootstrap: str, topic: str, store: str, last_offsets: dict[int, int],
 def _child(phase: str, arguments: dict[str, Any]) -> dict[str, Any]:
     """Run one phase in a fresh interpreter; its last stdout line is the result."""
     done = subprocess.run(
-        [sys.executable, __file__, "--child", phase, json.dumps(arguments)], stdout=subprocess.PIPE, check=True
+        [sys.executable, "-m", "benchmarks.consume", "--child", phase, json.dumps(arguments)],
+        stdout=subprocess.PIPE,
+        check=True,
     )
     return json.loads(done.stdout.decode().strip().splitlines()[-1])  # type: ignore[no-any-return]
 
@@ -141,7 +138,7 @@ def main() -> None:
 
     topic = f"bench.{uuid.uuid4().hex[:8]}"
     dbname = f"pl_bench_{uuid.uuid4().hex[:10]}"
-    _admin(f'CREATE DATABASE "{dbname}"')
+    admin(f'CREATE DATABASE "{dbname}"')
     try:
         with kafka_cluster(os.environ.get("KAFKA_BOOTSTRAP_SERVERS")) as (bootstrap, _):
             settings = KafkaSettings(bootstrap)
@@ -162,7 +159,7 @@ def main() -> None:
             print(f"(b) ledger: {b['messages_per_s']:>9,.0f} messages/s  ({b['events_per_s']:,.0f} events/s into "
                   f"PostgreSQL; peak {b['peak_rss_mib']:.0f} MiB)")  # fmt: skip
     finally:
-        _admin(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        admin(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
     ratio = b["messages_per_s"] / a["messages_per_s"]
     print(f"(b) / (a) = {ratio:.3f} (goal >= 0.2)")
     print(json.dumps({

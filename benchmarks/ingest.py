@@ -1,6 +1,6 @@
 """Ingest throughput on SQLite and PostgreSQL against the raw PostgreSQL insert floor (not a test).
 
-    python benchmarks/ingest.py [--messages 100000] [--members 2000] [--batch-size 500]
+    python -m benchmarks.ingest [--messages 100000] [--members 2000] [--batch-size 500]
 
 Generates a realistic stream, ingests it into a fresh SQLite file and a fresh
 PostgreSQL database, then inserts the very rows the PostgreSQL ingest stored
@@ -19,6 +19,7 @@ import time
 import uuid
 from pathlib import Path
 
+from benchmarks.common import SERVER, Discard, admin
 from consumers.jsonlines import DEFAULT_BATCH_SIZE, ingest_lines
 from ledger.application import LedgerApplication
 from ledger.program import Program
@@ -26,26 +27,11 @@ from ledger.store import parse_store_url
 from points_ledger.preflight import connect
 from points_ledger.streamgen import generate
 
-SERVER = "postgresql://postgres@127.0.0.1:5432"
-
-
-class _Discard:
-    def write(self, letter: object) -> None:
-        pass
-
-    def flush(self) -> None:
-        pass
-
-
-def _admin(sql: str) -> None:
-    with connect(parse_store_url(f"{SERVER}/postgres"), autocommit=True) as conn:
-        conn.execute(sql)
-
 
 def _ingest(store_url: str, stream: bytes, batch_size: int) -> dict[str, float]:
     app = LedgerApplication(parse_store_url(store_url), Program())
     started = time.perf_counter()
-    tally = ingest_lines(app, io.BytesIO(stream), "bench.jsonl", _Discard(), batch_size=batch_size)
+    tally = ingest_lines(app, io.BytesIO(stream), "bench.jsonl", Discard(), batch_size=batch_size)
     seconds = time.perf_counter() - started
     events = app.recorder.max_notification_id() or 0
     app.close()
@@ -82,7 +68,7 @@ def main() -> None:
 
     stream = b"\n".join(generate(args.messages, args.members, days=730, seed=99)) + b"\n"
     dbname = f"pl_bench_{uuid.uuid4().hex[:10]}"
-    _admin(f'CREATE DATABASE "{dbname}"')
+    admin(f'CREATE DATABASE "{dbname}"')
     try:
         with tempfile.TemporaryDirectory() as tmp:
             sqlite = _ingest(f"sqlite:///{Path(tmp) / 'bench.db'}", stream, args.batch_size)
@@ -94,7 +80,7 @@ def main() -> None:
             f"raw floor:  {floor['rows_per_s']:>9,.0f} rows/s  (psycopg 3 executemany, {args.batch_size}/transaction)"
         )
     finally:
-        _admin(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        admin(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
     ratio = postgres["events_per_s"] / floor["rows_per_s"]
     print(f"postgresql ingest / raw floor = {ratio:.2f} (goal >= 0.33)")
     figures = {

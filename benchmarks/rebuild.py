@@ -1,6 +1,6 @@
 """Read models at scale on PostgreSQL (not a test).
 
-    python benchmarks/rebuild.py [--messages 900000] [--members 50000] [--days 730] [--fresh]
+    python -m benchmarks.rebuild [--messages 900000] [--members 50000] [--days 730] [--fresh]
 
 Builds a ledger of about a million events for 50,000 members once, in the database `pl_bench_views`, and
 reuses it on later runs (`--fresh` builds it again). Then, side by side in one run:
@@ -32,6 +32,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
+from benchmarks.common import SERVER, Discard, database_exists, fresh_database
 from consumers.jsonlines import ingest_lines
 from consumers.kafka_clients import ensure_topics, new_producer
 from consumers.kafka_producer import produce_lines
@@ -40,46 +41,25 @@ from ledger.application import LedgerApplication
 from ledger.program import Program
 from ledger.store import parse_store_url
 from points_ledger.broker import kafka_cluster
-from points_ledger.preflight import connect
 from points_ledger.streamgen import DEFAULT_START, StreamGenerator, generate
 from projections import kpis, periods, queries
 from projections.digest import digest_from_views
 from projections.runner import Projections, select_views
 from projections.verify import verify
 
-SERVER = "postgresql://postgres@127.0.0.1:5432"
 DATABASE = "pl_bench_views"
 FLOOR_PAGE = 5_000
 BALANCE_SAMPLES = 1_000
 
 
-class _Discard:
-    def write(self, letter: object) -> None:
-        pass
-
-    def flush(self) -> None:
-        pass
-
-
-def _admin(sql: str) -> None:
-    with connect(parse_store_url(f"{SERVER}/postgres"), autocommit=True) as conn:
-        conn.execute(sql)
-
-
-def _exists() -> bool:
-    with connect(parse_store_url(f"{SERVER}/postgres"), autocommit=True) as conn:
-        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone() is not None
-
-
 def _build(messages: int, members: int, days: int) -> dict[str, float]:
-    _admin(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-    _admin(f'CREATE DATABASE "{DATABASE}"')
+    fresh_database(DATABASE)
     app = LedgerApplication(parse_store_url(f"{SERVER}/{DATABASE}"), Program())
     started = time.perf_counter()
     stream = StreamGenerator(members=members, days=days, seed=7).lines(messages)
     built = 0
     while chunk := list(itertools.islice(stream, 100_000)):
-        ingest_lines(app, io.BytesIO(b"\n".join(chunk)), "bench.jsonl", _Discard(), batch_size=1_000)
+        ingest_lines(app, io.BytesIO(b"\n".join(chunk)), "bench.jsonl", Discard(), batch_size=1_000)
         built += len(chunk)
         print(f"built {built:,} messages", flush=True)
     seconds = time.perf_counter() - started
@@ -120,9 +100,7 @@ def _follower_lag(members: int) -> dict[str, Any]:
     """`consume` of LAG_MESSAGES from a local broker into a fresh database with `projections follow` beside it:
     the views' lag behind the log, sampled every LAG_SAMPLE_S while consume runs, and how long the follower
     takes to reach the head once consume has stopped."""
-    _admin(f'DROP DATABASE IF EXISTS "{LAG_DATABASE}" WITH (FORCE)')
-    _admin(f'CREATE DATABASE "{LAG_DATABASE}"')
-    url = f"{SERVER}/{LAG_DATABASE}"
+    url = fresh_database(LAG_DATABASE)
     setup = LedgerApplication(parse_store_url(url), Program())
     Projections(setup)  # the ledger's and the views' tables exist before either process starts
     setup.close()
@@ -175,7 +153,7 @@ def main() -> None:
     args = parser.parse_args()
 
     figures: dict[str, Any] = {}
-    if args.fresh or not _exists():
+    if args.fresh or not database_exists(DATABASE):
         figures.update(_build(args.messages, args.members, args.days))
     app = LedgerApplication(parse_store_url(f"{SERVER}/{DATABASE}"), Program())
     figures["events"] = app.recorder.max_notification_id()

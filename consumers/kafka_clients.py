@@ -222,9 +222,10 @@ def new_consumer(settings: KafkaSettings, group: str, max_poll_records: int) -> 
     return KafkaConsumer(**settings.consumer_config(group, max_poll_records))
 
 
-def new_producer(settings: KafkaSettings) -> KafkaProducer:
+def new_producer(settings: KafkaSettings, **overrides: Any) -> KafkaProducer:
+    """A producer with our settings (acks=all); `overrides` replace single kafka-python settings."""
     check_security(settings)
-    return KafkaProducer(**settings.producer_config())
+    return KafkaProducer(**{**settings.producer_config(), **overrides})
 
 
 def ensure_topics(settings: KafkaSettings, topics: dict[str, int]) -> list[str]:

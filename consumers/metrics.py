@@ -66,3 +66,32 @@ class ConsumerMetrics:
         for gauge in (self.lag, self.position):
             with contextlib.suppress(KeyError):
                 gauge.remove(topic, str(partition))
+
+
+class PublisherMetrics:
+    """`publish`: records published by event type, the position reached, the lag behind the log."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.published = Counter(
+            f"{PREFIX}_balance_events_published_total",
+            "Balance events acknowledged by the broker, by type.",
+            ["type"],
+            registry=self.registry,
+        )
+        self.position = Gauge(f"{PREFIX}_publisher_position", "Last log position published.", registry=self.registry)
+        self.lag = Gauge(
+            f"{PREFIX}_publisher_lag_events", "Log head minus the last position published.", registry=self.registry
+        )
+        self.published_so_far: dict[str, int] = {}
+
+    def serve(self, port: int, address: str = "127.0.0.1") -> None:
+        start_http_server(port, addr=address, registry=self.registry)
+
+    def page(self, published: dict[str, int], position: int, head: int) -> None:
+        """After a page was acknowledged: running totals by type, the position and the lag."""
+        for name, total in published.items():
+            self.published.labels(name).inc(total - self.published_so_far.get(name, 0))
+            self.published_so_far[name] = total
+        self.position.set(position)
+        self.lag.set(max(head - position, 0))

@@ -21,6 +21,7 @@ from points_ledger import (
     kafka_commands,
     output,
     projection_commands,
+    publish_command,
     query_commands,
 )
 from points_ledger.check import check
@@ -200,7 +201,8 @@ def schemas() -> None:
 @schemas.command("export")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 def schemas_export(directory: Path) -> None:
-    """Write the JSON Schema of every message type into DIRECTORY."""
+    """Write the JSON Schema of every inbound message type, and of every outbound balance event (with its
+    version in the file name), into DIRECTORY."""
     with reported_errors(lambda: "-"):
         written = export_json_schemas(directory)
     for path in written:
@@ -212,6 +214,7 @@ for command in [
     *projection_commands.COMMANDS,
     *audit_commands.COMMANDS,
     *kafka_commands.COMMANDS,
+    *publish_command.COMMANDS,
     *config_commands.COMMANDS,
     check,
 ]:

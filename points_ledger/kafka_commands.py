@@ -30,7 +30,13 @@ from points_ledger import output
 from points_ledger.context import Context, format_option, pass_context, setting_option
 from points_ledger.demo import demo
 from points_ledger.errors import CommandError, reported_errors, warn
-from points_ledger.kafka_options import TOPIC, consumed_topic_options, idempotence_option, kafka_options
+from points_ledger.kafka_options import (
+    TOPIC,
+    consumed_topic_options,
+    idempotence_option,
+    kafka_options,
+    metrics_options,
+)
 from points_ledger.progress import count_progress
 from schemas.parsing import MESSAGE_MAX_BYTES
 
@@ -80,20 +86,7 @@ def stop_on_signals() -> Iterator[threading.Event]:
     "rebalance does not count; without partitions for SECONDS + 60 it stops too). For batch jobs and tests. "
     "Default: run until stopped.",
 )
-@setting_option(
-    "metrics",
-    "port",
-    "--metrics-port",
-    type=click.IntRange(1, 65535),
-    help="Serve Prometheus metrics on this port, /metrics (env LEDGER_METRICS_PORT).",
-)
-@setting_option(
-    "metrics",
-    "address",
-    "--metrics-address",
-    show_default="127.0.0.1",
-    help="Address the metrics server binds (env LEDGER_METRICS_ADDRESS).",
-)
+@metrics_options
 @setting_option(
     "kafka",
     "session_timeout_ms",

@@ -112,3 +112,26 @@ def consumed_topic_options(command: F) -> F:
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def metrics_options(command: F) -> F:
+    """Where to serve Prometheus metrics, for every long-running Kafka command."""
+    options = [
+        setting_option(
+            "metrics",
+            "port",
+            "--metrics-port",
+            type=click.IntRange(1, 65535),
+            help="Serve Prometheus metrics on this port, /metrics (env LEDGER_METRICS_PORT).",
+        ),
+        setting_option(
+            "metrics",
+            "address",
+            "--metrics-address",
+            show_default="127.0.0.1",
+            help="Address the metrics server binds (env LEDGER_METRICS_ADDRESS).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command

@@ -68,10 +68,7 @@ def follow(
     clock: Callable[[], float] = time.monotonic,
 ) -> FollowTally:
     """Catch every view up, again on each wake-up or poll, until `stop` is set (or idle for `until_idle_s`)."""
-    if not POLL_INTERVAL_S_MIN <= poll_interval_s <= POLL_INTERVAL_S_MAX:
-        raise ValueError(f"poll interval must be {POLL_INTERVAL_S_MIN}..{POLL_INTERVAL_S_MAX} s")
     tally = FollowTally()
-    wake = threading.Event()
 
     def counted(applied: int, position: int) -> None:
         tally.events += applied
@@ -80,26 +77,50 @@ def follow(
         if on_batch is not None:
             on_batch(applied, position)
 
+    def step() -> bool:
+        before = tally.events
+        tally.position = max(tally.position, projections.catch_up(on_batch=counted))
+        return tally.events > before
+
+    tally.woken_by_notify = run_on_wake(
+        projections, stop, step, poll_interval_s=poll_interval_s, until_idle_s=until_idle_s, clock=clock
+    )
+    return tally
+
+
+def run_on_wake(
+    projections: Projections,
+    stop: threading.Event,
+    step: Callable[[], bool],
+    *,
+    poll_interval_s: float,
+    until_idle_s: float | None,
+    clock: Callable[[], float],
+) -> int:
+    """Run `step` (True when it did something), again on each wake-up by the log or poll, until `stop` is set
+    or nothing was done for `until_idle_s`; how many times a notification woke it."""
+    if not POLL_INTERVAL_S_MIN <= poll_interval_s <= POLL_INTERVAL_S_MAX:
+        raise ValueError(f"poll interval must be {POLL_INTERVAL_S_MIN}..{POLL_INTERVAL_S_MAX} s")
+    wake = threading.Event()
+    woken = 0
     with notifications_wake(projections, wake):
         idle_since = clock()
         while not stop.is_set():
-            before = tally.events
-            tally.position = max(tally.position, projections.catch_up(on_batch=counted))
-            if tally.events > before:
+            if step():
                 idle_since = clock()
             elif until_idle_s is not None and clock() - idle_since >= until_idle_s:
                 break
-            if _wait(wake, stop, poll_interval_s, clock):
-                tally.woken_by_notify += 1
+            if wait_for_wake(wake, stop, poll_interval_s, clock):
+                woken += 1
             wake.clear()
-    return tally
+    return woken
 
 
 #: Longest a stop request waits for the loop to notice it (seconds).
 STOP_CHECK_S = 0.2
 
 
-def _wait(wake: threading.Event, stop: threading.Event, seconds: float, clock: Callable[[], float]) -> bool:
+def wait_for_wake(wake: threading.Event, stop: threading.Event, seconds: float, clock: Callable[[], float]) -> bool:
     """Wait up to `seconds` for a wake-up, noticing a stop request within STOP_CHECK_S; True if woken."""
     deadline = clock() + seconds
     while not stop.is_set():

@@ -165,13 +165,21 @@ def test_a_program_file_changes_the_rules_applied(tmp_path: Path) -> None:
     assert ok_json(cli("ingest", "-", "--format", "json", store=store, stdin=eur.replace(b"e1", b"e2")))["invalid"] == 1  # type: ignore[index]
 
 
-def test_schemas_export_writes_one_json_schema_per_message_type(tmp_path: Path) -> None:
+def test_schemas_export_writes_one_json_schema_per_message_type_and_balance_event(tmp_path: Path) -> None:
     result = cli("schemas", "export", str(tmp_path / "out"))
     assert result.returncode == 0
     files = sorted(path.name for path in (tmp_path / "out").iterdir())
-    assert files == [
-        f"{kind}.schema.json" for kind in sorted(["adjustment", "enrollment", "purchase", "redemption", "refund"])
-    ]
+    assert files == sorted([
+        *(f"{kind}.schema.json" for kind in ["adjustment", "enrollment", "purchase", "redemption", "refund"]),
+        *(f"{name}.v1.schema.json" for name in ["BalanceChanged", "TierChanged", "RedemptionRejected"]),
+    ])  # fmt: skip
+    changed = json.loads((tmp_path / "out" / "BalanceChanged.v1.schema.json").read_text())
+    assert changed["$id"] == "points-ledger/BalanceChanged.v1.schema.json"
+    assert set(changed["required"]) == {
+        "member_id", "balance", "delta", "reason", "tier", "effective_at", "occurred_at", "source_event_id", "sequence",
+    }  # fmt: skip
+    tier = json.loads((tmp_path / "out" / "TierChanged.v1.schema.json").read_text())
+    assert {"from", "to"} <= set(tier["required"])  # the wire names, not Python's
     purchase = json.loads((tmp_path / "out" / "purchase.schema.json").read_text())
     assert {"event_id", "member_id", "occurred_at", "transaction_id", "amount", "currency"} <= set(purchase["required"])
     assert purchase["additionalProperties"] is False

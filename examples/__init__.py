@@ -1,0 +1,1 @@
+"""Runnable examples for the teams that build on the ledger."""
