@@ -38,7 +38,7 @@ from ledger.rules import (
     refund_clawback,
     take_points,
 )
-from schemas import Adjustment, Enrollment, Message, Purchase, Redemption, Refund
+from schemas import Adjustment, Enrollment, Message, OpeningBalance, Purchase, Redemption, Refund
 
 #: Fixed namespace so a member id always maps to the same aggregate id.
 MEMBER_NAMESPACE = UUID("6f1d3c2a-8b4e-5f60-9a7b-2c3d4e5f6a7b")
@@ -49,6 +49,8 @@ Source = Mapping[str, str | int]
 #: Sign of each flow of points in the roll-forward.
 FLOW_SIGNS: dict[str, int] = {
     "issued": 1,
+    #: signed: a legacy balance carried over (negative: a debt carried over)
+    "migrated": 1,
     "adjusted_in": 1,
     "adjusted_out": -1,
     "redeemed": -1,
@@ -125,10 +127,16 @@ class _Effect:
     fields: dict[str, Any]
     credit_delta: int = 0
     rejection: Rejection | None = None
+    #: A tier the message grants at once if it is above the one the rules give (an opening balance's).
+    granted_tier: str | None = None
 
 
 class Member(Aggregate):
-    """A loyalty member's ledger."""
+    """A loyalty member's ledger.
+
+    Version 2 added `opening_balance_id`; snapshots of version 1 are upcast (no opening balance yet)."""
+
+    class_version = 2
 
     member_id: str
     enrolled_at: datetime
@@ -143,9 +151,15 @@ class Member(Aggregate):
     refund_ids: set[str]
     redemption_ids: set[str]
     adjustment_ids: set[str]
+    opening_balance_id: str | None
 
     def __init__(self) -> None:
         """State is set by `Enrolled.apply_to`, so snapshots and replays share one path."""
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        """A snapshot taken before opening balances existed: the member had none."""
+        state["opening_balance_id"] = None
 
     # ---- events ---------------------------------------------------------------------------
 
@@ -208,6 +222,7 @@ class Member(Aggregate):
             member.refund_ids = set()
             member.redemption_ids = set()
             member.adjustment_ids = set()
+            member.opening_balance_id = None
             if self.by_message:
                 member.event_ids.add(self.provenance["event_id"])
 
@@ -313,6 +328,34 @@ class Member(Aggregate):
                 return ("adjusted_in", self.points)
             return ("adjusted_out", -self.points)
 
+    class OpeningBalanceApplied(Outcome):
+        """A legacy balance carried over: a lot (repaying debt first), or points taken from the member's lots
+        with the rest as debt (for a new member, all of it); `tier` as given."""
+
+        opening_balance_id: str
+        points: int
+        tier: str | None
+        legacy_ref: str | None
+        lot_id: int | None
+        expires_at: datetime | None
+        debt_repaid: int
+        consumed: list[tuple[int, int]]
+        debt_incurred: int
+
+        def apply_to(self, member: Member) -> None:
+            member.opening_balance_id = self.opening_balance_id
+            member.move_lots(self.lot_moves())
+
+        def lot_moves(self) -> LotMoves:
+            if self.points > 0:
+                if self.expires_at is None:
+                    raise LedgerInvariantError("a positive opening balance must carry its lot's expiry")
+                return opened_lot(self.lot_id, self.points, self.debt_repaid, self.expires_at)
+            return taken_from_lots(self.consumed, self.debt_incurred)
+
+        def flow(self) -> tuple[str, int] | None:
+            return ("migrated", self.points) if self.points else None
+
     class MessageRejected(Outcome):
         """A valid message the rules refused; its business id stays unused."""
 
@@ -399,6 +442,9 @@ class Member(Aggregate):
         before = self._review(at, provenance, program)
         effect = self._decide(message, at, program)
         after = evaluate_tier(before.tier, before.last_qualified_at, before.credits + effect.credit_delta, at, program)
+        granted = effect.granted_tier
+        if granted is not None and program.tier_rank(granted) > program.tier_rank(after.tier):
+            after = TierDecision(granted, at, after.credits)  # qualified at t: the retention period protects it
         self.trigger_event(
             effect.event_class,
             effective_at=at,
@@ -468,11 +514,19 @@ class Member(Aggregate):
             return self._decide_redemption(message)
         if isinstance(message, Adjustment):
             return self._decide_adjustment(message, at, program)
+        if isinstance(message, OpeningBalance):
+            return self._decide_opening_balance(message, at, program)
         return _Effect(self.EnrollmentRepeated, {"enrolled_at": message.enrolled_at or message.occurred_at})
 
     def _reject(self, message: Message, business_id: str | None, rejection: Rejection, detail: str) -> _Effect:
         fields = {"message_type": message.type, "business_id": business_id, "reason": rejection.value, "detail": detail}
         return _Effect(self.MessageRejected, fields, rejection=rejection)
+
+    def _reject_beyond_limit(self, message: Message, business_id: str, points: int) -> _Effect:
+        return self._reject(
+            message, business_id, Rejection.LIMIT_EXCEEDED,
+            f"{points} points on a balance of {self.balance} would pass the ledger's limit",
+        )  # fmt: skip
 
     def _new_lot(self, points: int, at: datetime, program: Program) -> dict[str, Any]:
         return {
@@ -577,10 +631,7 @@ class Member(Aggregate):
             "operator": message.operator,
         }
         if message.points > 0 and self._would_pass_limit(message.points):
-            return self._reject(
-                message, message.adjustment_id, Rejection.LIMIT_EXCEEDED,
-                f"{message.points} points on a balance of {self.balance} would pass the ledger's limit",
-            )  # fmt: skip
+            return self._reject_beyond_limit(message, message.adjustment_id, message.points)
         if message.points > 0:
             return _Effect(
                 self.PointsAdjusted, {**fields, **self._new_lot(message.points, at, program), "consumed": []}
@@ -594,6 +645,32 @@ class Member(Aggregate):
         return _Effect(
             self.PointsAdjusted, {**fields, "lot_id": None, "expires_at": None, "debt_repaid": 0, "consumed": consumed}
         )
+
+    def _decide_opening_balance(self, message: OpeningBalance, at: datetime, program: Program) -> _Effect:
+        if self.opening_balance_id is not None:
+            return self._reject(
+                message, message.opening_balance_id, Rejection.DUPLICATE_OPENING_BALANCE,
+                f"member already has opening balance {self.opening_balance_id}",
+            )  # fmt: skip
+        if beyond_limits(self.balance + message.points):
+            return self._reject_beyond_limit(message, message.opening_balance_id, message.points)
+        fields: dict[str, Any] = {
+            "opening_balance_id": message.opening_balance_id,
+            "points": message.points,
+            "tier": message.tier,
+            "legacy_ref": message.legacy_ref,
+            "lot_id": None,
+            "expires_at": None,
+            "debt_repaid": 0,
+            "consumed": [],
+            "debt_incurred": 0,
+        }
+        if message.points < 0:  # like a clawback: lots first, so debt only ever stands without lots
+            fields["consumed"], fields["debt_incurred"] = take_points(self.lots, -message.points)
+        if message.points > 0:
+            fields |= self._new_lot(message.points, at, program)
+            fields["expires_at"] = message.expires_at or fields["expires_at"]
+        return _Effect(self.OpeningBalanceApplied, fields, granted_tier=message.tier)
 
     def _would_pass_limit(self, points: int) -> bool:
         """Would `points` (at most AWARD_MAX) more take the balance beyond the limit? Every lot holds at most

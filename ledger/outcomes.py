@@ -25,6 +25,8 @@ class Rejection(StrEnum):
     DUPLICATE_REFUND = "duplicate_refund"
     DUPLICATE_REDEMPTION = "duplicate_redemption"
     DUPLICATE_ADJUSTMENT = "duplicate_adjustment"
+    #: A member's second opening balance (a legacy balance is carried over once).
+    DUPLICATE_OPENING_BALANCE = "duplicate_opening_balance"
     UNKNOWN_TRANSACTION = "unknown_transaction"
     EXCEEDS_PURCHASE = "exceeds_purchase"
     INSUFFICIENT_POINTS = "insufficient_points"

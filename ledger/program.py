@@ -96,6 +96,7 @@ class Program(BaseModel):
         """What a message must satisfy, beyond the wire format, to reach the rules."""
         return Acceptance(
             currency=self.currency,
+            tiers=tuple(tier.name for tier in self.tiers),
             earliest=self.occurred_at_earliest,
             latest=self.occurred_at_latest,
             future_tolerance=timedelta(hours=self.future_tolerance_hours),

@@ -19,10 +19,12 @@ from points_ledger import (
     audit_commands,
     config_commands,
     kafka_commands,
+    migrate_command,
     output,
     projection_commands,
     publish_command,
     query_commands,
+    repair_commands,
 )
 from points_ledger.check import check
 from points_ledger.context import TIME, Context, format_option, pass_context, setting_option
@@ -215,6 +217,8 @@ for command in [
     *audit_commands.COMMANDS,
     *kafka_commands.COMMANDS,
     *publish_command.COMMANDS,
+    *migrate_command.COMMANDS,
+    *repair_commands.COMMANDS,
     *config_commands.COMMANDS,
     check,
 ]:

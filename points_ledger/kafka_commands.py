@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
@@ -104,9 +105,16 @@ def stop_on_signals() -> Iterator[threading.Event]:
     help="Tries per batch while the store is unavailable (0.5 s, 1 s, 2 s … apart; on PostgreSQL each "
     "try includes the library's own 10 reconnects), then exit 3.",
 )
+@click.option(
+    "--from-beginning", is_flag=True,
+    help="Replay: join a consumer group of its own (<group>.replay-<random>, named on stderr) and read every "
+    "partition from offset 0, or from the position the store recorded for it. For a shadow ledger "
+    "(--store of its own, perhaps a corrected --program); the production group's members and offsets are "
+    "left alone.",
+)  # fmt: skip
 @format_option
 @pass_context
-def consume(context: Context, until_idle_s: float | None, output_format: str) -> None:
+def consume(context: Context, until_idle_s: float | None, from_beginning: bool, output_format: str) -> None:
     """Apply messages from Kafka to the ledger, exactly once, in partition order.
 
     Each partition's records from one poll are applied in one transaction that
@@ -126,8 +134,11 @@ def consume(context: Context, until_idle_s: float | None, output_format: str) ->
         )
     with reported_errors(lambda: "-"):
         settings = config.kafka_settings()
+    group = replay_group(config.consume.group) if from_beginning else config.consume.group
+    if from_beginning:
+        warn(f"replaying from the beginning in consumer group {group}")
     options = ConsumeOptions(
-        topics, config.consume.group, config.consume.batch_size, until_idle_s,
+        topics, group, config.consume.batch_size, until_idle_s,
         RetryPolicy(attempts=config.consume.store_attempts), crash_after_batch(),
     )  # fmt: skip
     metrics = ConsumerMetrics()
@@ -144,6 +155,12 @@ def consume(context: Context, until_idle_s: float | None, output_format: str) ->
             on_progress=lambda t: progress(t.processed, _summary(t)),
         )  # fmt: skip
     output.print_tally(tally, output_format, "consume")
+
+
+def replay_group(group: str) -> str:
+    """A consumer group nobody else is in: it holds no committed offsets and takes no partitions from
+    `group`; where to start is the store's recorded position, or offset 0 when it has none."""
+    return f"{group}.replay-{uuid.uuid4().hex[:12]}"
 
 
 def crash_after_batch() -> int | None:

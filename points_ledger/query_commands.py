@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from ledger.application import LedgerApplication
+from ledger.member import FLOW_SIGNS
 from ledger.outcomes import Rejection
 from points_ledger import output
 from points_ledger.context import TIME, Context, format_option, pass_context
@@ -309,10 +310,7 @@ def _liability_chart(
                 output_format)  # fmt: skip
 
 
-ROLLFORWARD_COLUMNS = (
-    "period", "from", "to", "opening", "issued", "adjusted_in", "adjusted_out", "redeemed", "expired", "clawed_back",
-    "closing", "position",
-)  # fmt: skip
+ROLLFORWARD_COLUMNS = ("period", "from", "to", "opening", *FLOW_SIGNS, "closing", "position")
 
 
 @report.command()

@@ -141,3 +141,65 @@ class StreamGenerator:
 
 def generate(messages: int, members: int, days: int = 365, seed: int = 7) -> list[bytes]:
     return list(StreamGenerator(members=members, days=days, seed=seed).lines(messages))
+
+
+@dataclass(frozen=True, slots=True)
+class LegacyBalance:
+    """One member's row of a legacy loyalty system's export (`migrate`'s CSV)."""
+
+    member_id: str
+    balance: int
+    tier: str | None = None
+    expires_at: datetime | None = None
+    enrolled_at: datetime | None = None
+
+
+LEGACY_TIERS = ("member", "silver", "gold", "platinum")
+
+
+def legacy_balances(members: int, seed: int = 7, start: datetime = DEFAULT_START) -> list[LegacyBalance]:
+    """A legacy export for the generator's members M000000…: positive balances, a few debts and zeros,
+    some with a tier, an expiry (some soon after `start`) or an enrollment date."""
+    rng = random.Random(seed)  # noqa: S311 (test data, not secrets)
+    rows = []
+    for index in range(members):
+        balance = rng.choice([rng.randint(1, 5_000), rng.randint(1, 5_000), rng.randint(-300, -1), 0])
+        rows.append(
+            LegacyBalance(
+                f"M{index:06d}",
+                balance,
+                rng.choice([None, None, *LEGACY_TIERS]),
+                start + timedelta(days=rng.randint(10, 400)) if balance > 0 and rng.random() < 0.5 else None,
+                start - timedelta(days=rng.randint(30, 2_000)) if rng.random() < 0.5 else None,
+            )
+        )
+    return rows
+
+
+def opening_balance_lines(rows: list[LegacyBalance], at: datetime) -> list[bytes]:
+    """The rows as `opening_balance` wire messages at `at` (the cut-over), one per member."""
+    lines = []
+    for row in rows:
+        message = {
+            "type": "opening_balance", "event_id": f"migration-{row.member_id}", "member_id": row.member_id,
+            "occurred_at": at, "opening_balance_id": f"legacy-{row.member_id}", "points": row.balance,
+            "tier": row.tier, "expires_at": row.expires_at, "legacy_ref": f"LEGACY/{row.member_id}",
+        }  # fmt: skip
+        lines.append(
+            json.dumps(
+                {key: value.isoformat() if isinstance(value, datetime) else value for key, value in message.items()
+                 if value is not None}, separators=(",", ":"),
+            ).encode()
+        )  # fmt: skip
+    return lines
+
+
+def legacy_csv(rows: list[LegacyBalance]) -> bytes:
+    """The rows as a legacy export file for `migrate` (empty cells for what a row does not have)."""
+    lines = ["member_id,balance,tier,expires_at,enrolled_at"]
+    for row in rows:
+        cells = [row.member_id, str(row.balance), row.tier or "",
+                 row.expires_at.isoformat() if row.expires_at else "",
+                 row.enrolled_at.isoformat() if row.enrolled_at else ""]  # fmt: skip
+        lines.append(",".join(cells))
+    return ("\n".join(lines) + "\n").encode()

@@ -143,13 +143,14 @@ def total_balance(sql: Sql, as_of: datetime) -> int:
 
 
 def flows(sql: Sql, start: datetime, end: datetime) -> dict[str, int]:
-    """Points moved per roll-forward flow in (start, end], each as a positive count."""
+    """Points moved per roll-forward flow in (start, end]: a count for each flow of one direction, the signed
+    sum for `migrated` (opening balances may be debts)."""
     rows = sql.rows(
         "SELECT flow, SUM(delta) AS delta FROM pl_audit WHERE effective_at > ? AND effective_at <= ? "
         "AND flow IS NOT NULL GROUP BY flow",
         (to_micros(start), to_micros(end)),
     )
-    return {row["flow"]: abs(int(row["delta"])) for row in rows}
+    return {row["flow"]: FLOW_SIGNS[row["flow"]] * int(row["delta"]) for row in rows}
 
 
 def rollforward(sql: Sql, start: datetime, end: datetime) -> dict[str, Any]:

@@ -164,7 +164,8 @@ def liability_of(
 
 
 def rollforward(events: Iterable[Member.Event], start: datetime, end: datetime) -> dict[str, Any]:
-    """Opening + issued + adjusted_in - adjusted_out - redeemed - expired - clawed_back = closing (from the log)."""
+    """Opening + issued + migrated + adjusted_in - adjusted_out - redeemed - expired - clawed_back = closing
+    (from the log; `migrated` is signed, every other flow a count)."""
     period = period_flows(events, start, end)
     opening = sum(member.balance for member in period.opening.members.values())
     closing = sum(member.balance for member in period.closing.members.values())

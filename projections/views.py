@@ -335,7 +335,9 @@ def audit_row(log_event: LogEvent, head: ChainHead | None) -> tuple[Any, ...]:
         reason if isinstance(reason, str) else None,
         _compact_json({key: value for key, value in vars(event).items() if key not in COMMON_FIELDS}),
     )
-    return (*content, chain_hash(head.hash, content, log_event.notification))
+    # `details` (the last column) presents the stored bytes as the current code reads them; the bytes
+    # themselves are hashed, so an upcast that changes the presentation leaves every hash and digest as is
+    return (*content, chain_hash(head.hash, content[:-1], log_event.notification))
 
 
 def _json_default(value: Any) -> Any:
@@ -352,8 +354,9 @@ def _compact_json(value: Any) -> str:
 
 
 def chain_hash(previous: str, content: Sequence[Any], notification: Notification) -> str:
-    """SHA-256 over the previous row's hash, this row's own content and the stored event: a JSON array of
-    the previous hash, the content, the event's topic and its length in bytes, then the bytes themselves."""
+    """SHA-256 over the previous row's hash, this row's own content (every column but `details`, which the
+    stored bytes already commit to) and the stored event: a JSON array of the previous hash, the content,
+    the event's topic and its length in bytes, then the bytes themselves."""
     framed = orjson.dumps([previous, content, notification.topic, len(notification.state)])
     return hashlib.sha256(framed + notification.state).hexdigest()
 

@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 #: Largest amount of money one message may carry (12 integer digits, 2 decimals).
@@ -128,8 +129,37 @@ class Enrollment(_Message):
     enrolled_at: UtcDatetime | None = None
 
 
+class OpeningBalance(_Message):
+    """A balance carried over from a legacy loyalty system: accepted once per member.
+
+    Positive points become a lot (expiring at `expires_at`, or after the program's validity); negative points
+    a debt carried over. A `tier` above the member's current one is granted at once."""
+
+    type: Literal["opening_balance"]
+    opening_balance_id: BusinessId
+    points: SignedPoints
+    tier: ShortText | None = None
+    expires_at: UtcDatetime | None = None
+    legacy_ref: ShortText | None = None
+
+    @field_validator("tier")
+    @classmethod
+    def _program_tier(cls, tier: str | None, info: ValidationInfo) -> str | None:
+        """The program's tier names come in as validation context, like its currency."""
+        tiers = (info.context or {}).get("tiers")
+        if tier is not None and tiers is not None and tier not in tiers:
+            raise ValueError(f"must be one of the program's tiers ({', '.join(tiers)}), not {tier}")
+        return tier
+
+    @model_validator(mode="after")
+    def _expires_after_it_occurred(self) -> OpeningBalance:
+        if self.expires_at is not None and self.expires_at <= self.occurred_at:
+            raise ValueError("expires_at must be later than occurred_at")
+        return self
+
+
 Message = Annotated[
-    Purchase | Refund | Redemption | Adjustment | Enrollment,
+    Purchase | Refund | Redemption | Adjustment | Enrollment | OpeningBalance,
     Field(discriminator="type"),
 ]
 
@@ -140,4 +170,5 @@ MESSAGE_MODELS: dict[str, type[_Message]] = {
     "redemption": Redemption,
     "adjustment": Adjustment,
     "enrollment": Enrollment,
+    "opening_balance": OpeningBalance,
 }

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from schemas.messages import MESSAGE_MODELS, Enrollment, Message
+from schemas.messages import MESSAGE_MODELS, Enrollment, Message, OpeningBalance
 
 #: Largest message accepted, in bytes; anything bigger is invalid, unread.
 MESSAGE_MAX_BYTES = 1_048_576
@@ -49,6 +49,8 @@ class Acceptance:
     """
 
     currency: str | None = None
+    #: The program's tier names (an opening balance may name one).
+    tiers: tuple[str, ...] | None = None
     earliest: datetime | None = None
     latest: datetime | None = None
     future_tolerance: timedelta | None = None
@@ -75,7 +77,7 @@ def parse_message(
     except UnicodeDecodeError as error:
         return Invalid(f"not UTF-8 text: {error.reason} at byte {error.start}", "Encoding")
     acceptance = acceptance or Acceptance()
-    context = {"currency": acceptance.currency} if acceptance.currency is not None else None
+    context = {"currency": acceptance.currency, "tiers": acceptance.tiers}
     try:
         message = _MESSAGE_ADAPTER.validate_json(raw, context=context)
     except ValidationError as error:
@@ -101,6 +103,8 @@ def _out_of_range(message: Message, acceptance: Acceptance, received_at: datetim
     invalid = _outside("occurred_at", message.occurred_at, acceptance)
     if invalid is None and isinstance(message, Enrollment) and message.enrolled_at is not None:
         invalid = _outside("enrolled_at", message.enrolled_at, acceptance)
+    if invalid is None and isinstance(message, OpeningBalance) and message.expires_at is not None:
+        invalid = _outside("expires_at", message.expires_at, acceptance)
     if invalid is not None:
         return invalid
     tolerance = acceptance.future_tolerance

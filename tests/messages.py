@@ -63,6 +63,12 @@ def enrollment(member: str = "M1", when: str = "2024-01-01", **kw: Any) -> Messa
     return message("enrollment", member, when, **kw)
 
 
+def opening_balance(
+    points: int, member: str = "M1", when: str = "2024-01-01", oid: str | None = None, **kw: Any
+) -> Message:
+    return message("opening_balance", member, when, opening_balance_id=oid or f"o{next(_ids)}", points=points, **kw)
+
+
 class CollectedLetters:
     """A dead-letter sink that keeps the letters, for assertions."""
 

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
-from schemas import Adjustment, Enrollment, Message, Purchase, Redemption, Refund
+from schemas import Adjustment, Enrollment, Message, OpeningBalance, Purchase, Redemption, Refund
 
 YEAR = timedelta(days=365)
 TIERS = [("member", 0, Decimal(1)), ("silver", 1000, Decimal("1.25")), ("gold", 5000, Decimal("1.5")),
@@ -35,6 +35,7 @@ class OMember:
     used: set[tuple[str, str]] = field(default_factory=set)
     changes: list[tuple[datetime, int, str | None, str]] = field(default_factory=list)  # (t, delta, flow, tier)
     enrolled_t: datetime | None = None
+    opened: bool = False  # an opening balance was carried over
 
     def balance(self) -> int:
         return sum(int(lot["remaining"]) for lot in self.lots) - self.debt
@@ -90,10 +91,10 @@ class Oracle:
             member.tier, member.last_qualified = qualified, t
         self._change(member, t, 0, None)
 
-    def _new_lot(self, member: OMember, points: int, t: datetime) -> None:
+    def _new_lot(self, member: OMember, points: int, t: datetime, expires: datetime | None = None) -> None:
         repay = min(member.debt, points)
         member.debt -= repay
-        member.lots.append({"points": points, "remaining": points - repay, "expires": t + YEAR,
+        member.lots.append({"points": points, "remaining": points - repay, "expires": expires or t + YEAR,
                             "seq": len(member.lots)})  # fmt: skip
 
     def _consume(self, member: OMember, points: int) -> int:
@@ -139,6 +140,19 @@ class Oracle:
             member.used.add(("redemption", msg.redemption_id))
             self._change(member, t, -msg.points, "redeemed")
             return "recorded"
+        if isinstance(msg, OpeningBalance):
+            if member.opened:
+                return "rejected"
+            member.opened = True
+            if msg.points > 0:
+                self._new_lot(member, msg.points, t, msg.expires_at)
+            else:
+                member.debt += self._consume(member, -msg.points)
+            if msg.points:
+                self._change(member, t, msg.points, "migrated")
+            if msg.tier is not None and RANK[msg.tier] > RANK[member.tier]:
+                member.tier, member.last_qualified = msg.tier, t
+            return "recorded"
         assert isinstance(msg, Adjustment)
         if ("adjustment", msg.adjustment_id) in member.used:
             return "rejected"
@@ -172,11 +186,13 @@ class Oracle:
         return {"members": count, "outstanding_points": outstanding, "negative_points": negative}
 
     def flows(self, start: datetime, end: datetime) -> dict[str, int]:
-        totals = dict.fromkeys(["issued", "adjusted_in", "adjusted_out", "redeemed", "expired", "clawed_back"], 0)
+        totals = dict.fromkeys(
+            ["issued", "migrated", "adjusted_in", "adjusted_out", "redeemed", "expired", "clawed_back"], 0
+        )
         for member in self.members.values():
             for t, delta, flow, _ in member.changes:
                 if flow is not None and start < t <= end:
-                    totals[flow] += abs(delta)
+                    totals[flow] += delta if flow == "migrated" else abs(delta)
         return totals
 
     def kpis(self, start: datetime, end: datetime) -> dict[str, int]:

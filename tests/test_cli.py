@@ -81,8 +81,8 @@ def test_ingest_the_sample_twice_then_query_everything(store_url: str, tmp_path:
             "--format", "json", store=store_url)
     )  # fmt: skip
     assert isinstance(rollforward, dict)
-    assert list(rollforward) == ["from", "to", "opening", "issued", "adjusted_in", "adjusted_out", "redeemed",
-                                 "expired", "clawed_back", "closing", "position"]  # fmt: skip
+    assert list(rollforward) == ["from", "to", "opening", "issued", "migrated", "adjusted_in", "adjusted_out",
+                                 "redeemed", "expired", "clawed_back", "closing", "position"]  # fmt: skip
 
     swept = ok_json(cli("sweep", "--as-of", "2027-01-01T00:00:00Z", "--format", "json", store=store_url))
     assert isinstance(swept, dict) and swept["members"] == len(rows) and swept["changed"] == len(rows)
@@ -169,8 +169,9 @@ def test_schemas_export_writes_one_json_schema_per_message_type_and_balance_even
     result = cli("schemas", "export", str(tmp_path / "out"))
     assert result.returncode == 0
     files = sorted(path.name for path in (tmp_path / "out").iterdir())
+    inbound = ["adjustment", "enrollment", "opening_balance", "purchase", "redemption", "refund"]
     assert files == sorted([
-        *(f"{kind}.schema.json" for kind in ["adjustment", "enrollment", "purchase", "redemption", "refund"]),
+        *(f"{kind}.schema.json" for kind in inbound),
         *(f"{name}.v1.schema.json" for name in ["BalanceChanged", "TierChanged", "RedemptionRejected"]),
     ])  # fmt: skip
     changed = json.loads((tmp_path / "out" / "BalanceChanged.v1.schema.json").read_text())

@@ -17,11 +17,11 @@ from ledger.originators import maybe_stored
 from ledger.outcomes import Outcome
 from ledger.program import Program
 from ledger.store import parse_store_url
-from points_ledger.streamgen import DEFAULT_START, generate
+from points_ledger.streamgen import DEFAULT_START, generate, legacy_balances, opening_balance_lines
 from projections import kpis, periods, queries, reports
 from projections.log import read_log
 from projections.runner import Projections
-from schemas import Acceptance, Invalid, Message, parse_message
+from schemas import Invalid, Message, parse_message
 from tests.cli_helpers import ROOT
 from tests.messages import CollectedLetters, purchase
 from tests.oracle import Oracle
@@ -29,19 +29,26 @@ from tests.oracle import Oracle
 MESSAGES = 20_000
 MEMBERS = 300
 DAYS = 900
+#: When the legacy balances were carried over, before the stream starts.
+CUT_OVER = DEFAULT_START - timedelta(days=1)
 QUARTER_ENDS = [DEFAULT_START + timedelta(days=days) for days in (90, 181, 365, 546, 730, 1000)]
 
 
 @pytest.fixture(scope="module")
 def stream() -> bytes:
-    return b"\n".join(generate(MESSAGES, MEMBERS, DAYS, seed=2024)) + b"\n"
+    """A legacy migration (every member's opening balance at the cut-over, one repeated, a few members given a
+    second one, which is refused), then the stream of every kind."""
+    migration = opening_balance_lines(legacy_balances(MEMBERS, seed=9), CUT_OVER)
+    second = [line.replace(b'"legacy-', b'"second-').replace(b'"migration-', b'"again-') for line in migration[:5]]
+    lines = [*migration, migration[0], *second, *generate(MESSAGES, MEMBERS, DAYS, seed=2024)]
+    return b"\n".join(lines) + b"\n"
 
 
 @pytest.fixture(scope="module")
 def oracle(stream: bytes) -> Oracle:
     oracle = Oracle()
     for line in stream.splitlines():
-        parsed = parse_message(line, Acceptance(currency="USD"))
+        parsed = parse_message(line, Program().acceptance())
         if not isinstance(parsed, Invalid):
             oracle.process(parsed)
     oracle.sweep(QUARTER_ENDS[-1])
@@ -54,8 +61,8 @@ def test_a_large_messy_stream_follows_the_rules_to_the_point(store_url: str, str
     tally = ingest_lines(app, io.BytesIO(stream), "stream.jsonl", letters, batch_size=500)
 
     lines = [line for line in stream.splitlines() if line.strip()]  # blank lines are skipped, not counted
-    assert len(lines) < MESSAGES
-    invalid = sum(1 for line in lines if isinstance(parse_message(line, Acceptance(currency="USD")), Invalid))
+    assert len(lines) < len(stream.splitlines())
+    invalid = sum(1 for line in lines if isinstance(parse_message(line, Program().acceptance()), Invalid))
     assert tally.as_dict() == {
         "processed": len(lines),
         "recorded": oracle.counts["recorded"],
@@ -75,15 +82,17 @@ def test_a_large_messy_stream_follows_the_rules_to_the_point(store_url: str, str
 
     tiers = {app.member(m).tier for m in oracle.members}  # type: ignore[union-attr]
     assert len(tiers) >= 3
-    assert any(oracle.balance_and_tier(m, QUARTER_ENDS[2])[0] < 0 for m in oracle.members)
+    assert any(oracle.balance_and_tier(m, QUARTER_ENDS[0])[0] < 0 for m in oracle.members)  # debts at a quarter end
 
     for as_of in QUARTER_ENDS:
         liability = reports.liability(read_log(app), as_of, app.program)
         expected = oracle.liability(as_of)
         assert {key: liability[key] for key in expected} == expected, as_of
-    for start, end in itertools.pairwise(QUARTER_ENDS):
+    for start, end in itertools.pairwise([CUT_OVER - timedelta(days=1), *QUARTER_ENDS]):
         result = reports.rollforward(read_log(app), start, end)
         assert {key: result[key] for key in oracle.flows(start, end)} == oracle.flows(start, end)
+    migrated = sum(row.balance for row in legacy_balances(MEMBERS, seed=9))
+    assert reports.rollforward(read_log(app), CUT_OVER - timedelta(days=1), QUARTER_ENDS[0])["migrated"] == migrated
 
     # The views serve the same answers, caught up on the whole log at once.
     with Projections(app).reading() as (sql, position):
@@ -99,7 +108,7 @@ def test_a_large_messy_stream_follows_the_rules_to_the_point(store_url: str, str
                 statement = queries.statement(sql, member_id, as_of)
                 if statement is not None:
                     assert (statement["balance"], statement["tier"]) == oracle.balance_and_tier(member_id, as_of)
-        for start, end in itertools.pairwise(QUARTER_ENDS):
+        for start, end in itertools.pairwise([CUT_OVER - timedelta(days=1), *QUARTER_ENDS]):
             result = queries.rollforward(sql, start, end)
             assert {key: result[key] for key in oracle.flows(start, end)} == oracle.flows(start, end)
         months = periods.split(QUARTER_ENDS[0], QUARTER_ENDS[-1], "month")

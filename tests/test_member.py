@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from eventsourcing.domain import Snapshot
+
 from ledger.application import LedgerApplication
 from ledger.member import Member
 from ledger.outcomes import Outcome, Rejection
 from schemas import Message
-from tests.messages import adjustment, at, enrollment, purchase, redemption, refund
+from tests.messages import adjustment, at, enrollment, opening_balance, purchase, redemption, refund
 
 
 def apply(app: LedgerApplication, *messages: Message) -> list[tuple[Outcome, Rejection | None]]:
@@ -241,3 +243,68 @@ def test_sweep_expires_and_reevaluates_and_is_idempotent(memory_ledger: LedgerAp
     # After the sweep a message dated earlier takes the sweep's time.
     apply(memory_ledger, purchase("3", when="2025-01-01"))
     assert memory_ledger.member_events("M1")[-1].effective_at == at("2025-06-01")
+
+
+# ---- opening balances (legacy migration) -----------------------------------------------------------
+
+
+def test_an_opening_balance_becomes_a_lot_with_the_given_expiry_or_the_programs(
+    memory_ledger: LedgerApplication,
+) -> None:
+    given = opening_balance(500, when="2024-01-01", expires_at="2024-03-01T00:00:00Z", legacy_ref="LEG-1")
+    assert apply(memory_ledger, given, opening_balance(300, member="M2", when="2024-01-01")) == [OK, OK]
+    assert [(lot.remaining, lot.expires_at) for lot in the(memory_ledger).lots] == [(500, at("2024-03-01"))]
+    assert [lot.expires_at for lot in the(memory_ledger, "M2").lots] == [at("2024-01-01") + timedelta(days=365)]
+    assert kinds(memory_ledger) == ["Enrolled", "OpeningBalanceApplied"]
+    event = memory_ledger.member_events("M1")[-1]
+    assert isinstance(event, Member.OpeningBalanceApplied) and event.flow() == ("migrated", 500)
+    assert event.legacy_ref == "LEG-1"
+    apply(memory_ledger, purchase("1.00", when="2024-03-02"))  # the carried-over lot expired on its own date
+    assert the(memory_ledger).balance == 1
+
+
+def test_a_negative_opening_balance_is_a_debt_that_new_points_repay_first(memory_ledger: LedgerApplication) -> None:
+    assert apply(memory_ledger, opening_balance(-40), purchase("100.00")) == [OK, OK]
+    member = the(memory_ledger)
+    assert (member.balance, member.debt, [lot.remaining for lot in member.lots]) == (60, 0, [60])
+    first = memory_ledger.member_events("M1")[1]
+    assert isinstance(first, Member.OpeningBalanceApplied) and first.flow() == ("migrated", -40)
+
+
+def test_an_opening_balance_is_accepted_once_per_member(memory_ledger: LedgerApplication) -> None:
+    first = opening_balance(100, oid="legacy-1")
+    assert apply(memory_ledger, first, opening_balance(100, oid="legacy-2"), first) == [
+        OK, rejected(Rejection.DUPLICATE_OPENING_BALANCE), DUP,
+    ]  # fmt: skip
+    assert the(memory_ledger).balance == 100
+
+
+def test_a_higher_tier_carried_over_is_granted_and_kept_through_the_retention_period(
+    memory_ledger: LedgerApplication,
+) -> None:
+    assert apply(memory_ledger, opening_balance(0, tier="gold", when="2024-01-01")) == [OK]
+    assert the(memory_ledger).tier == "gold"
+    assert kinds(memory_ledger) == ["Enrolled", "OpeningBalanceApplied", "TierChanged"]
+    apply(memory_ledger, purchase("1.00", when="2024-12-30"))  # no credits, still within the retention period
+    assert the(memory_ledger).tier == "gold"
+    apply(memory_ledger, purchase("1.00", when="2025-01-02"))  # retention over: down to what the credits earn
+    assert the(memory_ledger).tier == "member"
+    assert apply(memory_ledger, opening_balance(0, member="M2", tier="member")) == [OK]  # not above: nothing
+    assert kinds(memory_ledger, "M2") == ["Enrolled", "OpeningBalanceApplied"]
+
+
+def test_a_member_snapshot_taken_before_opening_balances_existed_is_upcast(memory_ledger: LedgerApplication) -> None:
+    """Member version 2 added `opening_balance_id`: a version-1 snapshot (no class_version, no such field)
+    loads as a member without an opening balance, who may then carry one over."""
+    apply(memory_ledger, purchase("12.00"))
+    snapshot = Snapshot.take(the(memory_ledger))
+    assert snapshot.state["class_version"] == 2
+    old_state = {
+        key: value for key, value in snapshot.state.items() if key not in {"class_version", "opening_balance_id"}
+    }
+    old = Snapshot(
+        originator_id=snapshot.originator_id, originator_version=snapshot.originator_version,
+        timestamp=snapshot.timestamp, topic=snapshot.topic, state=old_state,
+    )  # fmt: skip
+    member = old.mutate(None)
+    assert isinstance(member, Member) and member.opening_balance_id is None and member.balance == 12

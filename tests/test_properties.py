@@ -18,7 +18,7 @@ from projections import reports, statements
 from projections.figures import figures_as_of
 from projections.log import read_log
 from schemas import Message
-from tests.messages import adjustment, at, enrollment, purchase, redemption, refund
+from tests.messages import adjustment, at, enrollment, opening_balance, purchase, redemption, refund
 
 MEMBERS = ["A", "B", "C"]
 START = at("2024-01-01")
@@ -38,7 +38,9 @@ def streams(draw: st.DrawFn, max_size: int = 40) -> list[Message]:
             continue
         member = draw(st.sampled_from(MEMBERS))
         when = (START + timedelta(days=draw(st.integers(0, 1100)))).isoformat()
-        kind = draw(st.sampled_from(["purchase", "purchase", "refund", "redemption", "adjustment", "enrollment"]))
+        kind = draw(
+            st.sampled_from(["purchase", "purchase", "refund", "redemption", "adjustment", "enrollment", "opening"])
+        )
         if kind == "purchase":
             amount = draw(st.sampled_from(["0.50", "9.99", "120.00", "999.99", "4000.00", "16000.00"]))
             messages.append(purchase(amount, member, when, txn=draw(st.sampled_from(txns))))
@@ -51,6 +53,14 @@ def streams(draw: st.DrawFn, max_size: int = 40) -> list[Message]:
         elif kind == "adjustment":
             points = draw(st.sampled_from([-500, -20, 20, 700]))
             messages.append(adjustment(points, member, when, aid=draw(st.sampled_from(ids))))
+        elif kind == "opening":  # a legacy balance carried over: a lot, a debt or a tier (once per member)
+            points = draw(st.sampled_from([-300, 0, 40, 2500]))
+            tier = draw(st.sampled_from([None, "silver", "gold"]))
+            expires = draw(st.sampled_from([None, 30, 400]))
+            extra = {} if tier is None else {"tier": tier}
+            if expires is not None and points > 0:
+                extra["expires_at"] = (at(when) + timedelta(days=expires)).isoformat()
+            messages.append(opening_balance(points, member, when, oid=draw(st.sampled_from(ids)), **extra))
         else:
             messages.append(enrollment(member, when))
     return messages
@@ -99,7 +109,7 @@ def test_balance_is_the_sum_of_its_changes(messages: list[Message]) -> None:
 
 @SETTINGS
 @given(streams())
-def test_only_a_refund_can_make_a_balance_negative(messages: list[Message]) -> None:
+def test_only_a_refund_or_a_debt_carried_over_can_make_a_balance_negative(messages: list[Message]) -> None:
     with ledger() as app:
         apply_all(app, messages)
         for member_id in members_of(app):
@@ -107,7 +117,7 @@ def test_only_a_refund_can_make_a_balance_negative(messages: list[Message]) -> N
             for event in app.member_events(member_id):
                 after = balance + event.balance_delta
                 if after < 0 and after < balance:
-                    assert isinstance(event, Member.RefundApplied), type(event).__name__
+                    assert isinstance(event, Member.RefundApplied | Member.OpeningBalanceApplied), type(event).__name__
                 balance = after
 
 
@@ -157,7 +167,7 @@ def test_rollforward_identity_holds_for_any_period(messages: list[Message], a: i
             return sum(member.balance for member in replayed if member is not None)
 
         assert (result["opening"], result["closing"]) == (total(start), total(end))
-        flows = result["issued"] + result["adjusted_in"] - result["adjusted_out"]
+        flows = result["issued"] + result["migrated"] + result["adjusted_in"] - result["adjusted_out"]
         flows -= result["redeemed"] + result["expired"] + result["clawed_back"]
         assert result["opening"] + flows == result["closing"]
 

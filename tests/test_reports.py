@@ -20,7 +20,9 @@ from projections import periods, reports
 from projections.kpis import KPI_COLUMNS, redemption_rate
 from tests.cli_helpers import cli
 
-FLOWS_SIGNED = {"issued": 1, "adjusted_in": 1, "adjusted_out": -1, "redeemed": -1, "expired": -1, "clawed_back": -1}
+FLOWS_SIGNED = {
+    "issued": 1, "migrated": 1, "adjusted_in": 1, "adjusted_out": -1, "redeemed": -1, "expired": -1, "clawed_back": -1,
+}  # fmt: skip
 
 
 def utc(text: str) -> datetime:

@@ -11,7 +11,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from points_ledger.streamgen import INVALID_LINES
-from schemas import Acceptance, Adjustment, Enrollment, Invalid, Purchase, Redemption, Refund, parse_message
+from schemas import (
+    Acceptance,
+    Adjustment,
+    Enrollment,
+    Invalid,
+    OpeningBalance,
+    Purchase,
+    Redemption,
+    Refund,
+    parse_message,
+)
 
 COMMON = {"event_id": "e1", "member_id": "M1", "occurred_at": "2024-03-01T10:00:00+02:00"}
 
@@ -28,6 +38,15 @@ def test_every_message_type_parses() -> None:
         parse_message(raw(type="adjustment", adjustment_id="a", points=-5, reason="r", operator="o")), Adjustment
     )
     assert isinstance(parse_message(raw(type="enrollment")), Enrollment)
+    for points in (-50, 0, 1_000_000_000):  # a debt, a tier alone, the most one message may carry
+        opening = parse_message(raw(type="opening_balance", opening_balance_id="o", points=points))
+        assert isinstance(opening, OpeningBalance) and opening.points == points
+    full = parse_message(
+        raw(type="opening_balance", opening_balance_id="o", points=5, tier="gold", legacy_ref="CRM-9",
+            expires_at="2025-03-01T09:00:00+01:00"),
+        Acceptance(tiers=("member", "gold")),
+    )  # fmt: skip
+    assert isinstance(full, OpeningBalance) and full.expires_at == datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 
 
 def test_times_are_normalised_to_utc_and_amounts_are_exact_decimals() -> None:
@@ -58,10 +77,20 @@ def test_times_are_normalised_to_utc_and_amounts_are_exact_decimals() -> None:
         ({"type": "enrollment", "event_id": ""}, "event_id:"),
         ({"type": "enrollment", "member_id": "x" * 65}, "member_id:"),
         ({"type": "enrollment", "member_id": 12}, "member_id:"),
+        (
+            {"type": "opening_balance", "opening_balance_id": "o", "points": 5, "tier": "diamond"},
+            "must be one of the program's tiers (member, gold), not diamond",
+        ),
+        (
+            {"type": "opening_balance", "opening_balance_id": "o", "points": 5, "expires_at": "2024-03-01T08:00:00Z"},
+            "expires_at must be later than occurred_at",
+        ),
+        ({"type": "opening_balance", "opening_balance_id": "o", "points": -1_000_000_001}, "points:"),
+        ({"type": "opening_balance", "points": 5}, "missing field 'opening_balance_id'"),
     ],
 )
 def test_invalid_messages_name_the_problem(fields: dict[str, object], reason: str) -> None:
-    result = parse_message(raw(**fields), Acceptance(currency="USD"))
+    result = parse_message(raw(**fields), Acceptance(currency="USD", tiers=("member", "gold")))
     assert isinstance(result, Invalid)
     assert reason in result.reason
 
@@ -79,7 +108,7 @@ def test_oversized_input_is_refused_unread() -> None:
 @given(st.binary(max_size=300))
 def test_parsing_never_raises_on_arbitrary_bytes(data: bytes) -> None:
     result = parse_message(data, Acceptance(currency="USD"))
-    assert isinstance(result, Invalid | Purchase | Refund | Redemption | Adjustment | Enrollment)
+    assert isinstance(result, Invalid | Purchase | Refund | Redemption | Adjustment | Enrollment | OpeningBalance)
 
 
 # ---- valid JSON, extreme values: every one is an Invalid with a reason, none raises -----------------
@@ -148,12 +177,13 @@ _json_scalars = st.one_of(
 )  # fmt: skip
 
 
-@given(st.sampled_from(["purchase", "refund", "redemption", "adjustment", "enrollment"]),
+@given(st.sampled_from(["purchase", "refund", "redemption", "adjustment", "enrollment", "opening_balance"]),
        st.dictionaries(st.sampled_from(["occurred_at", "enrolled_at", "amount", "points", "transaction_id",
                                         "refund_id", "redemption_id", "adjustment_id", "reason", "operator",
-                                        "currency", "member_id"]), _json_scalars, max_size=8))  # fmt: skip
+                                        "currency", "member_id", "opening_balance_id", "tier", "expires_at",
+                                        "legacy_ref"]), _json_scalars, max_size=8))  # fmt: skip
 def test_parsing_never_raises_on_well_formed_messages_with_any_values(kind: str, fields: dict[str, object]) -> None:
     result = parse_message(raw(type=kind, **fields), PROGRAM_RANGE, received_at=NOW)
-    assert isinstance(result, Invalid | Purchase | Refund | Redemption | Adjustment | Enrollment)
+    assert isinstance(result, Invalid | Purchase | Refund | Redemption | Adjustment | Enrollment | OpeningBalance)
     if not isinstance(result, Invalid):
         assert PROGRAM_RANGE.earliest <= result.occurred_at <= PROGRAM_RANGE.latest  # type: ignore[operator]

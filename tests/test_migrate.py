@@ -1,0 +1,132 @@
+"""`migrate FILE.csv`: a legacy export carried over as one opening balance per member, validated as a whole
+first, applied once however often it is run."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+from ledger.application import LedgerApplication
+from ledger.member import Member
+from ledger.program import Program
+from ledger.store import parse_store_url
+from points_ledger.streamgen import DEFAULT_START, LEGACY_TIERS, legacy_balances, legacy_csv
+from tests.cli_helpers import cli
+
+CUT_OVER = DEFAULT_START - timedelta(days=1)
+AT = CUT_OVER.isoformat().replace("+00:00", "Z")
+
+
+def migrate(store: str, path: Path, *extra: str) -> tuple[int, dict[str, object] | None, str]:
+    result = cli("migrate", str(path), "--at", AT, "--format", "json", *extra, store=store)
+    summary = json.loads(result.stdout.splitlines()[-1]) if result.returncode == 0 else None
+    return result.returncode, summary, result.stderr
+
+
+def test_a_legacy_export_is_carried_over_once_with_balances_tiers_expiries_and_enrollment_dates(
+    store_url: str, tmp_path: Path
+) -> None:
+    rows = legacy_balances(150, seed=4)
+    export = tmp_path / "legacy.csv"
+    export.write_bytes(legacy_csv(rows))
+    status, summary, err = migrate(store_url, export)
+    assert status == 0, err
+    assert summary is not None
+    assert summary["migrated"] == 150 and summary["members_migrated"] == [row.member_id for row in rows]
+    assert summary["skipped"] == summary["rejected"] == 0
+
+    app = LedgerApplication(parse_store_url(store_url), Program())
+    try:
+        events = app.recorder.max_notification_id()
+        for row in rows:
+            member = app.member(row.member_id)
+            assert member is not None
+            assert member.balance == row.balance
+            granted = row.tier if row.tier is not None else "member"
+            assert member.tier == max(granted, "member", key=LEGACY_TIERS.index)
+            assert member.enrolled_at == (row.enrolled_at or CUT_OVER)
+            if row.balance > 0:
+                assert [lot.expires_at for lot in member.lots] == [row.expires_at or CUT_OVER + timedelta(days=365)]
+            opening = [e for e in app.member_events(row.member_id) if isinstance(e, Member.OpeningBalanceApplied)]
+            assert len(opening) == 1 and opening[0].legacy_ref is not None
+            assert opening[0].legacy_ref.startswith("legacy.csv:")
+    finally:
+        app.close()
+    assert {row.tier for row in rows} >= {None, *LEGACY_TIERS} and any(row.balance < 0 for row in rows)
+
+    status, again, err = migrate(store_url, export)  # the same file again: nothing changes
+    assert status == 0, err
+    assert again is not None and again["migrated"] == 0 and again["skipped"] == 150
+    app = LedgerApplication(parse_store_url(store_url), Program())
+    try:
+        assert app.recorder.max_notification_id() == events
+    finally:
+        app.close()
+
+    corrected = tmp_path / "corrected.csv"  # another file cannot give a member a second opening balance
+    corrected.write_bytes(export.read_bytes().replace(b"M000000,", b"M000000,1", 1))
+    status, third, err = migrate(store_url, corrected)
+    assert status == 0, err
+    assert third is not None and third["migrated"] == 0 and third["rejected"] == 150
+    rejected = third["members_rejected"]
+    assert isinstance(rejected, list) and {entry["reason"] for entry in rejected} == {"duplicate_opening_balance"}
+
+
+BAD_EXPORT = """member_id,balance,tier,expires_at
+A,12.5,,
+B,5,diamond,
+C,7,gold,2023-01-01T00:00:00Z
+D,7,gold,2024-06-01T00:00:00
+E,--5,,
+F,9,silver,2025-01-01T00:00:00Z
+F,3,,
+,4,,
+G,1
+H,1000000000000,,
+I,-20,,
+"""
+
+
+def test_invalid_rows_are_listed_with_line_numbers_and_nothing_is_applied_unless_told(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    export = tmp_path / "bad.csv"
+    export.write_text(BAD_EXPORT)
+    status, _, err = migrate(sqlite_url, export)
+    assert status == 1
+    for expected in [
+        "line 2 (A): balance: must be a whole number", "line 3 (B): tier: must be one of the program's tiers",
+        "line 4 (C): ", "expires_at must be later than occurred_at", "line 5 (D): ", "timezone",
+        "line 6 (E): balance", "line 8 (F): member F is also on line 7", "line 9 (no member_id): member_id",
+        "line 10 (G): the row does not have one cell per column", "line 11 (H): points",
+        "9 of 11 rows are invalid; nothing was applied",
+    ]:  # fmt: skip
+        assert expected in err, expected
+    assert not Path(sqlite_url.removeprefix("sqlite:///")).exists()  # not even a ledger was created
+
+    status, summary, err = migrate(sqlite_url, export, "--skip-invalid")
+    assert status == 0, err
+    assert summary is not None and summary["members_migrated"] == ["F", "I"] and summary["skipped"] == 9
+    skipped = summary["members_skipped"]
+    assert isinstance(skipped, list) and [entry["line"] for entry in skipped] == [2, 3, 4, 5, 6, 8, 9, 10, 11]
+
+
+def test_a_file_that_is_not_a_legacy_export_is_refused_as_a_whole(sqlite_url: str, tmp_path: Path) -> None:
+    cases = {
+        "columns.csv": b"member,points\nA,1\n",
+        "extra.csv": b"member_id,balance,colour\nA,1,blue\n",
+        "empty.csv": b"",
+        "utf16.csv": "member_id,balance\nA,1\n".encode("utf-16"),
+    }
+    reasons = {
+        "columns.csv": "the header must name member_id, balance",
+        "extra.csv": "found member_id, balance, colour",
+        "empty.csv": "is empty: a header line is required",
+        "utf16.csv": "is not UTF-8 text",
+    }
+    for name, content in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        status, _, err = migrate(sqlite_url, path)
+        assert status == 1 and reasons[name] in err, (name, err)

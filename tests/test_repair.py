@@ -1,0 +1,192 @@
+"""Finding and fixing discrepancies: `reconcile` against a balance file or a shadow ledger, `correct` with
+compensating adjustments (never edits), and the loop reconcile, correct, reconcile reaching zero, through a
+SIGKILL in the middle of `correct`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from ledger.application import LedgerApplication
+from ledger.member import Member
+from ledger.program import Program
+from ledger.store import parse_store_url
+from points_ledger.streamgen import generate
+from tests.cli_helpers import cli
+
+#: Points valid 120 days instead of 365: balances differ wherever lots expired sooner; tiers (from credits) do not.
+CORRECTED_PROGRAM = "points_validity_days = 120\n"
+
+
+def ok(*args: str, store: str, env: dict[str, str] | None = None) -> list[Any]:
+    done = cli(*args, "--format", "json", store=store, env=env)
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def ledger_with_stream(store: str, tmp_path: Path, program: Path | None = None) -> None:
+    stream = tmp_path / "stream.jsonl"
+    stream.write_bytes(b"\n".join(generate(1_500, 100, 300, seed=19)) + b"\n")
+    extra = ["--program", str(program)] if program is not None else []
+    done = cli(*extra, "ingest", str(stream), "--dead-letter", str(tmp_path / "dl.jsonl"), store=store)
+    assert done.returncode == 0, done.stderr
+
+
+def balances(store: str) -> dict[str, tuple[int, str]]:
+    return {row["member_id"]: (row["balance"], row["tier"]) for row in ok("balances", store=store)}
+
+
+def legacy_file(path: Path, rows: dict[str, int], tiers: dict[str, str] | None = None) -> Path:
+    lines = ["member_id,balance,tier" if tiers else "member_id,balance"]
+    lines += [
+        f"{member},{balance}" + (f",{tiers.get(member, '')}" if tiers else "") for member, balance in rows.items()
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def corrections_of(store: str) -> dict[str, list[Member.Event]]:
+    app = LedgerApplication(parse_store_url(store), Program())
+    try:
+        return {
+            member_id: [
+                e for e in app.member_events(member_id) if e.provenance.get("event_id", "").startswith("correct-")
+            ]
+            for member_id in app.member_ids()
+        }
+    finally:
+        app.close()
+
+
+def test_reconcile_correct_reconcile_reaches_zero_on_a_legacy_file_with_a_few_members_off(
+    store_url: str, tmp_path: Path
+) -> None:
+    ledger_with_stream(store_url, tmp_path)
+    ours = balances(store_url)
+    chance = random.Random(3)
+    theirs = {member: balance for member, (balance, _) in ours.items()}
+    off = chance.sample(sorted(m for m, b in theirs.items() if b >= 60), 6)  # a few percent, by random amounts
+    for member in off:
+        theirs[member] += chance.choice([-1, 1]) * chance.randint(1, 60)
+    theirs["LEGACY-ONLY"] = 75  # a member the ledger never heard of
+    export = legacy_file(tmp_path / "legacy.csv", theirs)
+
+    report_path = tmp_path / "report.json"
+    summary = ok("reconcile", "--against", str(export), "--report", str(report_path), store=store_url)[-1]
+    assert summary["members_compared"] == len(ours) + 1
+    assert summary["discrepancies"] == len(off) + 1 == summary["balance"] + summary["missing_in_ledger"]
+    report = json.loads(report_path.read_text())
+    items = {item["member_id"]: item for item in report["items"]}
+    for member in off:
+        item = items[member]
+        assert (item["ledger_balance"], item["other_balance"]) == (ours[member][0], theirs[member])
+        assert item["difference"] == ours[member][0] - theirs[member] != 0
+        assert item["last_events"] and item["last_events"][-1]["balance"] == ours[member][0]  # context, latest last
+    assert items["LEGACY-ONLY"]["kind"] == "missing_in_ledger" and items["LEGACY-ONLY"]["last_events"] == []
+
+    before = corrections_of(store_url)
+    planned = ok("correct", "--from", str(report_path), "--reason", "legacy sync", "--operator", "alice", "--dry-run",
+                 store=store_url)  # fmt: skip
+    assert {p["member_id"]: p["points"] for p in planned[:-1]} == {m: -items[m]["difference"] for m in items}
+    assert corrections_of(store_url) == before  # a dry run changes nothing
+
+    done = ok("correct", "--from", str(report_path), "--reason", "legacy sync", "--operator", "alice", store=store_url)
+    assert done[-1]["corrections"] == len(off) + 1 and done[-1]["rejected"] == []
+    again = ok("correct", "--from", str(report_path), "--reason", "legacy sync", "--operator", "alice", store=store_url)
+    assert again[-1]["corrections"] == 0 and again[-1]["already_corrected"] == len(off) + 1  # corrects once
+
+    after = ok("reconcile", "--against", str(export), "--report", str(tmp_path / "after.csv"), store=store_url)[-1]
+    assert after["discrepancies"] == 0
+    header = ["member_id", "kind", "ledger_balance", "other_balance", "difference", "ledger_tier", "other_tier"]
+    assert list(csv.reader(io.StringIO((tmp_path / "after.csv").read_text()))) == [[*header, "last_events"]]
+    trail = ok("history", off[0], store=store_url)
+    correction = next(row for row in trail if row["provenance"]["event_id"].startswith("correct-"))
+    assert correction["event"] == "PointsAdjusted" and correction["change"] == -items[off[0]]["difference"]
+    assert (correction["details"]["operator"], correction["details"]["reason"]) == ("alice", "legacy sync")
+    assert correction["effective_at"] == trail[-2]["effective_at"]  # at the member's ledger time: nothing expired first
+
+
+def test_every_kind_of_discrepancy_is_reported_and_only_balances_are_corrected(sqlite_url: str, tmp_path: Path) -> None:
+    ledger_with_stream(sqlite_url, tmp_path)
+    ours = balances(sqlite_url)
+    members = sorted(ours)
+    rich = next(m for m in members[2:] if ours[m][0] > 100)
+    theirs = {m: b for m, (b, _) in ours.items() if m != members[0]}  # members[0]: missing in the other system
+    other_tier = "platinum" if ours[members[1]][1] != "platinum" else "member"
+    tiers = {members[1]: other_tier}  # a tier-only difference; empty tier cells are not compared
+    theirs[rich] = -50  # removing more than the balance: the rules refuse it
+    export = legacy_file(tmp_path / "pos.csv", theirs, tiers)
+    report_path = tmp_path / "report.json"
+    summary = ok("reconcile", "--against", str(export), "--report", str(report_path), store=sqlite_url)[-1]
+    assert (summary["missing_in_other"], summary["tier"], summary["balance"]) == (1, 1, 1)
+    done = ok("correct", "--from", str(report_path), "--reason", "pos sync", "--operator", "bob", store=sqlite_url)[-1]
+    assert done["corrections"] == 0
+    assert done["rejected"] == [{"member_id": rich, "reason": "insufficient_points"}]
+    assert {entry["member_id"]: entry["kind"] for entry in done["not_corrected"]} == {
+        members[0]: "missing_in_other", members[1]: "tier",
+    }  # fmt: skip
+
+
+def test_a_shadow_ledger_with_a_corrected_program_is_reconciled_and_its_differences_corrected(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    ledger_with_stream(postgres_url, tmp_path)
+    program = tmp_path / "corrected.toml"
+    program.write_text(CORRECTED_PROGRAM)
+    shadow = f"sqlite:///{tmp_path / 'shadow.db'}"
+    ledger_with_stream(shadow, tmp_path, program)
+    report_path = tmp_path / "shadow.json"
+    summary = ok("reconcile", "--against-ledger", shadow, "--report", str(report_path), store=postgres_url)[-1]
+    assert summary["discrepancies"] > 20 and summary["discrepancies"] == summary["balance"]
+    report = json.loads(report_path.read_text())
+    assert report["against"]["store"] == shadow and report["against"]["position"] > 0
+
+    crashed = cli("correct", "--from", str(report_path), "--reason", "earn rate fix", "--operator", "carol",
+                  "--batch-size", "7", store=postgres_url, env={"POINTS_LEDGER_CRASH_AFTER_BATCH": "2"})  # fmt: skip
+    assert crashed.returncode == -9, crashed.stderr  # killed by SIGKILL after its second batch
+    partial = corrections_of(postgres_url)
+    assert sum(len(events) for events in partial.values()) == 14  # two whole batches, nothing of a third
+    assert all(len(events) <= 1 for events in partial.values())  # each member's correction whole or absent
+
+    done = ok("correct", "--from", str(report_path), "--reason", "earn rate fix", "--operator", "carol",
+              store=postgres_url)[-1]  # fmt: skip
+    assert done["already_corrected"] == 14
+    after = ok("reconcile", "--against-ledger", shadow, "--report", str(tmp_path / "after.json"), store=postgres_url)[
+        -1
+    ]
+    assert done["not_corrected"] == []
+    items = {item["member_id"]: item for item in report["items"]}
+    refused = {entry["member_id"] for entry in done["rejected"]}
+    # an adjustment never creates debt: only where the shadow owes points does a correction stay refused
+    assert all(items[member]["other_balance"] < 0 for member in refused)
+    assert after["discrepancies"] == len(refused) < summary["discrepancies"] // 10  # the loop reaches zero else
+
+
+def test_reconcile_and_correct_refuse_what_they_cannot_use(sqlite_url: str, tmp_path: Path) -> None:
+    ledger_with_stream(sqlite_url, tmp_path)
+    export = legacy_file(tmp_path / "ok.csv", {"M000001": 5})
+    report = str(tmp_path / "r.json")
+    both = cli("reconcile", "--against", str(export), "--against-ledger", sqlite_url, "--report", report,
+               store=sqlite_url)  # fmt: skip
+    assert both.returncode == 2 and "exactly one of --against" in both.stderr
+    neither = cli("reconcile", "--report", report, store=sqlite_url)
+    assert neither.returncode == 2
+    bad = tmp_path / "bad.csv"
+    bad.write_text("member_id,balance\nA,1.5\nB,2\nB,3\n")
+    refused = cli("reconcile", "--against", str(bad), "--report", report, store=sqlite_url)
+    assert refused.returncode == 1
+    assert (
+        "line 2 (A): balance: must be a whole number" in refused.stderr
+        and "line 4 (B): member B is also on line 3" in refused.stderr
+    )
+    not_a_report = tmp_path / "nonsense.json"
+    not_a_report.write_text('{"hello": 1}')
+    wrong = cli("correct", "--from", str(not_a_report), "--reason", "r", "--operator", "o", store=sqlite_url)
+    assert wrong.returncode == 1 and "is not a reconcile report" in wrong.stderr
+    missing = cli("reconcile", "--against-ledger", f"sqlite:///{tmp_path / 'nowhere.db'}", "--report", report,
+                  store=sqlite_url)  # fmt: skip
+    assert missing.returncode != 0 and not (tmp_path / "nowhere.db").exists()
