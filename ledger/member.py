@@ -283,12 +283,23 @@ class Member(Aggregate):
             return ("clawed_back", self.points_clawed_back)
 
     class PointsRedeemed(Outcome):
-        """Points spent on a reward, taken from lots soonest-expiry first."""
+        """Points spent on a reward, taken from lots soonest-expiry first.
+
+        Version 2 split `reward` (free text) into `reward_id` (a catalog id, for version-2 redemptions) and
+        `reward_name`; a version-1 event is read with its text as the name and no id."""
+
+        class_version = 2
 
         redemption_id: str
         points: int
-        reward: str | None
+        reward_id: str | None
+        reward_name: str | None
         consumed: list[tuple[int, int]]
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["reward_name"] = state.pop("reward")
+            state["reward_id"] = None
 
         def apply_to(self, member: Member) -> None:
             member.redemption_ids.add(self.redemption_id)
@@ -613,7 +624,8 @@ class Member(Aggregate):
         fields = {
             "redemption_id": message.redemption_id,
             "points": message.points,
-            "reward": message.reward,
+            "reward_id": message.reward_id,
+            "reward_name": message.reward_name,
             "consumed": consumed,
         }
         return _Effect(self.PointsRedeemed, fields)

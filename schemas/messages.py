@@ -103,13 +103,42 @@ class Refund(_Message):
     amount: Amount
 
 
+class Reward(BaseModel):
+    """What a redemption bought, as a version-2 redemption names it: the catalog's id and the name shown."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    id: ShortText
+    name: ShortText | None = None
+
+
 class Redemption(_Message):
-    """Points spent on a reward."""
+    """Points spent on a reward.
+
+    Version 1 (no `version`, or 1) names the reward with free text, `reward`. Version 2 (`"version": 2`)
+    gives an object, `reward: {"id", "name"}`, so rewards can be counted by catalog id. Both are accepted."""
 
     type: Literal["redemption"]
+    version: Literal[1, 2] = 1
     redemption_id: BusinessId
     points: PositivePoints
-    reward: ShortText | None = None
+    reward: ShortText | Reward | None = None
+
+    @model_validator(mode="after")
+    def _reward_of_its_version(self) -> Redemption:
+        if self.version == 1 and isinstance(self.reward, Reward):
+            raise ValueError('reward: an object needs "version": 2 (version 1 names the reward with text)')
+        if self.version == 2 and isinstance(self.reward, str):
+            raise ValueError('reward: version 2 gives {"id", "name"}, not text')
+        return self
+
+    @property
+    def reward_id(self) -> str | None:
+        return self.reward.id if isinstance(self.reward, Reward) else None
+
+    @property
+    def reward_name(self) -> str | None:
+        return self.reward.name if isinstance(self.reward, Reward) else self.reward
 
 
 class Adjustment(_Message):
