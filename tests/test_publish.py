@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from consumers.jsonlines import ingest_lines
+from consumers.metrics import PublisherMetrics
 from ledger.application import LedgerApplication
 from ledger.program import Program
 from ledger.store import parse_store_url
@@ -224,3 +225,23 @@ def test_the_example_service_ends_equal_to_the_ledger_after_publishers_killed_at
         kept = dict(db.execute("SELECT member_id, balance FROM balances").fetchall())
     assert kept == {member: balance for member, balance in balances.items() if member in kept}
     assert all(balance == 0 for member, balance in balances.items() if member not in kept)
+
+
+def test_publisher_metrics_count_records_by_type_and_the_lag(sqlite_url: str) -> None:
+    app = ledger_with_stream(sqlite_url, messages=800, members=20)
+    try:
+        metrics = PublisherMetrics()
+        tally = publish.PublishTally()
+        Publisher(Projections(app), "balances", ListSink()).publish_available(
+            tally, lambda t: metrics.page(dict(t.published), t.position, t.head)
+        )
+        for name, count in tally.published.items():
+            assert metrics.registry.get_sample_value(
+                "points_ledger_balance_events_published_total", {"type": name}
+            ) == count  # fmt: skip
+        assert (
+            metrics.registry.get_sample_value("points_ledger_publisher_position") == app.recorder.max_notification_id()
+        )
+        assert metrics.registry.get_sample_value("points_ledger_publisher_lag_events") == 0
+    finally:
+        app.close()
