@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from consumers.file_batches import decided_rows, refusal
 from ledger.application import LedgerApplication
-from ledger.member import Source
 from ledger.outcomes import Outcome
-from schemas import Adjustment, Invalid, Message, parse_message
+from schemas import Adjustment, Invalid, parse_message
 
 #: Corrections per transaction, unless told otherwise.
 CORRECT_BATCH = 500
@@ -34,9 +34,15 @@ class ReportError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Correction:
+    """One member's adjustment, and the report item (its `line`) it corrects."""
+
     member_id: str
-    item: int
+    line: int
     message: Adjustment
+
+    @property
+    def messages(self) -> tuple[Adjustment]:
+        return (self.message,)
 
 
 @dataclass(slots=True)
@@ -140,17 +146,11 @@ def apply_corrections(
     on_batch: Callable[[int], None] | None = None,
 ) -> CorrectionResult:
     """Append the adjustments, `batch_size` per transaction, and sort each member's outcome."""
-    for start in range(0, len(found), batch_size):
-        batch = found[start : start + batch_size]
-        messages: list[tuple[Message, Source]] = [(c.message, {"file": name, "line": c.item}) for c in batch]
-        for correction, decision in zip(batch, app.apply_batch(messages), strict=True):
-            if decision.outcome is Outcome.RECORDED:
-                result.corrected.append({"member_id": correction.member_id, "points": correction.message.points})
-            elif decision.outcome is Outcome.DUPLICATE:
-                result.already_corrected.append(correction.member_id)
-            else:
-                why = decision.rejection.value if decision.rejection is not None else decision.outcome.value
-                result.rejected.append({"member_id": correction.member_id, "reason": why})
-        if on_batch is not None:
-            on_batch(len(batch))
+    for correction, decision in decided_rows(app, found, name, batch_size, on_batch):
+        if decision.outcome is Outcome.RECORDED:
+            result.corrected.append({"member_id": correction.member_id, "points": correction.message.points})
+        elif decision.outcome is Outcome.DUPLICATE:
+            result.already_corrected.append(correction.member_id)
+        else:
+            result.rejected.append({"member_id": correction.member_id, "reason": refusal(decision)})
     return result

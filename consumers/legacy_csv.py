@@ -23,16 +23,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from consumers.file_batches import decided_rows, refusal
 from ledger.application import LedgerApplication
-from ledger.member import Source
 from ledger.outcomes import Outcome
 from schemas import Acceptance, Enrollment, Invalid, Message, OpeningBalance, parse_message
+from schemas.messages import MEMBER_ID_MAX_CHARS
 
 REQUIRED_COLUMNS = ("member_id", "balance")
 OPTIONAL_COLUMNS = ("tier", "expires_at", "enrolled_at")
 _WHOLE_NUMBER = re.compile(r"-?[0-9]+")
-#: Longest member id (as the wire contract allows).
-MEMBER_ID_MAX = 64
 #: Members applied per transaction (each up to two messages).
 MIGRATE_BATCH = 1_000
 #: Largest export read, in bytes (a legacy export of millions of members is a few hundred MB).
@@ -84,31 +83,45 @@ def file_digest(content: bytes) -> str:
 
 def read_rows(content: bytes, name: str, at: datetime, acceptance: Acceptance) -> tuple[list[LegacyRow], list[BadRow]]:
     """Every row of the export, valid or with the reason it is not (nothing is applied here)."""
-    reader = csv.DictReader(io.StringIO(_decoded(content, name), newline=""), strict=True)
-    _check_header(reader.fieldnames, name)
     export = _Export(name, file_digest(content)[:16], at, acceptance)
     rows: list[LegacyRow] = []
     bad: list[BadRow] = []
-    seen: dict[str, int] = {}
+    for row in _rows(content, name, OPTIONAL_COLUMNS):
+        if isinstance(row, BadRow):
+            bad.append(row)
+            continue
+        line, cells = row
+        parsed = _row_messages(cells, line, export)
+        if isinstance(parsed, str):
+            bad.append(BadRow(line, cells["member_id"] or None, parsed))
+        else:
+            rows.append(parsed)
+    return rows, bad
+
+
+def _rows(content: bytes, name: str, optional: Sequence[str]) -> Iterator[tuple[int, dict[str, str]] | BadRow]:
+    """Each data row of a balance file as (line, cells stripped), or why it cannot be read as one: a wrong
+    number of cells, a member already on an earlier line, a balance that is not a whole number."""
+    reader = csv.DictReader(io.StringIO(_decoded(content, name), newline=""), strict=True)
+    _check_header(reader.fieldnames, name, optional)
+    first_line: dict[str, int] = {}
     try:
         for record in reader:
             line = reader.line_num
-            member_id = (record.get("member_id") or "").strip() or None
+            cells = {key.strip(): (value or "").strip() for key, value in record.items() if key is not None}
+            member_id = cells.get("member_id") or None
             if None in record or any(value is None for value in record.values()):
-                bad.append(BadRow(line, member_id, "the row does not have one cell per column"))
-            elif member_id is not None and member_id in seen:
-                bad.append(BadRow(line, member_id, f"member {member_id} is also on line {seen[member_id]}"))
+                yield BadRow(line, member_id, "the row does not have one cell per column")
+            elif member_id is not None and member_id in first_line:
+                yield BadRow(line, member_id, f"member {member_id} is also on line {first_line[member_id]}")
+            elif not _WHOLE_NUMBER.fullmatch(cells["balance"]):
+                yield BadRow(line, member_id, f"balance: must be a whole number of points, not {cells['balance']!r}")
             else:
-                parsed = _row_messages(record, line, export)
-                if isinstance(parsed, str):
-                    bad.append(BadRow(line, member_id, parsed))
-                else:
-                    rows.append(parsed)
+                yield line, cells
             if member_id is not None:
-                seen.setdefault(member_id, line)
+                first_line.setdefault(member_id, line)
     except csv.Error as error:
         raise LegacyFileError(f"{name}, line {reader.line_num}: not CSV: {error}") from error
-    return rows, bad
 
 
 def _check_header(columns: Sequence[str] | None, name: str, optional: Sequence[str] = OPTIONAL_COLUMNS) -> None:
@@ -142,30 +155,18 @@ class Balance:
 def read_balances(content: bytes, name: str) -> tuple[dict[str, Balance], list[BadRow]]:
     """A balance file to reconcile against (`member_id,balance[,tier]`, as a legacy system, a POS or a CRM
     exports it): each member's balance, or the rows that cannot be read and why."""
-    reader = csv.DictReader(io.StringIO(_decoded(content, name), newline=""), strict=True)
-    _check_header(reader.fieldnames, name, ("tier",))
     balances: dict[str, Balance] = {}
-    lines: dict[str, int] = {}
     bad: list[BadRow] = []
-    try:
-        for record in reader:
-            line = reader.line_num
-            cells = {key.strip(): (value or "").strip() for key, value in record.items() if key is not None}
-            member_id = cells.get("member_id") or None
-            if None in record or any(value is None for value in record.values()):
-                bad.append(BadRow(line, member_id, "the row does not have one cell per column"))
-            elif member_id is None or len(member_id) > MEMBER_ID_MAX:
-                bad.append(BadRow(line, member_id, f"member_id: must be 1 to {MEMBER_ID_MAX} characters"))
-            elif member_id in lines:
-                bad.append(BadRow(line, member_id, f"member {member_id} is also on line {lines[member_id]}"))
-            elif not _WHOLE_NUMBER.fullmatch(cells["balance"]):
-                bad.append(BadRow(line, member_id, f"balance: must be a whole number, not {cells['balance']!r}"))
-            else:
-                balances[member_id] = Balance(int(cells["balance"]), cells.get("tier") or None)
-            if member_id is not None:
-                lines.setdefault(member_id, line)
-    except csv.Error as error:
-        raise LegacyFileError(f"{name}, line {reader.line_num}: not CSV: {error}") from error
+    for row in _rows(content, name, ("tier",)):
+        if isinstance(row, BadRow):
+            bad.append(row)
+            continue
+        line, cells = row
+        member_id = cells["member_id"]
+        if not 1 <= len(member_id) <= MEMBER_ID_MAX_CHARS:
+            bad.append(BadRow(line, member_id or None, f"member_id: must be 1 to {MEMBER_ID_MAX_CHARS} characters"))
+        else:
+            balances[member_id] = Balance(int(cells["balance"]), cells.get("tier") or None)
     return balances, bad
 
 
@@ -179,13 +180,10 @@ class _Export:
     acceptance: Acceptance
 
 
-def _row_messages(record: dict[str, Any], line: int, export: _Export) -> LegacyRow | str:
+def _row_messages(cells: dict[str, str], line: int, export: _Export) -> LegacyRow | str:
     """The row's messages, or why it is invalid (a reason naming the column)."""
     name, digest, at, acceptance = export.name, export.digest, export.at, export.acceptance
-    cells = {key.strip(): (value or "").strip() for key, value in record.items()}
     member_id, balance = cells["member_id"], cells["balance"]
-    if not _WHOLE_NUMBER.fullmatch(balance):
-        return f"balance: must be a whole number of points, not {balance!r}"
     occurred_at = at.isoformat()
     common = {"member_id": member_id, "occurred_at": occurred_at}
     opening: dict[str, Any] = {
@@ -212,11 +210,6 @@ def _row_messages(record: dict[str, Any], line: int, export: _Export) -> LegacyR
     return LegacyRow(line, member_id, tuple(messages))
 
 
-def _batches(rows: list[LegacyRow], size: int) -> Iterator[list[LegacyRow]]:
-    for start in range(0, len(rows), size):
-        yield rows[start : start + size]
-
-
 def migrate(
     app: LedgerApplication,
     rows: list[LegacyRow],
@@ -226,20 +219,11 @@ def migrate(
 ) -> MigrationResult:
     """Apply each row's messages, MIGRATE_BATCH members per transaction; sort the members into migrated,
     skipped (already migrated from this file) and rejected (by the ledger's rules)."""
-    for batch in _batches(rows, MIGRATE_BATCH):
-        messages: list[tuple[Message, Source]] = [
-            (message, {"file": name, "line": row.line}) for row in batch for message in row.messages
-        ]
-        decisions = iter(app.apply_batch(messages))
-        for row in batch:
-            decision = [next(decisions) for _ in row.messages][-1]  # the opening balance's
-            if decision.outcome is Outcome.RECORDED:
-                result.migrated.append(row.member_id)
-            elif decision.outcome is Outcome.DUPLICATE:
-                result.skipped.append({"member_id": row.member_id, "line": row.line, "reason": "already migrated"})
-            else:
-                reason = decision.rejection.value if decision.rejection is not None else decision.outcome.value
-                result.rejected.append({"member_id": row.member_id, "line": row.line, "reason": reason})
-        if on_batch is not None:
-            on_batch(len(batch))
+    for row, decision in decided_rows(app, rows, name, MIGRATE_BATCH, on_batch):
+        if decision.outcome is Outcome.RECORDED:
+            result.migrated.append(row.member_id)
+        elif decision.outcome is Outcome.DUPLICATE:
+            result.skipped.append({"member_id": row.member_id, "line": row.line, "reason": "already migrated"})
+        else:
+            result.rejected.append({"member_id": row.member_id, "line": row.line, "reason": refusal(decision)})
     return result

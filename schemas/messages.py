@@ -25,6 +25,8 @@ from pydantic import (
 AMOUNT_MAX_DIGITS = 14
 #: Largest absolute number of points one message may move.
 POINTS_MAX = 1_000_000_000
+#: Longest member id.
+MEMBER_ID_MAX_CHARS = 64
 #: One cent: every amount is a whole number of cents.
 CENT = Decimal("0.01")
 
@@ -55,7 +57,7 @@ def _nonzero(points: int) -> int:
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 EventId = Annotated[str, Field(min_length=1, max_length=128)]
-MemberId = Annotated[str, Field(min_length=1, max_length=64)]
+MemberId = Annotated[str, Field(min_length=1, max_length=MEMBER_ID_MAX_CHARS)]
 BusinessId = Annotated[str, Field(min_length=1, max_length=128)]
 ShortText = Annotated[str, Field(min_length=1, max_length=256)]
 Amount = Annotated[Decimal, Field(gt=0, decimal_places=2, max_digits=AMOUNT_MAX_DIGITS), AfterValidator(_whole_cents)]
