@@ -6,7 +6,7 @@ import os
 import sqlite3
 import sys
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import click
@@ -17,6 +17,7 @@ from consumers.jsonlines import InputEncodingError
 from consumers.kafka_clients import KafkaSecurityError
 from consumers.kafka_consumer import UnreadableBatchError
 from consumers.kafka_deadletters import DeadLetterWriteError
+from consumers.legacy_csv import BadRow
 from ledger.member import LedgerInvariantError
 from ledger.program import ProgramError
 from ledger.store import StoreError, StoreNotFoundError
@@ -53,6 +54,17 @@ class StoreUnavailableError(CommandError):
 def warn(text: str) -> None:
     """A message for the person at the terminal (stderr), not an error."""
     click.echo(f"points-ledger: {text}", err=True)
+
+
+#: Bad rows of an input file listed on stderr before the rest are only counted.
+BAD_ROWS_SHOWN = 50
+
+
+def list_bad_rows(name: str, bad: Sequence[BadRow]) -> str:
+    """List a file's bad rows on stderr, each with its line; returns what to add when some were not shown."""
+    for row in bad[:BAD_ROWS_SHOWN]:
+        click.echo(f"{name}, line {row.line} ({row.member_id or 'no member_id'}): {row.reason}", err=True)
+    return f" ({len(bad) - BAD_ROWS_SHOWN} more not shown)" if len(bad) > BAD_ROWS_SHOWN else ""
 
 
 def first_line(error: BaseException) -> str:

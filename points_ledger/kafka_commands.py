@@ -7,7 +7,7 @@ import signal
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
 
@@ -171,6 +171,21 @@ def crash_after_batch() -> int | None:
     if not value.isdigit() or int(value) < 1:
         raise click.BadParameter(f"{CRASH_AFTER_BATCH_ENV} must be a positive integer, not {value!r}")
     return int(value)
+
+
+def crash_hook() -> Callable[[], None]:
+    """What a command calls after each database commit: with POINTS_LEDGER_CRASH_AFTER_BATCH=N (tests only)
+    the Nth call kills the process by SIGKILL, between two committed batches."""
+    crash_after = crash_after_batch()
+    commits = 0
+
+    def committed() -> None:
+        nonlocal commits
+        commits += 1
+        if commits == crash_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return committed
 
 
 def _dead_letter_of(topic: str) -> str:

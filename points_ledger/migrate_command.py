@@ -11,11 +11,8 @@ import click
 from consumers.legacy_csv import CSV_MAX_BYTES, LegacyFileError, MigrationResult, migrate, read_rows
 from points_ledger import output
 from points_ledger.context import TIME, Context, format_option, pass_context
-from points_ledger.errors import CommandError, reported_errors
+from points_ledger.errors import BAD_ROWS_SHOWN, CommandError, list_bad_rows, reported_errors
 from points_ledger.progress import count_progress
-
-#: Invalid rows listed on stderr before the rest are only counted.
-BAD_ROWS_SHOWN = 50
 
 
 @click.command("migrate")
@@ -60,9 +57,7 @@ def migrate_command(
             raise CommandError(str(error)) from error
     result = MigrationResult(rows=len(rows) + len(bad))
     if bad and not skip_invalid:
-        for row in bad[:BAD_ROWS_SHOWN]:
-            click.echo(f"{file.name}, line {row.line} ({row.member_id or 'no member_id'}): {row.reason}", err=True)
-        more = f" ({len(bad) - BAD_ROWS_SHOWN} more not shown)" if len(bad) > BAD_ROWS_SHOWN else ""
+        more = list_bad_rows(file.name, bad)
         raise CommandError(
             f"{len(bad)} of {result.rows} rows are invalid{more}; nothing was applied (fix them, or "
             "--skip-invalid to apply the rest)"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
 import time
 from typing import Any
@@ -12,7 +10,7 @@ import click
 
 from points_ledger import output
 from points_ledger.context import Context, format_option, pass_context
-from points_ledger.kafka_commands import crash_after_batch, stop_on_signals
+from points_ledger.kafka_commands import crash_hook, stop_on_signals
 from points_ledger.progress import count_progress
 from projections.follow import POLL_INTERVAL_S_MAX, POLL_INTERVAL_S_MIN, follow
 from projections.runner import Projections, UnknownViewError, select_views
@@ -99,20 +97,18 @@ def rebuild(context: Context, view_names: tuple[str, ...], output_format: str) -
     except UnknownViewError as error:  # a usage error, before anything is opened
         raise click.BadParameter(str(error), param_hint="VIEW") from error
     show_progress = sys.stderr.isatty()
-    crash_after = crash_after_batch()
+    committed = crash_hook()  # tests only: a rebuild killed midway
     started = time.monotonic()
     with context.ledger(must_exist=True) as app:
         projections = Projections(app)
         head = projections.db.head()
-        done = batches = 0
+        done = 0
         with count_progress("rebuild", head or None, enabled=show_progress) as progress:
 
             def on_batch(applied: int, position: int) -> None:
-                nonlocal done, batches
+                nonlocal done
                 done += applied
-                batches += 1
-                if batches == crash_after:  # tests only: a rebuild killed midway
-                    os.kill(os.getpid(), signal.SIGKILL)
+                committed()
                 rate = done / max(time.monotonic() - started, 1e-6)
                 progress(position, f"{position:,}/{head:,} events, {rate:,.0f} events/s")
 

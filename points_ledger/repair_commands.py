@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -29,13 +27,11 @@ from ledger.application import BATCH_SIZE_MAX, LedgerApplication
 from ledger.store import parse_store_url
 from points_ledger import output
 from points_ledger.context import TIME, Context, format_option, pass_context
-from points_ledger.errors import CommandError, UsageProblemError, reported_errors
-from points_ledger.kafka_commands import crash_after_batch
+from points_ledger.errors import BAD_ROWS_SHOWN, CommandError, UsageProblemError, list_bad_rows, reported_errors
+from points_ledger.kafka_commands import crash_hook
 from projections import queries, reconcile
 from projections.runner import Projections
 
-#: Rows of a balance file that cannot be read, listed on stderr before the rest are only counted.
-BAD_ROWS_SHOWN = 50
 REPORT_CSV_COLUMNS = (
     "member_id", "kind", "ledger_balance", "other_balance", "difference", "ledger_tier", "other_tier", "last_events",
 )  # fmt: skip
@@ -75,9 +71,8 @@ def _balance_file(path: Path) -> tuple[dict[str, reconcile.Side], dict[str, Any]
     except OSError as error:
         raise CommandError(f"cannot read {path}: {error.strerror}") from error
     if bad:
-        for row in bad[:BAD_ROWS_SHOWN]:
-            click.echo(f"{path.name}, line {row.line} ({row.member_id or 'no member_id'}): {row.reason}", err=True)
-        raise CommandError(f"{len(bad)} rows of {path.name} cannot be read; nothing was compared")
+        more = list_bad_rows(path.name, bad)
+        raise CommandError(f"{len(bad)} rows of {path.name} cannot be read{more}; nothing was compared")
     return {member: reconcile.Side(b.balance, b.tier) for member, b in balances.items()}, {"file": str(path)}
 
 
@@ -249,16 +244,8 @@ def _state_of(app: LedgerApplication, member_id: str) -> MemberNow | None:
 
 
 def _apply(app: LedgerApplication, found: list[Correction], name: str, result: CorrectionResult, size: int) -> None:
-    crash_after = crash_after_batch()
-    batches = 0
-
-    def on_batch(_: int) -> None:
-        nonlocal batches
-        batches += 1
-        if batches == crash_after:  # tests only: killed between two committed batches
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    apply_corrections(app, found, name, result, batch_size=size, on_batch=on_batch)
+    committed = crash_hook()
+    apply_corrections(app, found, name, result, batch_size=size, on_batch=lambda _: committed())
 
 
 COMMANDS = [reconcile_command, correct_command]

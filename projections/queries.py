@@ -101,20 +101,21 @@ def tier_totals(sql: Sql, as_of: datetime) -> reports.TierTotals:
     for row in sql.rows(
         f"WITH states AS ({_states_at(sql)}) "
         "SELECT tier, -1 AS bucket, COUNT(*) AS members, "
-        "SUM(CASE WHEN balance > 0 THEN balance ELSE 0 END) AS outstanding, "
+        "SUM(CASE WHEN balance > 0 THEN balance ELSE 0 END) AS points, "
         "SUM(CASE WHEN balance < 0 THEN -balance ELSE 0 END) AS negative FROM states GROUP BY tier "
         f"UNION ALL SELECT s.tier, {bucket} AS bucket, 0, SUM(c.delta), 0 FROM pl_lot_changes c "
         "JOIN states s ON s.member_key = c.member_key WHERE c.effective_at <= ? GROUP BY s.tier, 2",
         (at, *edges, at),
     ):
+        # `points`: outstanding points for a tier's row (bucket -1), a bucket's open lot points otherwise
         line = totals.setdefault(row["tier"], reports.empty_totals())
+        points = int(row["points"] or 0)
         if row["bucket"] < 0:
             line["members"] += int(row["members"])
-            line["outstanding_points"] += int(row["outstanding"])
+            line["outstanding_points"] += points
             line["negative_points"] += int(row["negative"])
             continue
         # buckets 0-3 are cumulative windows (30, 60, 90 days, 12 months); bucket 4 is beyond 12 months
-        points = int(row["outstanding"] or 0)
         if row["bucket"] == len(edges):
             line["non_current_points"] += points
         for column in reports.EXPIRY_COLUMNS[row["bucket"] : len(edges)]:
