@@ -8,7 +8,7 @@ in one transaction.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -24,7 +24,15 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import get_topic
 
+from ledger.ledger_time import (
+    EXPECTED_LEDGER_TIME,
+    LEDGER_TIME,
+    as_time,
+    guard_ledger_time,
+    ledger_time_mark,
+)
 from ledger.member import Member, Source, member_uuid
+from ledger.micros import to_micros
 from ledger.originators import maybe_stored
 from ledger.outcomes import FAILED, RECORDED, Decision, Failure
 from ledger.pgbinary import use_binary_inserts
@@ -43,10 +51,24 @@ MEMBER_CACHE_SIZE = 50_000
 SNAPSHOT_INTERVAL = 100
 #: Times a batch is retried after another writer changed one of its members first.
 CONFLICT_RETRIES = 3
+#: Members loaded, decided and recorded together by a sweep.
+SWEEP_BATCH_SIZE = 1_000
 #: Rows per read when listing members.
 PAGE_SIZE = 5_000
 #: Told which messages of a batch failed, before anything is recorded; raising records nothing.
 OnFailures = Callable[[Sequence[Failure]], None]
+
+
+def _batched(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    """Items in order, `size` at a time, each batch without repeats."""
+    batch: dict[str, None] = {}
+    for item in items:
+        batch[item] = None
+        if len(batch) == size:
+            yield list(batch)
+            batch = {}
+    if batch:
+        yield list(batch)
 
 
 def _create_tables(recorder: Any, store: Store) -> None:
@@ -72,6 +94,9 @@ class LedgerApplication(Application[UUID]):
         self.program = program
         self.store = store
         self._members: OrderedDict[str, Member] = OrderedDict()
+        self._ledger_time_micros: int | None = None
+        self._ledger_time: datetime | None = None
+        self._ledger_time_known = False
         # Tables are created here (see _create_tables), not by the library's factory.
         super().__init__(env={**store.env, "CREATE_TABLE": "no"})
         self.recorder: ProcessRecorder
@@ -82,6 +107,7 @@ class LedgerApplication(Application[UUID]):
         _create_tables(recorder, self.store)
         use_binary_inserts(recorder)
         guard_positions(recorder)
+        guard_ledger_time(recorder)
         return recorder
 
     def construct_snapshot_store(self) -> EventStore[UUID]:
@@ -128,16 +154,22 @@ class LedgerApplication(Application[UUID]):
             try:
                 return self._apply_batch_once(batch, tracking, on_failures)
             except PositionConflictError:
-                self._members.clear()
+                self._forget()
                 raise
             except IntegrityError:
-                self._members.clear()
+                self._forget()
                 if attempt == CONFLICT_RETRIES or (tracking is not None and self._tracked(tracking)):
                     raise
             except BaseException:
-                self._members.clear()
+                self._forget()
                 raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _forget(self) -> None:
+        """Drop what a failed batch may have changed in memory: cached members, and the ledger's time (a
+        sweep may have moved it: `LedgerTimeMovedError`)."""
+        self._members.clear()
+        self._ledger_time_known = False
 
     def _apply_batch_once(
         self, batch: Sequence[tuple[Message, Source]], tracking: Tracking | None, on_failures: OnFailures | None
@@ -162,11 +194,12 @@ class LedgerApplication(Application[UUID]):
 
     def _decide(self, members: dict[str, Member], message: Message, source: Source) -> Decision:
         member = members.get(message.member_id)
+        ledger_time = self.ledger_time()
         if member is None:
-            member = members[message.member_id] = Member.start(message, source, self.program)
+            member = members[message.member_id] = Member.start(message, source, self.program, ledger_time)
             if isinstance(message, Enrollment):
                 return RECORDED
-        return member.handle(message, source, self.program)
+        return member.handle(message, source, self.program, ledger_time)
 
     def _decide_again_without(
         self,
@@ -188,21 +221,67 @@ class LedgerApplication(Application[UUID]):
                 decisions[index] = self._decide(members, message, source)
 
     def record(self, members: Sequence[Member], tracking: Tracking | None = None) -> None:
-        """Write the members' new events, and the tracking record, in one transaction."""
+        """Write the members' new events, and the tracking record, in one transaction; it fails with
+        `LedgerTimeMovedError` if a sweep moved the ledger's time since these members' changes were decided."""
         processing_event = ProcessingEvent[UUID](tracking=tracking)
         # What ProcessingEvent.collect_events does, without its runtime Protocol isinstance checks
         # (measured: ~9% of Kafka consume time).
         for member in members:
             processing_event.events.extend(member.collect_events())
             processing_event.aggregates[member.id] = member
+        processing_event.saved_kwargs[EXPECTED_LEDGER_TIME] = self._ledger_time_micros
         recordings = self._record(processing_event)
         for member in members:
             self._remember(member)
         self._take_snapshots(processing_event)
         self._notify(recordings)
 
-    def sweep(self, as_of: datetime) -> tuple[int, int]:
-        """Expire lots and re-evaluate tiers for every member: (members, members changed).
+    def ledger_time(self) -> datetime | None:
+        """The ledger's own time, the last sweep's (None before the first); nothing is effective before it."""
+        if not self._ledger_time_known:
+            self._ledger_time_micros = self.recorder.max_tracking_id(LEDGER_TIME)
+            self._ledger_time = as_time(self._ledger_time_micros)
+            self._ledger_time_known = True
+        return self._ledger_time
+
+    def sweep(self, as_of: datetime, member_ids: Iterable[str] | None = None) -> tuple[int, int]:
+        """Expire lots and re-evaluate tiers at `as_of`: (members visited, members changed).
+
+        First the ledger's time moves to `as_of` (`advance_ledger_time`). Then each of `member_ids` (every
+        member if None) is visited, in batches, and the changed ones recorded. Visiting only the members
+        with something due by `as_of` gives the same ledger as visiting everyone: the others would not
+        change. Find them after the ledger's time has moved, so that no change decided before it is missed.
+        """
+        self.advance_ledger_time(as_of)
+        seen = changed = 0
+        for batch in _batched(self.member_ids() if member_ids is None else member_ids, SWEEP_BATCH_SIZE):
+            seen += len(batch)
+            changed += self._sweep_batch(batch, as_of)
+        return seen, changed
+
+    def _sweep_batch(self, member_ids: list[str], as_of: datetime) -> int:
+        """Sweep these members and record the changed ones in one transaction; how many changed. A member
+        that another writer changed meanwhile is loaded again and the batch decided again."""
+        for attempt in range(CONFLICT_RETRIES + 1):
+            members = self._members_of(member_ids)
+            unknown = [member_id for member_id in member_ids if member_id not in members]
+            if unknown:
+                raise AssertionError(f"member {unknown[0]} is listed but cannot be loaded")
+            changed = [member for member in members.values() if member.sweep(as_of, self.program)]
+            try:
+                if changed:
+                    self.record(changed)
+            except IntegrityError:
+                self._forget()
+                if attempt == CONFLICT_RETRIES:
+                    raise
+                continue
+            return len(changed)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def advance_ledger_time(self, as_of: datetime) -> None:
+        """Record `as_of` as the ledger's time, unless it already is that late: from then on nothing is
+        recorded effective before it, for any member.
 
         `as_of` must lie in the program's range of accepted times, as message times do: the rules
         compute windows and retention periods from it."""
@@ -211,22 +290,21 @@ class LedgerApplication(Application[UUID]):
             raise OutOfRangeError(
                 f"a sweep time must lie between {earliest.isoformat()} and {latest.isoformat()} (the program's range)"
             )
-        seen = changed = 0
-        page: list[Member] = []
-        for member_id in self.member_ids():
-            member = self._cached_member(member_id)
-            if member is None:
-                raise AssertionError(f"member {member_id} is listed but cannot be loaded")
-            seen += 1
-            if member.sweep(as_of, self.program):
-                changed += 1
-                page.append(member)
-            if len(page) >= BATCH_SIZE_MAX:
-                self.record(page)
-                page = []
-        if page:
-            self.record(page)
-        return seen, changed
+        for attempt in range(CONFLICT_RETRIES + 1):
+            current = self.ledger_time()
+            if current is not None and current >= as_of:
+                return
+            try:
+                self.recorder.insert_events(
+                    [], tracking=ledger_time_mark(as_of), **{EXPECTED_LEDGER_TIME: self._ledger_time_micros}
+                )
+            except IntegrityError:  # another sweep moved it first: look again
+                self._forget()
+                if attempt == CONFLICT_RETRIES:
+                    raise
+                continue
+            self._ledger_time_micros, self._ledger_time = to_micros(as_of), as_of
+            return
 
     # ---- reading ----------------------------------------------------------------------------
 

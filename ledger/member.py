@@ -402,7 +402,7 @@ class Member(Aggregate):
             member.last_qualified_at = self.effective_at
 
     class Swept(Event):
-        """A sweep advanced the member's ledger time to `effective_at`."""
+        """A sweep changed the member at `effective_at`: expired lots, changed or renewed the tier."""
 
         as_of: datetime
         last_qualified_at: datetime
@@ -427,8 +427,10 @@ class Member(Aggregate):
     # ---- commands ---------------------------------------------------------------------------
 
     @classmethod
-    def start(cls, message: Message, source: Source, program: Program) -> Member:
-        """Enroll an unknown member: by their enrollment message, or automatically at t."""
+    def start(cls, message: Message, source: Source, program: Program, ledger_time: datetime | None = None) -> Member:
+        """Enroll an unknown member: by their enrollment message, or automatically at t.
+
+        `ledger_time` is the ledger's own time (the last sweep's): nothing is effective before it."""
         by_message = isinstance(message, Enrollment)
         enrolled_at = message.occurred_at
         if isinstance(message, Enrollment) and message.enrolled_at is not None:
@@ -440,15 +442,18 @@ class Member(Aggregate):
             enrolled_at=enrolled_at,
             tier=program.base_tier,
             by_message=by_message,
-            effective_at=message.occurred_at,
+            effective_at=effective_time(message.occurred_at, ledger_time),
             provenance=message_provenance(message, source),
         )
 
-    def handle(self, message: Message, source: Source, program: Program) -> Decision:
-        """Steps 1 and 3-6 of the order of work (step 2, enrolling, is `start`)."""
+    def handle(
+        self, message: Message, source: Source, program: Program, ledger_time: datetime | None = None
+    ) -> Decision:
+        """Steps 1 and 3-6 of the order of work (step 2, enrolling, is `start`); nothing is effective before
+        `ledger_time`, the ledger's own time (the last sweep's)."""
         if message.event_id in self.event_ids:
             return DUPLICATE
-        at = effective_time(message.occurred_at, self.last_effective_at)
+        at = effective_time(effective_time(message.occurred_at, ledger_time), self.last_effective_at)
         provenance = message_provenance(message, source)
         before = self._review(at, provenance, program)
         effect = self._decide(message, at, program)
@@ -469,19 +474,18 @@ class Member(Aggregate):
         return RECORDED
 
     def sweep(self, as_of: datetime, program: Program) -> bool:
-        """Expire and re-evaluate at max(as_of, ledger time); False if nothing changed."""
+        """Expire and re-evaluate at max(as_of, ledger time); False (and nothing recorded) if nothing changed.
+
+        Moving ledger time alone is not a change: the ledger's own time (see `ledger.ledger_time`) does that
+        for every member at once. Nor is renewing the base tier, which no evaluation can take away."""
         at = effective_time(as_of, self.last_effective_at)
         tier, last_qualified_at = self.tier, self.last_qualified_at
         provenance = sweep_provenance(as_of)
         version = self.version
         decision = self._review(at, provenance, program)
-        unchanged = (
-            at == self.last_effective_at
-            and self.version == version
-            and (decision.tier, decision.last_qualified_at) == (tier, last_qualified_at)
-        )
-        if unchanged:
-            return False
+        renewed = decision.last_qualified_at != last_qualified_at and tier != program.base_tier
+        if self.version == version and decision.tier == tier and not renewed:
+            return False  # the base tier cannot be lost, so renewing it changes nothing
         self.trigger_event(
             self.Swept,
             effective_at=at,

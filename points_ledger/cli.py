@@ -30,6 +30,7 @@ from points_ledger.check import check
 from points_ledger.context import TIME, Context, format_option, pass_context, setting_option
 from points_ledger.errors import CommandError, reported_errors
 from points_ledger.progress import ingest_progress
+from projections.sweep import sweep_due
 from schemas.export import export_json_schemas
 
 
@@ -149,17 +150,27 @@ def _dead_letters(path: Path | None) -> Iterator[DeadLetterSink]:
 
 @main.command()
 @click.option("--as-of", "as_of", type=TIME, required=True, help="Sweep time, e.g. the end of a period.")
+@click.option(
+    "--all-members",
+    is_flag=True,
+    help="Visit every member listed in the event log instead of only those the views say have something due "
+    "(the same result; slower as the ledger grows, and independent of the views).",
+)
 @format_option
 @pass_context
-def sweep(context: Context, as_of: datetime, output_format: str) -> None:
-    """Expire lots and re-evaluate tiers of every member at AS-OF.
+def sweep(context: Context, as_of: datetime, all_members: bool, output_format: str) -> None:
+    """Expire lots and re-evaluate tiers at AS-OF, and make AS-OF the ledger's time.
 
     Run it at a period end before reporting on that period: expiries are
-    recorded when the ledger finds them, never backdated.
+    recorded when the ledger finds them, never backdated, and afterwards
+    nothing is recorded effective before AS-OF, for any member (a late message
+    counts at AS-OF). Only the members with something due are visited: an
+    open lot expiring by AS-OF, or a tier above the base one to review.
+    Prints {as_of, members (visited), changed}.
     """
     with context.ledger(must_exist=True) as app:
         try:
-            members, changed = app.sweep(as_of)
+            members, changed = app.sweep(as_of) if all_members else sweep_due(app, as_of)
         except OutOfRangeError as error:
             raise click.BadParameter(str(error), param_hint="--as-of") from error
     result = {"as_of": as_of, "members": members, "changed": changed}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import psycopg
@@ -25,23 +24,10 @@ Dialect = Literal["sqlite", "postgresql"]
 #: The views' tracking table on PostgreSQL (not `ledger_tracking`, the write side's own Kafka positions).
 #: SQLite has one tracking table for everything; the views' names (`view:…`) keep them apart there.
 VIEW_TRACKING_TABLE = "ledger_view_tracking"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class ViewsUnavailableError(RuntimeError):
     """The store has no SQL database to keep views in (memory://)."""
-
-
-def to_micros(moment: datetime) -> int:
-    """A timezone-aware time as integer microseconds since the epoch."""
-    if moment.tzinfo is None:
-        raise ValueError(f"naive time {moment!r}: the ledger keeps only timezone-aware times")
-    delta = moment - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def from_micros(micros: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=micros)
 
 
 class Sql:

@@ -16,8 +16,9 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from ledger.member import Member
+from ledger.micros import to_micros
 from ledger.program import Program
-from projections.db import Sql, to_micros
+from projections.db import Sql
 
 KPI_COLUMNS = (
     "new_members", "active_members", "points_issued", "points_redeemed", "points_expired", "redemption_rate",

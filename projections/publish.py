@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from projections.db import Sql, from_micros
+from ledger.micros import from_micros
+from projections.db import Sql
 from projections.follow import run_on_wake
 from projections.runner import Projections
 from projections.views import VIEWS

@@ -14,9 +14,10 @@ from datetime import datetime
 from typing import Any
 
 from ledger.member import FLOW_SIGNS, member_uuid
+from ledger.micros import from_micros, to_micros
 from ledger.program import Program
 from projections import reports
-from projections.db import Sql, from_micros, to_micros
+from projections.db import Sql
 
 
 def _states_at(sql: Sql) -> str:
@@ -175,6 +176,18 @@ def rollforwards(sql: Sql, spans: Sequence[tuple[datetime, datetime]]) -> list[d
     if summed != opening:
         raise ArithmeticError(f"roll-forward does not close: the flows give {opening}, the balances sum to {summed}")
     return lines
+
+
+def due_members(sql: Sql, as_of: datetime, base_tier: str) -> list[str]:
+    """The members a sweep at `as_of` may change: those with an open lot expiring by then, and those above the
+    base tier (a tier is renewed or, after the retention period, lowered). Everyone else would not change.
+    Two index range scans (lots by expiry, members by tier), not a scan of every member."""
+    rows = sql.rows(
+        "SELECT member_id FROM pl_members WHERE tier < ? OR tier > ? UNION "
+        "SELECT m.member_id FROM pl_lots l JOIN pl_members m ON m.member_key = l.member_key WHERE l.expires_at <= ?",
+        (base_tier, base_tier, to_micros(as_of)),
+    )
+    return sorted(row["member_id"] for row in rows)
 
 
 def history(sql: Sql, member_id: str) -> list[dict[str, Any]]:

@@ -14,7 +14,8 @@ from datetime import datetime
 from typing import Any
 
 from ledger.member import member_uuid
-from projections.db import Sql, from_micros
+from ledger.micros import from_micros
+from projections.db import Sql
 
 #: The member's latest changes shown with each discrepancy, unless told otherwise.
 CONTEXT_EVENTS = 5

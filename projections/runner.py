@@ -23,8 +23,9 @@ from eventsourcing.persistence import Notification
 
 from ledger.application import LedgerApplication
 from ledger.member import Member
+from ledger.micros import from_micros, to_micros
 from ledger.pgconnect import schema_lock
-from projections.db import Sql, ViewDatabase, from_micros, to_micros
+from projections.db import Sql, ViewDatabase
 from projections.views import VIEWS, LogEvent, Rows, View, placeholders
 
 #: Log events per catch-up transaction.

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ledger.member import Member
-from projections.db import Sql, to_micros
+from ledger.micros import to_micros
+from projections.db import Sql
 from projections.digest import Digest, digest_of
 from projections.runner import Projections
 from projections.views import (

@@ -24,8 +24,9 @@ import orjson
 from eventsourcing.persistence import Notification
 
 from ledger.member import FLOW_SIGNS, Member, move_lots_by_id
+from ledger.micros import from_micros, to_micros
 from ledger.rules import Lot
-from projections.db import Sql, from_micros, to_micros
+from projections.db import Sql
 from projections.statements import COMMON_FIELDS
 
 #: The hash a member's chain starts from.
@@ -161,6 +162,7 @@ class MembersView(View):
         members, lots, changes = (table + suffix for table in self.tables)
         return [
             index(f"{members}_by_id", members, "member_id"),
+            index(f"{members}_by_tier", members, "tier"),
             index(f"{lots}_by_expiry", lots, "expires_at"),
             index(f"{changes}_by_member", changes, "member_key, effective_at"),
             index(f"{changes}_by_time", changes, "effective_at"),

@@ -45,6 +45,7 @@ class Oracle:
     def __init__(self) -> None:
         self.members: dict[str, OMember] = {}
         self.counts = {"recorded": 0, "duplicates": 0, "rejected": 0}
+        self.swept_to: datetime | None = None  # after a sweep at T nothing is effective before T, for anyone
 
     def process(self, msg: Message) -> str:
         member = self.members.get(msg.member_id)
@@ -52,9 +53,10 @@ class Oracle:
             self.counts["duplicates"] += 1
             return "duplicate"
         if member is None:
-            member = self.members[msg.member_id] = OMember(last_t=msg.occurred_at)
-            member.enrolled_t = msg.occurred_at
-            member.last_qualified = msg.occurred_at
+            first_t = max(msg.occurred_at, self.swept_to or msg.occurred_at)
+            member = self.members[msg.member_id] = OMember(last_t=first_t)
+            member.enrolled_t = first_t
+            member.last_qualified = first_t
         t = max(msg.occurred_at, member.last_t)
         member.last_t = t
         self._expire(member, t)
@@ -66,6 +68,7 @@ class Oracle:
         return outcome
 
     def sweep(self, at: datetime) -> None:
+        self.swept_to = max(at, self.swept_to or at)
         for member in self.members.values():
             t = max(at, member.last_t)
             member.last_t = t

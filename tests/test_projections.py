@@ -21,10 +21,10 @@ from hypothesis import strategies as st
 
 from ledger.application import LedgerApplication
 from ledger.member import Source
+from ledger.micros import from_micros, to_micros
 from ledger.program import Program
 from ledger.store import parse_store_url
 from points_ledger.streamgen import DEFAULT_START, generate
-from projections.db import from_micros, to_micros
 from projections.runner import Projections, select_views
 from schemas import Message
 from tests.cli_helpers import cli, cli_command, cli_env, one_line_error
