@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from projections.db import Sql, from_micros
+from projections.defaults import DEFAULT_SOURCE
 from projections.follow import run_on_wake
 from projections.runner import Projections
 from projections.views import VIEWS
@@ -45,7 +46,6 @@ REASONS = {
     "adjusted_out": "adjusted",
     "migrated": "migrated",
 }
-DEFAULT_SOURCE = "urn:points-ledger"
 
 
 class Sink(Protocol):

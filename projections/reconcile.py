@@ -16,8 +16,6 @@ from typing import Any
 from ledger.member import member_uuid
 from projections.db import Sql, from_micros
 
-#: The member's latest changes shown with each discrepancy, unless told otherwise.
-CONTEXT_EVENTS = 5
 KINDS = ("balance", "tier", "balance_and_tier", "missing_in_ledger", "missing_in_other")
 
 
