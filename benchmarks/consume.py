@@ -32,7 +32,7 @@ from typing import Any
 from kafka import KafkaConsumer
 
 from benchmarks.common import SERVER, admin
-from consumers.jsonlines import DEFAULT_BATCH_SIZE
+from consumers.defaults import DEFAULT_BATCH_SIZE
 from consumers.kafka_batch import recorded_through
 from consumers.kafka_clients import ensure_topics, new_producer
 from consumers.kafka_consumer import ConsumeOptions

@@ -20,7 +20,8 @@ import uuid
 from pathlib import Path
 
 from benchmarks.common import SERVER, Discard, admin
-from consumers.jsonlines import DEFAULT_BATCH_SIZE, ingest_lines
+from consumers.defaults import DEFAULT_BATCH_SIZE
+from consumers.jsonlines import ingest_lines
 from ledger.application import LedgerApplication
 from ledger.program import Program
 from ledger.store import parse_store_url

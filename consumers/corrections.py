@@ -17,13 +17,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from consumers.defaults import CORRECT_BATCH
 from consumers.file_batches import decided_rows, refusal
 from ledger.application import LedgerApplication
 from ledger.outcomes import Outcome
 from schemas import Adjustment, Invalid, parse_message
 
-#: Corrections per transaction, unless told otherwise.
-CORRECT_BATCH = 500
 #: The discrepancy kinds a points adjustment corrects.
 CORRECTABLE = ("balance", "balance_and_tier", "missing_in_ledger")
 

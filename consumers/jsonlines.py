@@ -11,14 +11,14 @@ from datetime import UTC, datetime
 from typing import BinaryIO
 
 from consumers.deadletters import RULE_FAILED, DeadLetter, DeadLetterSink
-from ledger.application import BATCH_SIZE_MAX, LedgerApplication
+from consumers.defaults import DEFAULT_BATCH_SIZE
+from ledger.application import LedgerApplication
+from ledger.limits import BATCH_SIZE_MAX
 from ledger.member import Source
 from ledger.outcomes import Failure, Tally
 from schemas import Acceptance, Invalid, Message, parse_message
 from schemas.parsing import MESSAGE_MAX_BYTES, strip_bom
 
-#: Messages per transaction unless told otherwise.
-DEFAULT_BATCH_SIZE = 500
 #: Byte-order marks of encodings that are not UTF-8: such a file must be converted, not read line by line.
 _OTHER_BOMS = {
     b"\xff\xfe\x00\x00": "UTF-32",

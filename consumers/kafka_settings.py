@@ -1,18 +1,21 @@
-"""How we talk to Kafka: topic names, defaults and the kafka-python client settings in one place."""
+"""How we talk to Kafka: topic names and the kafka-python client settings (defaults: consumers/defaults.py)."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any
 
 from pydantic import SecretStr
 
+from consumers.defaults import (
+    COMPRESSION_CODECS,
+    DEFAULT_BOOTSTRAP_SERVERS,
+    SASL_MECHANISMS,
+    SECURITY_PROTOCOLS,
+)
 from schemas.parsing import MESSAGE_MAX_BYTES
 
-DEFAULT_TOPIC = "loyalty.transactions"
-DEFAULT_GROUP = "points-ledger"
-DEFAULT_BOOTSTRAP_SERVERS = "127.0.0.1:9092"
 #: The dead-letter topic of a source topic unless one is named.
 DEAD_LETTER_SUFFIX = ".dlq"
 #: Kafka's own rule for topic names.
@@ -27,15 +30,6 @@ RECONNECT_BACKOFF_MAX_MS = 5_000
 DELIVERY_TIMEOUT_MS = 30_000
 #: Milliseconds one produce request may take.
 PRODUCE_REQUEST_TIMEOUT_MS = 10_000
-#: Kafka's `security.protocol` values.
-SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
-#: SASL mechanisms we support (kafka-python's names).
-SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
-#: Producer compression codecs; "none" sends uncompressed batches.
-Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
-SECURITY_PROTOCOLS: tuple[str, ...] = get_args(SecurityProtocol)
-SASL_MECHANISMS: tuple[str, ...] = get_args(SaslMechanism)
-COMPRESSION_CODECS: tuple[str, ...] = get_args(Compression)
 
 
 def dead_letter_topic(topic: str) -> str:

@@ -31,6 +31,7 @@ from ledger.ledger_time import (
     guard_ledger_time,
     ledger_time_mark,
 )
+from ledger.limits import BATCH_SIZE_MAX, OutOfRangeError
 from ledger.member import Member, Source, member_uuid
 from ledger.micros import to_micros
 from ledger.originators import maybe_stored
@@ -43,8 +44,6 @@ from ledger.store import Store
 from ledger.transcoding import LEDGER_TRANSCODINGS, LedgerTranscoder
 from schemas import Enrollment, Message
 
-#: Most messages one transaction may hold.
-BATCH_SIZE_MAX = 10_000
 #: Members kept in memory between batches (the write side is the only writer per member).
 MEMBER_CACHE_SIZE = 50_000
 #: A snapshot every this many events keeps long member histories cheap to load.
@@ -78,10 +77,6 @@ def _create_tables(recorder: Any, store: Store) -> None:
         return  # in-memory recorders have no tables
     with schema_lock(store):
         create()
-
-
-class OutOfRangeError(ValueError):
-    """A time outside the range the program computes with."""
 
 
 class LedgerApplication(Application[UUID]):

@@ -24,7 +24,6 @@ from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 import psycopg
 from eventsourcing.persistence import InterfaceError, OperationalError
 
-DEFAULT_STORE_URL = "sqlite:///points-ledger.db"
 #: Seconds to wait for PostgreSQL to accept a connection before giving up.
 POSTGRES_CONNECT_TIMEOUT_S = 5
 #: Seconds a writer waits for the events table lock (one writer at a time) before failing.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -12,9 +13,9 @@ from points_ledger import output
 from points_ledger.context import Context, format_option, pass_context
 from points_ledger.errors import CommandError, warn
 from points_ledger.progress import count_progress
-from projections.digest import Digest, DigestFileError, digest_from_views, parse_digest
-from projections.runner import Projections
-from projections.verify import verify as verify_views
+
+if TYPE_CHECKING:
+    from projections.digest import Digest
 
 #: Longest digest file read (one small JSON object).
 DIGEST_FILE_BYTES_MAX = 4096
@@ -29,6 +30,9 @@ def digest(context: Context, output_format: str) -> None:
     Prints {"position", "digest", "members", "events"}. `verify --digest FILE` (FILE being this command's
     --format json output) later proves the log up to that position has not changed since.
     """
+    from projections.digest import digest_from_views
+    from projections.runner import Projections
+
     with context.ledger(must_exist=True) as app, Projections(app).reading() as (sql, position):
         result = digest_from_views(sql, position).as_dict()
     if output_format == "json":
@@ -54,6 +58,9 @@ def verify(context: Context, digest_file: Path | None, output_format: str) -> No
     (hash chains included) are compared with the views row by row. The views are first caught up to the
     log head. Costs one pass over the whole log, like a rebuild.
     """
+    from projections.runner import Projections
+    from projections.verify import verify as verify_views
+
     saved = _read_digest(digest_file) if digest_file is not None else None
     show_progress = sys.stderr.isatty()
     with context.ledger(must_exist=True) as app:
@@ -84,6 +91,8 @@ def verify(context: Context, digest_file: Path | None, output_format: str) -> No
 
 
 def _read_digest(path: Path) -> Digest:
+    from projections.digest import DigestFileError, parse_digest
+
     try:
         with path.open("rb") as file:
             data = file.read(DIGEST_FILE_BYTES_MAX + 1)

@@ -11,25 +11,22 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import psycopg
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
-from kafka import codec as kafka_codec
-from kafka.errors import KafkaError
 
-from consumers.kafka_batch import record_time
-from consumers.kafka_clients import KafkaSecurityError, accepts_connections, check_security
-from consumers.kafka_settings import KafkaSettings, dead_letter_topic
-from ledger.program import ProgramError, load_program
-from ledger.store import Store, StoreError
 from points_ledger import output
-from points_ledger.config import ConfigError, LedgerSettings, Sources
 from points_ledger.context import Context, format_option, pass_context
 from points_ledger.errors import EXIT_FAILED, first_line
 from points_ledger.kafka_options import consumed_topic_options, kafka_options
-from points_ledger.preflight import connect
+
+if TYPE_CHECKING:
+    import psycopg
+    from kafka import KafkaConsumer
+
+    from consumers.kafka_settings import KafkaSettings
+    from ledger.store import Store
+    from points_ledger.config import LedgerSettings, Sources
 
 #: Largest clock difference accepted between us and the database, or ahead of us in a record timestamp.
 CLOCK_SKEW_MAX = timedelta(seconds=60)
@@ -71,6 +68,10 @@ def failed(name: str, detail: str, fix: str) -> Check:
 
 
 def store_checks(store: Store) -> Iterator[Check]:
+    import psycopg
+
+    from points_ledger.preflight import connect
+
     if store.kind == "memory":
         yield failed("store", "memory:// keeps nothing after the process ends", "use sqlite:///FILE or postgresql://")
         return
@@ -97,6 +98,8 @@ def store_checks(store: Store) -> Iterator[Check]:
 
 
 def _sqlite_check(store: Store) -> Check:
+    from ledger.store import StoreError
+
     path = store.path
     if path is None:
         raise StoreError("a SQLite store has a path")
@@ -160,6 +163,11 @@ def _clock_check(name: str, other: str, their_time: datetime, our_time: datetime
 
 
 def kafka_checks(settings: KafkaSettings, config: LedgerSettings) -> Iterator[Check]:
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    from consumers.kafka_clients import KafkaSecurityError, accepts_connections, check_security
+
     servers = settings.bootstrap_servers
     if not accepts_connections(servers):
         yield failed("kafka", f"no bootstrap server accepts a connection: {servers}",
@@ -194,6 +202,8 @@ def _security_fix(settings: KafkaSettings) -> str:
 
 
 def _topic_checks(existing: set[str], config: LedgerSettings) -> Iterator[Check]:
+    from consumers.kafka_settings import dead_letter_topic
+
     for topic in config.consume.topics:
         if topic in existing:
             yield passed(f"topic {topic}", "exists and is readable")
@@ -211,6 +221,8 @@ def _topic_checks(existing: set[str], config: LedgerSettings) -> Iterator[Check]
 
 
 def _group_check(admin: Any, group: str) -> Check:
+    from kafka.errors import KafkaError
+
     try:
         offsets = admin.list_group_offsets(group).get(group, {})
     except KafkaError as error:
@@ -221,6 +233,9 @@ def _group_check(admin: Any, group: str) -> Check:
 def _record_clock_checks(settings: KafkaSettings, topics: list[str]) -> Iterator[Check]:
     """A record stamped ahead of our clock means a producer's clock (or ours) is wrong: the ledger would then
     judge messages from the future by a wrong time."""
+    from kafka import KafkaConsumer
+    from kafka.errors import KafkaError
+
     if not topics:
         return
     consumer: KafkaConsumer | None = None
@@ -241,6 +256,10 @@ def _record_clock_checks(settings: KafkaSettings, topics: list[str]) -> Iterator
 
 
 def _newest_timestamp(consumer: KafkaConsumer, topic: str) -> datetime | None:
+    from kafka import TopicPartition
+
+    from consumers.kafka_batch import record_time
+
     partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
     if not partitions:
         return None
@@ -265,6 +284,8 @@ def _newest_timestamp(consumer: KafkaConsumer, topic: str) -> datetime | None:
 
 
 def codec_check() -> Check:
+    from kafka import codec as kafka_codec
+
     missing = [name for name, has in (("snappy", kafka_codec.has_snappy), ("lz4", kafka_codec.has_lz4),
                                       ("zstd", kafka_codec.has_zstd)) if not has()]  # fmt: skip
     if missing:
@@ -289,6 +310,10 @@ def metrics_check(config: LedgerSettings) -> Check | None:
 
 
 def run_checks(load: Callable[[], tuple[LedgerSettings, Sources]]) -> list[Check]:
+    from ledger.program import ProgramError, load_program
+    from ledger.store import StoreError
+    from points_ledger.config import ConfigError
+
     try:
         config, sources = load()
         program = load_program(config.program)

@@ -7,14 +7,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, TYPE_CHECKING, BinaryIO
 
 import click
 
-from consumers.deadletters import DeadLetterSink, JsonLinesDeadLetters, StderrDeadLetters
-from consumers.jsonlines import DEFAULT_BATCH_SIZE, ingest_lines
-from ledger.application import BATCH_SIZE_MAX, OutOfRangeError
-from ledger.store import DEFAULT_STORE_URL
+from consumers.defaults import DEFAULT_BATCH_SIZE
+from ledger.limits import BATCH_SIZE_MAX, DEFAULT_STORE_URL, OutOfRangeError
 from points_ledger import (
     audit_commands,
     config_commands,
@@ -30,8 +28,9 @@ from points_ledger.check import check
 from points_ledger.context import TIME, Context, format_option, pass_context, setting_option
 from points_ledger.errors import CommandError, reported_errors
 from points_ledger.progress import ingest_progress
-from projections.sweep import sweep_due
-from schemas.export import export_json_schemas
+
+if TYPE_CHECKING:
+    from consumers.deadletters import DeadLetterSink
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -108,6 +107,8 @@ def ingest(context: Context, file: str, dead_letter_path: Path | None, batch_siz
     Re-running the same file changes nothing: every line is then a duplicate
     (or invalid again). Prints {processed, recorded, duplicates, rejected, invalid}.
     """
+    from consumers.jsonlines import ingest_lines
+
     show_progress = sys.stdout.isatty() and sys.stderr.isatty()
     with (
         _open_input(file) as (stream, size),
@@ -137,6 +138,8 @@ def _open_input(file: str) -> Iterator[tuple[BinaryIO, int | None]]:
 
 @contextmanager
 def _dead_letters(path: Path | None) -> Iterator[DeadLetterSink]:
+    from consumers.deadletters import JsonLinesDeadLetters, StderrDeadLetters
+
     if path is None:
         yield StderrDeadLetters()
         return
@@ -168,6 +171,8 @@ def sweep(context: Context, as_of: datetime, all_members: bool, output_format: s
     open lot expiring by AS-OF, or a tier above the base one to review.
     Prints {as_of, members (visited), changed}.
     """
+    from projections.sweep import sweep_due
+
     with context.ledger(must_exist=True) as app:
         try:
             members, changed = app.sweep(as_of) if all_members else sweep_due(app, as_of)
@@ -216,6 +221,8 @@ def schemas() -> None:
 def schemas_export(directory: Path) -> None:
     """Write the JSON Schema of every inbound message type, and of every outbound balance event (with its
     version in the file name), into DIRECTORY."""
+    from schemas.export import export_json_schemas
+
     with reported_errors(lambda: "-"):
         written = export_json_schemas(directory)
     for path in written:

@@ -19,20 +19,19 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from consumers.jsonlines import DEFAULT_BATCH_SIZE
-from consumers.kafka_settings import (
+from consumers.defaults import (
+    DEFAULT_BATCH_SIZE,
     DEFAULT_BOOTSTRAP_SERVERS,
     DEFAULT_GROUP,
     DEFAULT_TOPIC,
     Compression,
-    KafkaSettings,
     SaslMechanism,
     SecurityProtocol,
-    check_topic_name,
 )
+from consumers.kafka_settings import KafkaSettings, check_topic_name
 from consumers.retry import RetryPolicy
-from ledger.application import BATCH_SIZE_MAX
-from ledger.store import DEFAULT_STORE_URL, Store, StoreError, mask_url, parse_store_url, read_password_file
+from ledger.limits import BATCH_SIZE_MAX, DEFAULT_STORE_URL
+from ledger.store import Store, StoreError, mask_url, parse_store_url, read_password_file
 
 #: The config file read when neither --config nor LEDGER_CONFIG names one (if it exists).
 DEFAULT_CONFIG_FILE = Path("points-ledger.toml")

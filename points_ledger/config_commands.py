@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from points_ledger import output
-from points_ledger.config import effective_rows
 from points_ledger.context import Context, format_option, pass_context
 from points_ledger.kafka_options import kafka_options
 
@@ -25,6 +24,8 @@ def config_show(context: Context, output_format: str) -> None:
     Secrets are shown as ******** when set. Global flags (--config, --store, …)
     go before the command: `points-ledger --config prod.toml config show`.
     """
+    from points_ledger.config import effective_rows
+
     settings, sources = context.loaded()
     rows = effective_rows(settings, sources)
     if output_format == "json":

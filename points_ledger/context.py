@@ -1,5 +1,8 @@
 """What every command shares: the effective settings, the ledger, the time type and the --format option.
 
+Light to import, as every command module is: the settings, the ledger and their libraries load when a
+command first asks for them, not when the CLI declares its commands (`points-ledger --help` stays quick).
+
 Flags are recorded (not passed as parameters) by `setting_option`, so that a flag the user did not give
 stays unset and the environment, the config file or the default can speak (points_ledger/config.py).
 """
@@ -9,16 +12,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from ledger.application import LedgerApplication
-from ledger.program import Program, load_program
-from ledger.store import Store, mask_url
-from points_ledger.config import LedgerSettings, Sources, load_settings
 from points_ledger.errors import reported_errors
-from points_ledger.preflight import check_reachable
+
+if TYPE_CHECKING:
+    from ledger.application import LedgerApplication
+    from ledger.program import Program
+    from ledger.store import Store
+    from points_ledger.config import LedgerSettings, Sources
 
 F = TypeVar("F", bound=Callable[..., Any])
 #: Where the flags given are collected, in click's context meta (shared by a command and its group).
@@ -45,6 +49,8 @@ class Context:
 
     def load(self) -> tuple[LedgerSettings, Sources]:
         """The settings and their sources; raises ConfigError."""
+        from points_ledger.config import load_settings
+
         if self._loaded is None:
             self._loaded = load_settings(click.get_current_context().meta.get(FLAGS, {}))
         return self._loaded
@@ -62,10 +68,15 @@ class Context:
         return self.settings.store_config()
 
     def program(self) -> Program:
+        from ledger.program import load_program
+
         return load_program(self.settings.program)
 
     @contextmanager
     def ledger(self, *, must_exist: bool) -> Iterator[LedgerApplication]:
+        from ledger.application import LedgerApplication
+        from points_ledger.preflight import check_reachable
+
         with reported_errors(self.describe_store):
             store = self.store()
             if must_exist:
@@ -78,6 +89,8 @@ class Context:
                 app.close()
 
     def describe_store(self) -> str:
+        from ledger.store import mask_url
+
         return mask_url(self.settings.store.url)
 
 

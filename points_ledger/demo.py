@@ -14,29 +14,22 @@ import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from consumers.kafka_batch import recorded_through
-from consumers.kafka_clients import ensure_topics, new_producer
-from consumers.kafka_consumer import ConsumeOptions
-from consumers.kafka_producer import ProduceResult, produce_lines
-from consumers.kafka_run import consume
-from consumers.kafka_settings import KafkaSettings, dead_letter_topic
-from ledger.application import LedgerApplication
-from ledger.outcomes import Tally
-from ledger.program import Program
-from ledger.store import parse_store_url
 from points_ledger import output
-from points_ledger.broker import kafka_cluster
 from points_ledger.context import Context, pass_context
 from points_ledger.errors import reported_errors, warn
 from points_ledger.kafka_options import kafka_options
 from points_ledger.progress import count_progress
 from points_ledger.streamgen import DEFAULT_START, StreamGenerator
-from projections import queries
-from projections.runner import Projections
+
+if TYPE_CHECKING:
+    from consumers.kafka_producer import ProduceResult
+    from consumers.kafka_settings import KafkaSettings
+    from ledger.application import LedgerApplication
+    from ledger.outcomes import Tally
 
 DEMO_TOPIC = "loyalty.transactions"
 DEMO_PARTITIONS = 4
@@ -73,6 +66,13 @@ def demo(  # noqa: PLR0917 (one parameter per option, as click passes them)
     them into a SQLite ledger, and prints members per tier, the top balances,
     the liability report and the counts of duplicates, rejections and dead letters.
     """
+    from consumers.kafka_clients import ensure_topics
+    from consumers.kafka_settings import KafkaSettings, dead_letter_topic
+    from ledger.application import LedgerApplication
+    from ledger.program import Program
+    from ledger.store import parse_store_url
+    from points_ledger.broker import kafka_cluster
+
     started = time.monotonic()
     generator = StreamGenerator(members=members, days=days, seed=seed)
     total = members * messages_per_member
@@ -104,6 +104,9 @@ def demo(  # noqa: PLR0917 (one parameter per option, as click passes them)
 def _produce(
     settings: KafkaSettings, topic: str, generator: StreamGenerator, total: int, progress: bool
 ) -> ProduceResult:
+    from consumers.kafka_clients import new_producer
+    from consumers.kafka_producer import produce_lines
+
     producer = new_producer(settings)
     try:
         with count_progress("produce", total, enabled=progress) as update:
@@ -115,6 +118,11 @@ def _produce(
 def _consume(
     app: LedgerApplication, settings: KafkaSettings, topic: str, produced: ProduceResult, progress: bool
 ) -> Tally:
+    from consumers.kafka_batch import recorded_through
+    from consumers.kafka_consumer import ConsumeOptions
+    from consumers.kafka_run import consume
+    from consumers.kafka_settings import dead_letter_topic
+
     stop = threading.Event()
 
     def all_recorded() -> bool:
@@ -137,6 +145,9 @@ def _consume(
 
 def _summary(app: LedgerApplication, tally: Tally, as_of: Any) -> dict[str, Any]:
     """What the demo shows, read from the views (caught up on the whole consumed stream first)."""
+    from projections import queries
+    from projections.runner import Projections
+
     with Projections(app).reading() as (sql, _):
         members = list(queries.balances(sql, as_of))
         liability = queries.liability(sql, as_of, app.program)

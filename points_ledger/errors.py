@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import click
-import psycopg
-from eventsourcing.persistence import IntegrityError, PersistenceError
 
-from consumers.jsonlines import InputEncodingError
-from consumers.kafka_clients import KafkaSecurityError
-from consumers.kafka_consumer import UnreadableBatchError
-from consumers.kafka_deadletters import DeadLetterWriteError
-from consumers.legacy_csv import BadRow
-from ledger.member import LedgerInvariantError
-from ledger.program import ProgramError
-from ledger.store import StoreError, StoreNotFoundError
-from points_ledger.config import ConfigError
-from projections.db import ViewsUnavailableError
+if TYPE_CHECKING:
+    from consumers.legacy_csv import BadRow
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -72,6 +62,29 @@ def first_line(error: BaseException) -> str:
     return text.splitlines()[0]
 
 
+#: The exception classes that tell the failures apart, as "module:class". Only modules already imported are
+#: asked (`raised`): an exception of a class never imported cannot have been raised, and importing psycopg,
+#: eventsourcing or kafka-python just to ask would cost every command its start-up time.
+NOT_FOUND = ("ledger.store:StoreNotFoundError", "projections.db:ViewsUnavailableError")
+BAD_USAGE = ("ledger.store:StoreError", "ledger.program:ProgramError", "points_ledger.config:ConfigError")
+CONFLICT = ("eventsourcing.persistence:IntegrityError",)
+UNAVAILABLE = ("psycopg:OperationalError", "sqlite3:OperationalError", "eventsourcing.persistence:PersistenceError")
+BATCH_STOPPED = ("consumers.kafka_deadletters:DeadLetterWriteError", "consumers.kafka_consumer:UnreadableBatchError")
+#: A refused certificate or login, a UTF-16 file.
+REFUSED = ("consumers.kafka_clients:KafkaSecurityError", "consumers.jsonlines:InputEncodingError")
+INVARIANT = ("ledger.member:LedgerInvariantError",)
+
+
+def raised(classes: Sequence[str]) -> tuple[type[BaseException], ...]:
+    """The classes named "module:class" whose modules are imported (all of them, once imported)."""
+    found = []
+    for name in classes:
+        module, _, attribute = name.partition(":")
+        if (loaded := sys.modules.get(module)) is not None:
+            found.append(getattr(loaded, attribute))
+    return tuple(found)
+
+
 @contextmanager
 def reported_errors(store_description: Callable[[], str]) -> Iterator[None]:
     """Turn the failures a user can meet into one line on stderr and an exit status."""
@@ -79,27 +92,27 @@ def reported_errors(store_description: Callable[[], str]) -> Iterator[None]:
         yield
     except click.ClickException:
         raise
-    except (StoreNotFoundError, ViewsUnavailableError) as error:
-        raise CommandError(str(error)) from error
-    except (StoreError, ProgramError, ConfigError) as error:
-        raise UsageProblemError(str(error)) from error
-    except IntegrityError as error:
-        raise CommandError(
-            f"another writer kept changing the same members; nothing recorded for this batch: {error}"
-        ) from error
-    except (psycopg.OperationalError, sqlite3.OperationalError, PersistenceError) as error:
-        raise StoreUnavailableError(f"store {store_description()} unavailable: {first_line(error)}") from error
-    except (DeadLetterWriteError, UnreadableBatchError) as error:
-        raise CommandError(f"{error}; stopped, nothing recorded for this batch") from error
-    except (KafkaSecurityError, InputEncodingError) as error:  # a refused certificate or login, a UTF-16 file
-        raise CommandError(str(error)) from error
-    except LedgerInvariantError as error:
-        raise CommandError(f"ledger invariant broken, nothing recorded for this batch: {error}") from error
-    except OSError as error:
-        raise CommandError(first_line(error)) from error
     except Exception as error:
-        if os.environ.get("LEDGER_DEBUG"):
-            traceback.print_exc(file=sys.stderr)
-        raise CommandError(
-            f"internal error ({type(error).__name__}): {first_line(error)}; set LEDGER_DEBUG=1 for details"
-        ) from error
+        raise _reported(error, store_description) from error
+
+
+def _reported(error: Exception, store_description: Callable[[], str]) -> CommandError:
+    if isinstance(error, raised(NOT_FOUND)):
+        return CommandError(str(error))
+    if isinstance(error, raised(BAD_USAGE)):
+        return UsageProblemError(str(error))
+    if isinstance(error, raised(CONFLICT)):
+        return CommandError(f"another writer kept changing the same members; nothing recorded for this batch: {error}")
+    if isinstance(error, raised(UNAVAILABLE)):
+        return StoreUnavailableError(f"store {store_description()} unavailable: {first_line(error)}")
+    if isinstance(error, raised(BATCH_STOPPED)):
+        return CommandError(f"{error}; stopped, nothing recorded for this batch")
+    if isinstance(error, raised(REFUSED)):
+        return CommandError(str(error))
+    if isinstance(error, raised(INVARIANT)):
+        return CommandError(f"ledger invariant broken, nothing recorded for this batch: {error}")
+    if isinstance(error, OSError):
+        return CommandError(first_line(error))
+    if os.environ.get("LEDGER_DEBUG"):
+        traceback.print_exc(file=sys.stderr)
+    return CommandError(f"internal error ({type(error).__name__}): {first_line(error)}; set LEDGER_DEBUG=1 for details")

@@ -9,24 +9,11 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import click
-from kafka.errors import KafkaError
 
-from consumers.jsonlines import read_lines
-from consumers.kafka_clients import ensure_topics, new_producer
-from consumers.kafka_consumer import ConsumeOptions
-from consumers.kafka_producer import ProduceError, produce_lines
-from consumers.kafka_run import consume as consume_run
-from consumers.kafka_settings import (
-    check_topic_name,
-    dead_letter_topic,
-)
-from consumers.metrics import ConsumerMetrics
-from consumers.retry import RetryPolicy
-from ledger.application import BATCH_SIZE_MAX
-from ledger.outcomes import Tally
+from ledger.limits import BATCH_SIZE_MAX
 from points_ledger import output
 from points_ledger.context import Context, format_option, pass_context, setting_option
 from points_ledger.demo import demo
@@ -39,7 +26,9 @@ from points_ledger.kafka_options import (
     metrics_options,
 )
 from points_ledger.progress import count_progress
-from schemas.parsing import MESSAGE_MAX_BYTES
+
+if TYPE_CHECKING:
+    from ledger.outcomes import Tally
 
 CRASH_AFTER_BATCH_ENV = "POINTS_LEDGER_CRASH_AFTER_BATCH"
 
@@ -125,6 +114,11 @@ def consume(context: Context, until_idle_s: float | None, from_beginning: bool, 
     why. SIGTERM/SIGINT finish the current batch, commit and exit 0. Prints
     {processed, recorded, duplicates, rejected, invalid, failed} at the end.
     """
+    from consumers.kafka_consumer import ConsumeOptions
+    from consumers.kafka_run import consume as consume_run
+    from consumers.metrics import ConsumerMetrics
+    from consumers.retry import RetryPolicy
+
     config = context.settings
     topics = config.consume.topics
     dead_letter_topics = {topic: config.consume.dead_letter_topic or _dead_letter_of(topic) for topic in topics}
@@ -189,6 +183,8 @@ def crash_hook() -> Callable[[], None]:
 
 
 def _dead_letter_of(topic: str) -> str:
+    from consumers.kafka_settings import check_topic_name, dead_letter_topic
+
     return check_topic_name(dead_letter_topic(topic))
 
 
@@ -217,6 +213,11 @@ def produce(context: Context, file: str, topic: str | None, partitions: int, out
     blank lines are skipped. Creates the topic if it does not exist. Prints
     {sent, without_key, partitions}.
     """
+    from kafka.errors import KafkaError
+
+    from consumers.kafka_clients import ensure_topics, new_producer
+    from consumers.kafka_producer import ProduceError, produce_lines
+
     topic = topic or context.settings.consume.topics[0]
     with reported_errors(lambda: "-"):
         settings = context.settings.kafka_settings()
@@ -241,6 +242,10 @@ def produce(context: Context, file: str, topic: str | None, partitions: int, out
 
 
 def _whole_lines(stream: BinaryIO) -> Iterator[bytes]:
+    from consumers.jsonlines import read_lines
+    from consumers.kafka_producer import ProduceError
+    from schemas.parsing import MESSAGE_MAX_BYTES
+
     for number, raw, truncated in read_lines(stream):
         if truncated:
             raise ProduceError(f"line {number} is longer than {MESSAGE_MAX_BYTES} bytes; lines before it were sent")

@@ -8,14 +8,13 @@ from typing import Any, TypeVar
 
 import click
 
-from consumers.kafka_settings import (
+from consumers.defaults import (
     COMPRESSION_CODECS,
     DEFAULT_BOOTSTRAP_SERVERS,
     DEFAULT_GROUP,
     DEFAULT_TOPIC,
     SASL_MECHANISMS,
     SECURITY_PROTOCOLS,
-    check_topic_name,
 )
 from points_ledger.context import setting_option
 
@@ -24,6 +23,8 @@ class TopicName(click.ParamType[str]):
     name = "TOPIC"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from consumers.kafka_settings import check_topic_name
+
         try:
             return check_topic_name(str(value))
         except ValueError as error:

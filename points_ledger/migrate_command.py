@@ -8,7 +8,6 @@ from pathlib import Path
 
 import click
 
-from consumers.legacy_csv import CSV_MAX_BYTES, LegacyFileError, MigrationResult, migrate, read_rows
 from points_ledger import output
 from points_ledger.context import TIME, Context, format_option, pass_context
 from points_ledger.errors import BAD_ROWS_SHOWN, CommandError, list_bad_rows, reported_errors
@@ -41,6 +40,8 @@ def migrate_command(
     an opening balance is rejected (duplicate_opening_balance). Prints the members migrated, skipped and
     rejected.
     """
+    from consumers.legacy_csv import CSV_MAX_BYTES, LegacyFileError, MigrationResult, migrate, read_rows
+
     at = cut_over or datetime.now(UTC)
     size = file.stat().st_size
     if size > CSV_MAX_BYTES:

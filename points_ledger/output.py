@@ -8,13 +8,13 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from rich.console import Console
-from rich.table import Table
+if TYPE_CHECKING:
+    from rich.console import Console
 
-from ledger.outcomes import Tally
+    from ledger.outcomes import Tally
 
 
 def jsonable(value: Any) -> Any:
@@ -37,6 +37,8 @@ def dumps(value: Any) -> str:
 
 
 def console() -> Console:
+    from rich.console import Console
+
     return Console(file=sys.stdout, soft_wrap=True)
 
 
@@ -58,6 +60,8 @@ def _cell(value: Any) -> str:
 
 def print_record(title: str, record: Mapping[str, Any]) -> None:
     """One record as a two-column table (nested mappings flattened with dots)."""
+    from rich.table import Table
+
     table = Table(title=title, show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value", justify="right")
@@ -67,6 +71,8 @@ def print_record(title: str, record: Mapping[str, Any]) -> None:
 
 
 def print_rows(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    from rich.table import Table
+
     table = Table(title=title)
     for column in columns:
         table.add_column(column)

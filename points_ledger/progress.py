@@ -5,13 +5,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, TypeAlias
 
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+if TYPE_CHECKING:
+    from ledger.outcomes import Tally
 
-from ledger.outcomes import Tally
-
-OnBatch = Callable[[Tally, int | None], None]
+OnBatch: TypeAlias = "Callable[[Tally, int | None], None]"
 
 
 @contextmanager
@@ -20,6 +19,9 @@ def ingest_progress(total_bytes: int | None, *, enabled: bool) -> Iterator[OnBat
     if not enabled:
         yield lambda tally, position: None
         return
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+
     progress = Progress(
         TextColumn("ingest"),
         BarColumn(),
@@ -45,6 +47,9 @@ def count_progress(label: str, total: int | None, *, enabled: bool) -> Iterator[
     if not enabled:
         yield lambda done, summary: None
         return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     columns = [TextColumn(label), BarColumn()] if total else [TextColumn(label)]
     progress = Progress(
         *columns,

@@ -12,8 +12,7 @@ from points_ledger import output
 from points_ledger.context import Context, format_option, pass_context
 from points_ledger.kafka_commands import crash_hook, stop_on_signals
 from points_ledger.progress import count_progress
-from projections.follow import POLL_INTERVAL_S_MAX, POLL_INTERVAL_S_MIN, follow
-from projections.runner import Projections, UnknownViewError, select_views
+from projections.defaults import POLL_INTERVAL_S_MAX, POLL_INTERVAL_S_MIN
 
 
 @click.group("projections")
@@ -26,6 +25,8 @@ def projections_group() -> None:
 @pass_context
 def status(context: Context, output_format: str) -> None:
     """Each view's position, the log head, the lag in events and when it last advanced (or was rebuilt)."""
+    from projections.runner import Projections
+
     with context.ledger(must_exist=True) as app:
         rows = [
             {
@@ -69,6 +70,9 @@ def follow_command(context: Context, poll_interval_s: float, until_idle_s: float
     Run it beside `consume` in production so that queries find the views at the log head. Any number of
     followers and queries may catch up at once: each batch and its position commit together, exactly once.
     """
+    from projections.follow import follow
+    from projections.runner import Projections
+
     started = time.monotonic()
     with context.ledger(must_exist=False) as app, stop_on_signals() as stop:
         tally = follow(Projections(app), stop, poll_interval_s=poll_interval_s, until_idle_s=until_idle_s)
@@ -92,6 +96,8 @@ def rebuild(context: Context, view_names: tuple[str, ...], output_format: str) -
     views until then, and a rebuild that is killed leaves them serving (run it again). Views: members
     (balances, tiers, lots), audit (the audit trail and its hash chains).
     """
+    from projections.runner import Projections, UnknownViewError, select_views
+
     try:
         views = select_views(view_names)
     except UnknownViewError as error:  # a usage error, before anything is opened

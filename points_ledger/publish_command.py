@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
-from kafka.errors import KafkaError
 
-from consumers.kafka_clients import ensure_topics, new_producer
-from consumers.kafka_producer import ProduceError
-from consumers.kafka_publish import KafkaSink
-from consumers.metrics import PublisherMetrics
 from points_ledger import output
 from points_ledger.context import Context, format_option, pass_context
 from points_ledger.errors import CommandError, reported_errors, warn
 from points_ledger.kafka_commands import stop_on_signals
 from points_ledger.kafka_options import TOPIC, kafka_options, metrics_options
 from points_ledger.progress import count_progress
-from projections.follow import POLL_INTERVAL_S_MAX, POLL_INTERVAL_S_MIN
-from projections.publish import DEFAULT_SOURCE, Publisher, PublishTally
-from projections.runner import Projections
+from projections.defaults import DEFAULT_SOURCE, POLL_INTERVAL_S_MAX, POLL_INTERVAL_S_MIN
+
+if TYPE_CHECKING:
+    from projections.publish import PublishTally
 
 DEFAULT_PUBLISH_TOPIC = "loyalty.balance-events"
 
@@ -63,6 +60,15 @@ def publish(  # noqa: PLR0917 (one parameter per option, as click passes them)
     per topic and saves it only after the broker acknowledged a page (acks=all): a crash re-sends, never
     skips. Run one publisher per topic. Prints {published, by_type, pages, position, lag} at the end.
     """
+    from kafka.errors import KafkaError
+
+    from consumers.kafka_clients import ensure_topics, new_producer
+    from consumers.kafka_producer import ProduceError
+    from consumers.kafka_publish import KafkaSink
+    from consumers.metrics import PublisherMetrics
+    from projections.publish import Publisher
+    from projections.runner import Projections
+
     config = context.settings
     with reported_errors(lambda: "-"):
         settings = config.kafka_settings()

@@ -12,22 +12,20 @@ from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from ledger.application import LedgerApplication
-from ledger.member import FLOW_SIGNS
-from ledger.outcomes import Rejection
 from points_ledger import output
 from points_ledger.context import TIME, Context, format_option, pass_context
 from points_ledger.errors import CommandError
-from projections import kpis, periods, queries, reports, statements
-from projections.db import Sql
-from projections.figures import figures_as_of, period_flows
-from projections.log import read_log
-from projections.periods import Granularity
-from projections.runner import Projections
+from projections import periods
+from projections.defaults import BREAKAGE_WINDOW_DAYS
+
+if TYPE_CHECKING:
+    from ledger.application import LedgerApplication
+    from projections.db import Sql
+    from projections.periods import Granularity
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -44,6 +42,8 @@ def from_log_option(command: F) -> F:
 @contextmanager
 def views(app: LedgerApplication) -> Iterator[tuple[Sql, int]]:
     """The views, caught up, in one read transaction, and the log position they reflect."""
+    from projections.runner import Projections
+
     with Projections(app).reading() as (sql, position):
         yield sql, position
 
@@ -72,6 +72,7 @@ def answer(
 @pass_context
 def balance(context: Context, member_id: str, as_of: datetime | None, from_log: bool, output_format: str) -> None:
     """A member's balance, tier and lots with points left (latest, or as of a time)."""
+    from projections import queries, statements
 
     def from_the_log(app: LedgerApplication, head: int) -> dict[str, Any] | None:
         member = app.member(member_id) if as_of is None else statements.replay(app.member_events(member_id), as_of)
@@ -100,6 +101,9 @@ def balance(context: Context, member_id: str, as_of: datetime | None, from_log: 
 @pass_context
 def balances(context: Context, as_of: datetime | None, from_log: bool, output_format: str) -> None:
     """Every member's balance and tier, by member id: one JSON object per line with --format json."""
+    from projections import queries
+    from projections.figures import figures_as_of
+    from projections.log import read_log
 
     def from_the_log(app: LedgerApplication, head: int) -> list[dict[str, Any]]:
         figures = figures_as_of(read_log(app, stop=head), as_of).members.values()
@@ -124,6 +128,8 @@ def balances(context: Context, as_of: datetime | None, from_log: bool, output_fo
 @pass_context
 def history(context: Context, member_id: str, from_log: bool, output_format: str) -> None:
     """Every recorded change of a member (the audit trail), with provenance and running balance."""
+    from projections import queries, statements
+
     rows, position = answer(
         context, from_log,
         lambda sql, app: queries.history(sql, member_id),
@@ -194,12 +200,6 @@ def report() -> None:
     """Finance and program reports, as recorded up to the times given (run `sweep` first at period ends)."""
 
 
-LIABILITY_CSV_COLUMNS = (
-    "as_of", "tier", "members", "outstanding_points", "negative_points", "liability_value", "liability_net",
-    *reports.EXPIRY_COLUMNS, "breakage_rate", "position",
-)  # fmt: skip
-
-
 @report.command()
 @click.option("--as-of", "as_of", type=TIME, default=None, help="Liability at this time (required without --chart).")
 @click.option(
@@ -214,7 +214,7 @@ LIABILITY_CSV_COLUMNS = (
 @click.option(
     "--breakage-window-days",
     type=click.IntRange(1, 3660),
-    default=reports.BREAKAGE_WINDOW_DAYS,
+    default=BREAKAGE_WINDOW_DAYS,
     show_default=True,
     help="The trailing window of --breakage estimated, in days.",
 )
@@ -244,6 +244,10 @@ def liability(  # noqa: PLR0917 (one parameter per option, as click passes them)
 ) -> None:
     """Points liability: outstanding and negative points, valued at the point value, net of breakage, by tier,
     with the points expiring within 30/60/90 days and 12 months (current) or later (non-current)."""
+    from projections import queries, reports
+    from projections.figures import period_flows
+    from projections.log import read_log
+
     if chart_path is not None:
         if start is None or end is None:
             raise click.UsageError("--chart needs --from and --to")
@@ -270,7 +274,11 @@ def liability(  # noqa: PLR0917 (one parameter per option, as click passes them)
         lines = [{"tier": name, **line} for name, line in result["by_tier"].items()]
         lines.append({"tier": "total", **{key: value for key, value in result.items() if key != "by_tier"}})
         common = {"as_of": as_of, "breakage_rate": result["breakage_rate"], "position": position}
-        output.print_csv(LIABILITY_CSV_COLUMNS, ({**line, **common} for line in lines))
+        columns = (
+            "as_of", "tier", "members", "outstanding_points", "negative_points", "liability_value", "liability_net",
+            *reports.EXPIRY_COLUMNS, "breakage_rate", "position",
+        )  # fmt: skip
+        output.print_csv(columns, ({**line, **common} for line in lines))
     else:
         _print_report("points liability", result, output_format)
 
@@ -279,7 +287,10 @@ def _liability_chart(
     context: Context, path: Path, span: tuple[datetime, datetime], from_log: bool, output_format: str
 ) -> None:
     # matplotlib takes about 0.45 s to import, a third of every command's start-up: only --chart pays it.
-    from points_ledger.chart import draw_liability_chart  # noqa: PLC0415
+    from points_ledger.chart import draw_liability_chart
+    from projections import queries, reports
+    from projections.figures import figures_as_of
+    from projections.log import read_log
 
     start, end = span
     month_ends = [period_end for _, period_end in checked_periods(start, end, "month")]
@@ -310,9 +321,6 @@ def _liability_chart(
                 output_format)  # fmt: skip
 
 
-ROLLFORWARD_COLUMNS = ("period", "from", "to", "opening", *FLOW_SIGNS, "closing", "position")
-
-
 @report.command()
 @period_options
 @by_option
@@ -325,6 +333,11 @@ def rollforward(  # noqa: PLR0917 (one parameter per option, as click passes the
 ) -> None:  # fmt: skip
     """Opening balance, the flows of points in (FROM, TO], and the closing balance; with --by, a row per month
     or quarter and a total row, each satisfying the identity exactly."""
+    from ledger.member import FLOW_SIGNS
+    from projections import queries, reports
+    from projections.log import read_log
+
+    columns = ("period", "from", "to", "opening", *FLOW_SIGNS, "closing", "position")
     spans = checked_periods(start, end, granularity)
     wanted = [*spans, (start, end)] if granularity else spans
 
@@ -339,24 +352,12 @@ def rollforward(  # noqa: PLR0917 (one parameter per option, as click passes the
     if granularity is None:
         result = {**lines[0], "position": position}
         if output_format == "csv":
-            output.print_csv(ROLLFORWARD_COLUMNS, [{"period": "range", **result}])
+            output.print_csv(columns, [{"period": "range", **result}])
         else:
             _print_report("points roll-forward", result, output_format)
         return
     rows = _labelled(lines, spans, granularity, position)
-    _print_rows("points roll-forward", ROLLFORWARD_COLUMNS, rows, output_format)
-
-
-#: A column per rejection reason in CSV; one total in the table (the JSON keeps the reasons as an object).
-KPI_CSV_COLUMNS = (
-    "period",
-    "from",
-    "to",
-    *kpis.KPI_COLUMNS[:-1],
-    *(f"rejected_{reason.value}" for reason in Rejection),
-    "position",
-)
-KPI_TABLE_COLUMNS = ("period", *kpis.KPI_COLUMNS)
+    _print_rows("points roll-forward", columns, rows, output_format)
 
 
 @report.command("kpis")
@@ -373,6 +374,16 @@ def kpis_command(  # noqa: PLR0917 (one parameter per option, as click passes th
     the redemption rate, tier upgrades and downgrades, and rejected messages by reason.
 
     With --format json, one object per period and, on the last line, one for the whole range."""
+    from ledger.outcomes import Rejection
+    from projections import kpis
+    from projections.log import read_log
+
+    # A column per rejection reason in CSV; one total in the table (the JSON keeps the reasons as an object).
+    csv_columns = (
+        "period", "from", "to", *kpis.KPI_COLUMNS[:-1], *(f"rejected_{reason.value}" for reason in Rejection),
+        "position",
+    )  # fmt: skip
+    table_columns = ("period", *kpis.KPI_COLUMNS)
     spans = checked_periods(start, end, granularity)
     wanted = [*spans, (start, end)] if granularity else spans
 
@@ -385,15 +396,17 @@ def kpis_command(  # noqa: PLR0917 (one parameter per option, as click passes th
     lines, position = answer(context, from_log, from_views, from_the_log)
     rows = _labelled(lines, spans, granularity, position)
     if output_format == "csv":
-        output.print_csv(KPI_CSV_COLUMNS, ({**row, **_rejected_columns(row["rejected"])} for row in rows))
+        output.print_csv(csv_columns, ({**row, **_rejected_columns(row["rejected"])} for row in rows))
     elif output_format == "table":
         table = [{**row, "rejected": sum(row["rejected"].values())} for row in rows]
-        _print_rows(f"program KPIs (log position {position})", KPI_TABLE_COLUMNS, table, output_format)
+        _print_rows(f"program KPIs (log position {position})", table_columns, table, output_format)
     else:
-        _print_rows("program KPIs", KPI_TABLE_COLUMNS, rows, output_format)
+        _print_rows("program KPIs", table_columns, rows, output_format)
 
 
 def _rejected_columns(rejected: dict[str, int]) -> dict[str, int]:
+    from ledger.outcomes import Rejection
+
     return {f"rejected_{reason.value}": rejected.get(reason.value, 0) for reason in Rejection}
 
 

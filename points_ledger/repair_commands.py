@@ -9,28 +9,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from consumers.corrections import (
-    CORRECT_BATCH,
-    Correction,
-    CorrectionResult,
-    MemberNow,
-    ReportError,
-    apply_corrections,
-    corrections,
-)
-from consumers.legacy_csv import LegacyFileError, read_balances
-from ledger.application import BATCH_SIZE_MAX, LedgerApplication
-from ledger.store import parse_store_url
+from consumers.defaults import CORRECT_BATCH
+from ledger.limits import BATCH_SIZE_MAX
 from points_ledger import output
 from points_ledger.context import TIME, Context, format_option, pass_context
 from points_ledger.errors import BAD_ROWS_SHOWN, CommandError, UsageProblemError, list_bad_rows, reported_errors
 from points_ledger.kafka_commands import crash_hook
-from projections import queries, reconcile
-from projections.runner import Projections
+from projections.defaults import CONTEXT_EVENTS
+
+if TYPE_CHECKING:
+    from consumers.corrections import Correction, CorrectionResult, MemberNow
+    from ledger.application import LedgerApplication
+    from projections import reconcile
 
 REPORT_CSV_COLUMNS = (
     "member_id", "kind", "ledger_balance", "other_balance", "difference", "ledger_tier", "other_tier", "last_events",
@@ -42,6 +36,9 @@ def _balances_of(
     app: LedgerApplication, as_of: datetime | None
 ) -> Iterator[tuple[dict[str, reconcile.Side], Any, int]]:
     """A ledger's balances (as of a time, or its latest), in one read transaction kept open for the context."""
+    from projections import queries, reconcile
+    from projections.runner import Projections
+
     with Projections(app).reading() as (sql, position):
         sides = {
             row["member_id"]: reconcile.Side(int(row["balance"]), row["tier"]) for row in queries.balances(sql, as_of)
@@ -52,6 +49,9 @@ def _balances_of(
 def _other_ledger(
     context: Context, url: str, as_of: datetime | None
 ) -> tuple[dict[str, reconcile.Side], dict[str, Any]]:
+    from ledger.application import LedgerApplication
+    from ledger.store import parse_store_url
+
     with reported_errors(lambda: url):
         store = parse_store_url(url)
         store.require_existing()
@@ -64,6 +64,9 @@ def _other_ledger(
 
 
 def _balance_file(path: Path) -> tuple[dict[str, reconcile.Side], dict[str, Any]]:
+    from consumers.legacy_csv import LegacyFileError, read_balances
+    from projections import reconcile
+
     try:
         balances, bad = read_balances(path.read_bytes(), path.name)
     except LegacyFileError as error:
@@ -124,7 +127,7 @@ def _write_report(path: Path, report: dict[str, Any]) -> None:
     "--context",
     "context_events",
     type=click.IntRange(0, 100),
-    default=reconcile.CONTEXT_EVENTS,
+    default=CONTEXT_EVENTS,
     show_default=True,
     help="The member's latest changes shown with each discrepancy.",
 )
@@ -142,6 +145,8 @@ def reconcile_command(  # noqa: PLR0917 (one parameter per option, as click pass
     last line is {members_compared, discrepancies, balance, tier, balance_and_tier, missing_in_ledger,
     missing_in_other, net_difference, position, report}.
     """
+    from projections import reconcile
+
     if (against_file is None) == (against_store is None):
         raise UsageProblemError("give exactly one of --against FILE.csv and --against-ledger STORE_URL")
     if against_file is not None:
@@ -195,6 +200,8 @@ def correct_command(  # noqa: PLR0917 (one parameter per option, as click passes
     lacks are listed as not corrected. A correction the rules refuse (points to remove beyond the balance)
     is listed as rejected.
     """
+    from consumers.corrections import CorrectionResult, ReportError, corrections
+
     result = CorrectionResult()
     try:
         content = report_path.read_bytes()
@@ -239,11 +246,15 @@ def correct_command(  # noqa: PLR0917 (one parameter per option, as click passes
 
 
 def _state_of(app: LedgerApplication, member_id: str) -> MemberNow | None:
+    from consumers.corrections import MemberNow
+
     member = app.member(member_id)
     return None if member is None else MemberNow(member.balance, member.last_effective_at, member.event_ids)
 
 
 def _apply(app: LedgerApplication, found: list[Correction], name: str, result: CorrectionResult, size: int) -> None:
+    from consumers.corrections import apply_corrections
+
     committed = crash_hook()
     apply_corrections(app, found, name, result, batch_size=size, on_batch=lambda _: committed())
 

@@ -17,11 +17,8 @@ from dataclasses import dataclass
 
 from eventsourcing.persistence import PersistenceError
 
+from projections.defaults import POLL_INTERVAL_S_MAX, POLL_INTERVAL_S_MIN
 from projections.runner import OnBatch, Projections
-
-#: Bounds on the re-poll interval (seconds).
-POLL_INTERVAL_S_MIN = 0.05
-POLL_INTERVAL_S_MAX = 60.0
 
 
 @dataclass(slots=True)

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from ledger.micros import from_micros
 from projections.db import Sql
+from projections.defaults import DEFAULT_SOURCE
 from projections.follow import run_on_wake
 from projections.runner import Projections
 from projections.views import VIEWS
@@ -46,7 +47,6 @@ REASONS = {
     "adjusted_out": "adjusted",
     "migrated": "migrated",
 }
-DEFAULT_SOURCE = "urn:points-ledger"
 
 
 class Sink(Protocol):

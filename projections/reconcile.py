@@ -17,8 +17,6 @@ from ledger.member import member_uuid
 from ledger.micros import from_micros
 from projections.db import Sql
 
-#: The member's latest changes shown with each discrepancy, unless told otherwise.
-CONTEXT_EVENTS = 5
 KINDS = ("balance", "tier", "balance_and_tier", "missing_in_ledger", "missing_in_other")
 
 

@@ -27,8 +27,6 @@ EXPIRY_COLUMNS = ("expiring_30d", "expiring_60d", "expiring_90d", "current_point
 #: Per tier: members, outstanding and negative points, and the expiry columns.
 TOTAL_COLUMNS = ("members", "outstanding_points", "negative_points", *EXPIRY_COLUMNS)
 TierTotals = dict[str, dict[str, int]]
-#: The trailing window an estimated breakage rate looks back over, unless told otherwise.
-BREAKAGE_WINDOW_DAYS = 365
 
 
 def money(value: Decimal) -> str:

@@ -26,7 +26,8 @@ from consumers.kafka_producer import member_key
 from consumers.kafka_run import consume
 from consumers.kafka_settings import KafkaSettings
 from ledger import rules
-from ledger.application import LedgerApplication, OutOfRangeError
+from ledger.application import LedgerApplication
+from ledger.limits import OutOfRangeError
 from ledger.outcomes import Rejection, Tally
 from ledger.program import Program
 from ledger.rules import BALANCE_MAX

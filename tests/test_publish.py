@@ -25,6 +25,7 @@ from ledger.program import Program
 from ledger.store import parse_store_url
 from points_ledger.streamgen import generate
 from projections import publish, queries
+from projections.defaults import DEFAULT_SOURCE
 from projections.publish import Publisher
 from projections.runner import Projections
 from schemas.balance_events import BALANCE_EVENT_MODELS, Outbound, event_type
@@ -107,7 +108,7 @@ def test_every_change_is_published_once_valid_ordered_and_again_from_the_beginni
             headers = headers_of(record)
             model = BALANCE_EVENT_MODELS[record.name].model_validate_json(record.value)  # the versioned schema
             assert headers["ce_type"] == event_type(record.name) and headers["ce_specversion"] == "1.0"
-            assert headers["content-type"] == "application/json" and headers["ce_source"] == publish.DEFAULT_SOURCE
+            assert headers["content-type"] == "application/json" and headers["ce_source"] == DEFAULT_SOURCE
             assert record.key.decode() == headers["ce_subject"] == json.loads(record.value)["member_id"]
             assert headers["ce_time"].endswith("Z")
             if record.name == "BalanceChanged":

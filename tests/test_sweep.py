@@ -79,7 +79,7 @@ def test_after_a_sweep_nothing_is_effective_before_it_for_any_member(sqlite_url:
     app.apply(purchase("10.00", member="QUIET", when="2024-02-01"), _source())
     app.apply(purchase("10.00", member="NEW", when="2024-02-01"), _source())
     for member_id in ("QUIET", "NEW"):
-        assert app.member_events(member_id)[-1].effective_at == as_of, member_id  # type: ignore[attr-defined]
+        assert app.member_events(member_id)[-1].effective_at == as_of, member_id
     # Running the sweep again, or at an earlier time, changes nothing.
     assert sweep_due(app, as_of) == (0, 0)
     app.sweep(as_of - timedelta(days=30))
@@ -101,4 +101,4 @@ def test_a_batch_decided_before_a_sweep_moved_the_ledger_time_is_decided_again(s
         member.handle(late, _source(), consumer.program, consumer.ledger_time())
         consumer.record([member])
     consumer.apply(late, _source())  # apply_batch decides again with the new time
-    assert consumer.member_events("M1")[-1].effective_at == as_of  # type: ignore[attr-defined]
+    assert consumer.member_events("M1")[-1].effective_at == as_of

@@ -1,0 +1,26 @@
+"""Defaults and choices of ingestion that the CLI shows in its options' help: batch sizes, the Kafka
+connection and topics.
+
+Dependency-free: the CLI declares every command with these before it loads kafka-python or pydantic
+(consumers/jsonlines.py, corrections.py and kafka_settings.py use them from here).
+"""
+
+from typing import Literal, get_args
+
+#: Messages per transaction unless told otherwise.
+DEFAULT_BATCH_SIZE = 500
+#: Corrections per transaction, unless told otherwise.
+CORRECT_BATCH = 500
+
+DEFAULT_TOPIC = "loyalty.transactions"
+DEFAULT_GROUP = "points-ledger"
+DEFAULT_BOOTSTRAP_SERVERS = "127.0.0.1:9092"
+#: Kafka's `security.protocol` values.
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+#: SASL mechanisms we support (kafka-python's names).
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+#: Producer compression codecs; "none" sends uncompressed batches.
+Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
+SECURITY_PROTOCOLS: tuple[str, ...] = get_args(SecurityProtocol)
+SASL_MECHANISMS: tuple[str, ...] = get_args(SaslMechanism)
+COMPRESSION_CODECS: tuple[str, ...] = get_args(Compression)

@@ -1,0 +1,15 @@
+"""Defaults and limits of the read side that the CLI shows in its options' help.
+
+Dependency-free: the CLI declares every command with these before it loads eventsourcing
+(follow.py, publish.py, reconcile.py and reports.py use them from here).
+"""
+
+#: Bounds on the re-poll interval (seconds).
+POLL_INTERVAL_S_MIN = 0.05
+POLL_INTERVAL_S_MAX = 60.0
+#: The CloudEvents `ce_source` of every published record, unless told otherwise.
+DEFAULT_SOURCE = "urn:points-ledger"
+#: The member's latest changes shown with each discrepancy, unless told otherwise.
+CONTEXT_EVENTS = 5
+#: The trailing window an estimated breakage rate looks back over, unless told otherwise.
+BREAKAGE_WINDOW_DAYS = 365
