@@ -16,6 +16,7 @@ from ledger.application import LedgerApplication
 from ledger.limits import BATCH_SIZE_MAX
 from ledger.member import Source
 from ledger.outcomes import Failure, Tally
+from ledger.pipeline import Batch, apply_pipelined
 from schemas import Acceptance, Invalid, Message, parse_message
 from schemas.parsing import MESSAGE_MAX_BYTES, strip_bom
 
@@ -78,37 +79,44 @@ def ingest_lines(
         raise ValueError(f"batch size must be 1..{BATCH_SIZE_MAX}")
     acceptance, received_at = app.program.acceptance(), received_at or datetime.now(UTC)
     tally = Tally()
-    batch: list[tuple[Message, Source]] = []
-    lines: list[bytes] = []
 
-    def dead_letter_failures(failures: Sequence[Failure]) -> None:
-        for failure in failures:
-            source = batch[failure.index][1]
-            letter = DeadLetter(source_name, int(source["line"]), lines[failure.index], failure.reason, RULE_FAILED)
-            dead_letters.write(letter)
-        dead_letters.flush()
-
-    def flush() -> None:
-        dead_letters.flush()
+    def batches() -> Iterator[Batch]:
+        """Parse lines into batches of valid messages; invalid lines become dead letters at once."""
+        batch: list[tuple[Message, Source]] = []
+        lines: list[bytes] = []
+        for number, raw, truncated in read_lines(stream):
+            parsed = _parse(raw, truncated, acceptance, received_at)
+            if isinstance(parsed, Invalid):
+                dead_letters.write(DeadLetter(source_name, number, raw, parsed.reason, parsed.error_class, truncated))
+                tally.count(None)
+                continue
+            batch.append((parsed, {"file": source_name, "line": number}))
+            lines.append(raw)
+            if len(batch) >= batch_size:
+                yield _batch(batch, lines)
+                batch, lines = [], []
         if batch:
-            for decision in app.apply_batch(batch, on_failures=dead_letter_failures):
-                tally.count(decision.outcome)
-            batch.clear()
-            lines.clear()
+            yield _batch(batch, lines)
+
+    def _batch(messages: list[tuple[Message, Source]], lines: list[bytes]) -> Batch:
+        def dead_letter_failures(failures: Sequence[Failure]) -> None:
+            for failure in failures:
+                source = messages[failure.index][1]
+                letter = DeadLetter(source_name, int(source["line"]), lines[failure.index], failure.reason, RULE_FAILED)
+                dead_letters.write(letter)
+            dead_letters.flush()
+
+        dead_letters.flush()  # the invalid lines before this batch, before it is recorded
+        return Batch(messages, on_failures=dead_letter_failures)
+
+    for _, decisions in apply_pipelined(app, batches()):
+        for decision in decisions:
+            tally.count(decision.outcome)
         if on_batch is not None:
             on_batch(tally)
-
-    for number, raw, truncated in read_lines(stream):
-        parsed = _parse(raw, truncated, acceptance, received_at)
-        if isinstance(parsed, Invalid):
-            dead_letters.write(DeadLetter(source_name, number, raw, parsed.reason, parsed.error_class, truncated))
-            tally.count(None)
-            continue
-        batch.append((parsed, {"file": source_name, "line": number}))
-        lines.append(raw)
-        if len(batch) >= batch_size:
-            flush()
-    flush()
+    dead_letters.flush()
+    if on_batch is not None:
+        on_batch(tally)
     return tally
 
 

@@ -6,6 +6,7 @@ leaves out takes the default program's value.
 
 from __future__ import annotations
 
+import functools
 import tomllib
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -108,10 +109,14 @@ class Program(BaseModel):
 
     def tier_rank(self, name: str) -> int:
         """Position of a tier, lowest first; unknown names are a broken invariant."""
-        for rank, tier in enumerate(self.tiers):
-            if tier.name == name:
-                return rank
-        raise ProgramError(f"tier {name!r} is not in the program")
+        rank = self._tier_ranks.get(name)
+        if rank is None:
+            raise ProgramError(f"tier {name!r} is not in the program")
+        return rank
+
+    @functools.cached_property
+    def _tier_ranks(self) -> dict[str, int]:
+        return {tier.name: rank for rank, tier in enumerate(self.tiers)}
 
     def multiplier(self, name: str) -> Decimal:
         return self.tiers[self.tier_rank(name)].multiplier
