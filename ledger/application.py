@@ -19,6 +19,7 @@ from eventsourcing.persistence import (
     EventStore,
     IntegrityError,
     JSONTranscoder,
+    Mapper,
     ProcessRecorder,
     StoredEvent,
     Tracking,
@@ -26,6 +27,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import get_topic
 
+from ledger.compact import CompactMapper
 from ledger.ledger_time import (
     EXPECTED_LEDGER_TIME,
     LEDGER_TIME,
@@ -34,9 +36,9 @@ from ledger.ledger_time import (
     ledger_time_mark,
 )
 from ledger.limits import BATCH_SIZE_MAX, OutOfRangeError
-from ledger.member import Member, Source, member_uuid
+from ledger.member import LedgerInvariantError, Member, Source, member_uuid
 from ledger.micros import to_micros
-from ledger.originators import maybe_stored
+from ledger.originators import StoredHistory, stored_histories
 from ledger.outcomes import FAILED, RECORDED, Decision, Failure
 from ledger.pgbinary import use_binary_inserts
 from ledger.pgconnect import configure_pool, schema_lock
@@ -70,6 +72,10 @@ def _batched(items: Iterable[str], size: int) -> Iterator[list[str]]:
             batch = {}
     if batch:
         yield list(batch)
+
+
+def _is_member_event(event_class: type[Any]) -> bool:
+    return issubclass(event_class, Member.Event)
 
 
 def _create_tables(recorder: Any, store: Store) -> None:
@@ -143,6 +149,10 @@ class LedgerApplication(Application[UUID]):
         _create_tables(store.recorder, self.store)
         use_binary_inserts(store.recorder)
         return store
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        """The library's mapper, storing member events in the compact format (ledger.compact)."""
+        return CompactMapper(transcoder=self.construct_transcoder(), compact=_is_member_event)
 
     def construct_transcoder(self) -> Transcoder:
         transcoder = LedgerTranscoder()
@@ -385,8 +395,8 @@ class LedgerApplication(Application[UUID]):
     # ---- internals --------------------------------------------------------------------------
 
     def _members_of(self, member_ids: Sequence[str]) -> dict[str, Member]:
-        """The existing members among `member_ids` (distinct): cached ones, and the others loaded once each, after
-        one query has told which of them are stored at all (new members then cost no query)."""
+        """The existing members among `member_ids` (distinct): cached ones, and the others read together in
+        two queries (`stored_histories`: new members then cost nothing more)."""
         found: dict[str, Member] = {}
         uncached: dict[UUID, str] = {}
         for member_id in member_ids:
@@ -395,11 +405,28 @@ class LedgerApplication(Application[UUID]):
                 found[member_id] = member
             else:
                 uncached[member_uuid(member_id)] = member_id
-        for stored in maybe_stored(self.recorder, uncached):
-            member = self.member(uncached[stored])
-            if member is not None:
-                found[member.member_id] = member
+        if not uncached:
+            return found
+        histories = stored_histories(self.recorder, self.snapshots.recorder if self.snapshots else None, uncached)
+        if histories is None:  # no SQL to batch with: one by one
+            loaded = (self.member(member_id) for member_id in uncached.values())
+            found.update((member.member_id, member) for member in loaded if member is not None)
+            return found
+        for history in histories.values():
+            member = self._projected(history)
+            found[member.member_id] = member
         return found
+
+    def _projected(self, history: StoredHistory) -> Member:
+        """A member from its latest snapshot and the events after it, as the library's repository does."""
+        member: Any = None
+        if history.snapshot is not None and self.snapshots is not None:
+            member = self.snapshots.mapper.to_domain_event(history.snapshot).mutate(None)  # type: ignore[attr-defined]
+        for stored in history.events:
+            member = self.mapper.to_domain_event(stored).mutate(member)  # type: ignore[attr-defined]
+        if not isinstance(member, Member):
+            raise LedgerInvariantError(f"stored history of {history!r:.200} does not make a member")
+        return member
 
     def _cached_member(self, member_id: str) -> Member | None:
         return self._from_cache(member_id) or self.member(member_id)

@@ -18,6 +18,7 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
+from ledger.compact import untag
 from ledger.outcomes import DUPLICATE, RECORDED, Decision, Outcome, Rejection
 from ledger.program import Program
 from ledger.rules import (
@@ -177,7 +178,12 @@ class Member(Aggregate):
     # ---- events ---------------------------------------------------------------------------
 
     class Event(Aggregate.Event):
-        """Every member event: when it counts in ledger time, and where it came from."""
+        """Every member event: when it counts in ledger time, and where it came from.
+
+        Version 2 is the compact stored format (ledger.compact); `untag` reads version 1's."""
+
+        class_version = 2
+        upcast_v1_v2 = staticmethod(untag)
 
         effective_at: datetime
         provenance: dict[str, Any]
@@ -299,9 +305,11 @@ class Member(Aggregate):
         """Points spent on a reward, taken from lots soonest-expiry first.
 
         Version 2 split `reward` (free text) into `reward_id` (a catalog id, for version-2 redemptions) and
-        `reward_name`; a version-1 event is read with its text as the name and no id."""
+        `reward_name`; a version-1 event is read with its text as the name and no id. Version 3 is the
+        compact stored format (ledger.compact)."""
 
-        class_version = 2
+        class_version = 3
+        upcast_v2_v3 = staticmethod(untag)
 
         redemption_id: str
         points: int
@@ -415,7 +423,7 @@ class Member(Aggregate):
             member.last_qualified_at = self.effective_at
 
     class Swept(Event):
-        """A sweep changed the member at `effective_at`: expired lots, changed or renewed the tier."""
+        """A sweep renewed the member's tier at `effective_at` (still qualifying: last_qualified_at moves on)."""
 
         as_of: datetime
         last_qualified_at: datetime
@@ -505,24 +513,18 @@ class Member(Aggregate):
     def sweep(self, as_of: datetime, program: Program) -> bool:
         """Expire and re-evaluate at max(as_of, ledger time); False (and nothing recorded) if nothing changed.
 
-        Moving ledger time alone is not a change: the ledger's own time (see `ledger.ledger_time`) does that
-        for every member at once. Nor is renewing the base tier, which no evaluation can take away."""
+        What changed is recorded by `LotsExpired` and `TierChanged`; a `Swept` event records a renewal of a
+        tier above the base one (last_qualified_at moved to t, the tier kept). Moving ledger time alone is
+        not a change: the ledger's own time (see `ledger.ledger_time`) does that for every member at once.
+        Nor is renewing the base tier, which no evaluation can take away."""
         at = effective_time(as_of, self.last_effective_at)
-        tier, last_qualified_at = self.tier, self.last_qualified_at
         provenance = sweep_provenance(as_of)
         version = self.version
         decision = self._review(at, provenance, program)
-        renewed = decision.last_qualified_at != last_qualified_at and tier != program.base_tier
-        if self.version == version and decision.tier == tier and not renewed:
-            return False  # the base tier cannot be lost, so renewing it changes nothing
-        self.trigger_event(
-            self.Swept,
-            effective_at=at,
-            provenance=provenance,
-            as_of=as_of,
-            last_qualified_at=decision.last_qualified_at,
-        )
-        return True
+        if decision.last_qualified_at != self.last_qualified_at and self.tier != program.base_tier:
+            renewal = {"as_of": as_of, "last_qualified_at": decision.last_qualified_at}
+            self.trigger_event(self.Swept, effective_at=at, provenance=provenance, **renewal)
+        return self.version != version
 
     # ---- the steps --------------------------------------------------------------------------
 

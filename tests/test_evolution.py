@@ -35,10 +35,22 @@ REWARD = {"id": "SKU-42", "name": "coffee"}
 TIMES = [DEFAULT_START + timedelta(days=days) for days in (30, 150, 301)]
 
 
-def fixture_copy(tmp_path: Path) -> str:
+def fixture_copy(tmp_path: Path, name: str = "ledger-v1") -> str:
     path = tmp_path / "ledger.sqlite3"
-    shutil.copyfile(FIXTURES / "ledger-v1.sqlite3", path)
+    shutil.copyfile(FIXTURES / f"{name}.sqlite3", path)
     return f"sqlite:///{path}"
+
+
+def assert_answers_as_written(app: LedgerApplication, expected: dict[str, Any], tmp_path: Path) -> None:
+    """The fixture's views, read by the code running now, then rebuilt from its log, answer as the code that
+    wrote it did; the digest that code gave still verifies."""
+    assert answers_of(app) == expected
+    Projections(app).rebuild(select_views())
+    assert answers_of(app) == expected
+    saved = tmp_path / "digest.json"
+    saved.write_text(json.dumps(expected["digest"]))
+    verified = cli("verify", "--digest", str(saved), "--format", "json", store=app.store.url)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
 def answers_of(app: LedgerApplication) -> dict[str, Any]:
@@ -69,16 +81,9 @@ def test_a_ledger_written_by_version_1_is_read_rebuilt_and_reported_identically_
         assert len(redeemed) == len(stored)
         assert {e.reward_name for e in redeemed} == {state["reward"] for state in stored}  # the text became the name
         assert all(e.reward_id is None for e in redeemed)
-        assert answers_of(app) == expected  # the views version 1 built, read by version 2
-        Projections(app).rebuild(select_views())
-        assert answers_of(app) == expected  # rebuilt from the log by version 2: the same, digest included
+        assert_answers_as_written(app, expected, tmp_path)
     finally:
         app.close()
-
-    saved = tmp_path / "digest-v1.json"
-    saved.write_text(json.dumps(expected["digest"]))
-    verified = cli("verify", "--digest", str(saved), "--format", "json", store=url)
-    assert verified.returncode == 0, verified.stdout + verified.stderr  # finance's digest of version 1 holds
 
     # Version-2 messages go in beside the old events, and a version-1 one still does.
     later = (DEFAULT_START + timedelta(days=302)).date().isoformat()
@@ -94,6 +99,29 @@ def test_a_ledger_written_by_version_1_is_read_rebuilt_and_reported_identically_
         assert tally.recorded == 3
         events = [e for e in app.member_events(member) if isinstance(e, Member.PointsRedeemed)][-2:]
         assert [(e.reward_id, e.reward_name) for e in events] == [("SKU-42", "coffee"), (None, "voucher")]
+    finally:
+        app.close()
+    assert cli("verify", "--format", "json", store=url).returncode == 0
+
+
+def test_a_ledger_written_in_the_librarys_format_reads_in_the_compact_one(tmp_path: Path) -> None:
+    """`fixtures/ledger-v2.sqlite3` was written by the code before the compact stored format (ledger.compact)."""
+    url = fixture_copy(tmp_path, "ledger-v2")
+    expected = json.loads((FIXTURES / "ledger-v2.answers.json").read_text())
+    app = LedgerApplication(parse_store_url(url), Program())
+    try:
+        old_events = app.recorder.select_notifications(start=1, limit=100_000)
+        assert old_events and all(b'"_type_":"datetime_iso"' in n.state for n in old_events)
+        assert_answers_as_written(app, expected, tmp_path)
+        # New events go in compact beside the old ones, and the member reads whole.
+        member = expected["balances"][0]["member_id"]
+        later = (DEFAULT_START + timedelta(days=302)).date().isoformat()
+        line = encode(wire("purchase", member, later, transaction_id="V3-T", amount="12.34", currency="USD"))
+        assert ingest_lines(app, io.BytesIO(line), "v3.jsonl", CollectedLetters()).recorded == 1
+        newest = app.recorder.select_notifications(start=len(old_events) + 1, limit=10)
+        assert newest and all(b"_type_" not in n.state for n in newest)
+        earned = app.member_events(member)[-1]
+        assert isinstance(earned, Member.PointsEarned) and str(earned.amount) == "12.34"
     finally:
         app.close()
     assert cli("verify", "--format", "json", store=url).returncode == 0

@@ -13,7 +13,7 @@ import pytest
 from consumers.jsonlines import ingest_lines
 from ledger.application import LedgerApplication
 from ledger.member import Source, member_uuid
-from ledger.originators import maybe_stored
+from ledger.originators import stored_histories
 from ledger.outcomes import Outcome
 from ledger.program import Program
 from ledger.store import parse_store_url
@@ -162,7 +162,8 @@ def test_processes_opening_a_new_postgresql_ledger_at_once_all_succeed(postgres_
 
 
 def test_a_new_writer_finds_stored_members_among_many_unknown_ones(store_url: str) -> None:
-    """One query per batch tells stored members from new ones; a stored member is never started again."""
+    """Two queries per batch read the stored members and tell them from new ones; a stored member is never
+    started again."""
     first = LedgerApplication(parse_store_url(store_url), Program())
     stored = [purchase("10.00", member=f"S{i}", when="2024-01-02") for i in range(3)]
     first.apply_batch([(message, {"file": "a", "line": n}) for n, message in enumerate(stored)])
@@ -170,8 +171,10 @@ def test_a_new_writer_finds_stored_members_among_many_unknown_ones(store_url: st
 
     fresh = LedgerApplication(parse_store_url(store_url), Program())  # nothing cached
     many = [member_uuid(f"N{i}") for i in range(2_500)] + [member_uuid(f"S{i}") for i in range(3)]
-    assert maybe_stored(fresh.recorder, many) == {member_uuid(f"S{i}") for i in range(3)}
-    assert maybe_stored(fresh.recorder, []) == set()
+    histories = stored_histories(fresh.recorder, fresh.snapshots.recorder, many)  # type: ignore[union-attr]
+    assert histories is not None and set(histories) == {member_uuid(f"S{i}") for i in range(3)}
+    assert all(len(history.events) == 2 and history.snapshot is None for history in histories.values())
+    assert stored_histories(fresh.recorder, fresh.snapshots.recorder, []) == {}  # type: ignore[union-attr]
 
     more = [*stored, purchase("5.00", member="S0")]
     again: list[tuple[Message, Source]] = [(message, {"file": "b", "line": n}) for n, message in enumerate(more)]

@@ -235,11 +235,19 @@ def test_credits_older_than_the_window_stop_counting(memory_ledger: LedgerApplic
 
 def test_sweep_expires_and_reevaluates_and_is_idempotent(memory_ledger: LedgerApplication) -> None:
     apply(memory_ledger, purchase("1200", when="2024-01-01"), purchase("5", member="M2", when="2024-06-01"))
-    assert memory_ledger.sweep(at("2025-06-01")) == (2, 2)
-    assert memory_ledger.sweep(at("2025-06-01")) == (2, 0)
+    apply(memory_ledger, purchase("1200", member="M3", when="2025-03-01"))  # silver, still qualifying at the sweep
+    assert memory_ledger.sweep(at("2025-06-01")) == (3, 3)
+    assert memory_ledger.sweep(at("2025-06-01")) == (3, 0)
     member = the(memory_ledger)
     assert (member.balance, member.tier, member.last_effective_at) == (0, "member", at("2025-06-01"))
-    assert kinds(memory_ledger)[-3:] == ["LotsExpired", "TierChanged", "Swept"]
+    assert kinds(memory_ledger)[-2:] == ["LotsExpired", "TierChanged"]
+    assert kinds(memory_ledger, "M2")[-1] == "LotsExpired"
+    renewed = the(memory_ledger, "M3")
+    assert (kinds(memory_ledger, "M3")[-1], renewed.tier, renewed.last_qualified_at) == (
+        "Swept",
+        "silver",
+        at("2025-06-01"),
+    )
     # After the sweep a message dated earlier takes the sweep's time.
     apply(memory_ledger, purchase("3", when="2025-01-01"))
     assert memory_ledger.member_events("M1")[-1].effective_at == at("2025-06-01")

@@ -1,16 +1,20 @@
-"""Events are stored in exactly the bytes the library's own JSON transcoder would write."""
+"""Member events are stored in the compact format and read back exactly, as do those stored in the library's
+format before it; snapshots are stored in exactly the bytes the library's own JSON transcoder would write."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from eventsourcing.persistence import DatetimeAsISO, DecimalAsStr, JSONTranscoder, UUIDAsHex
+from eventsourcing.persistence import DatetimeAsISO, DecimalAsStr, JSONTranscoder, Mapper, StoredEvent, UUIDAsHex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.application import LedgerApplication
+from ledger.member import Member
 from ledger.program import Program
 from ledger.rules import Lot, PurchaseRecord
 from ledger.store import parse_store_url
@@ -90,8 +94,7 @@ class ComparingLedger(LedgerApplication):
         return transcoder
 
 
-def test_every_event_and_snapshot_of_a_stream_is_written_as_the_library_would(program: Program) -> None:
-    app = ComparingLedger(parse_store_url("memory://"), program)
+def _stream_ledger(app: LedgerApplication) -> LedgerApplication:
     messages = [m for m in (parse_message(line) for line in generate(3_000, members=12, seed=5))
                 if not isinstance(m, Invalid)]  # fmt: skip
     for start in range(0, len(messages), 250):
@@ -100,9 +103,41 @@ def test_every_event_and_snapshot_of_a_stream_is_written_as_the_library_would(pr
     kinds = {n.topic.rsplit(".", 1)[-1] for n in app.recorder.select_notifications(start=1, limit=100_000)}
     assert {"Enrolled", "PointsEarned", "RefundApplied", "PointsRedeemed", "PointsAdjusted", "MessageRejected",
             "LotsExpired", "TierChanged"} <= kinds  # fmt: skip
+    return app
+
+
+def test_every_snapshot_of_a_stream_is_written_as_the_library_would(program: Program) -> None:
+    app = _stream_ledger(ComparingLedger(parse_store_url("memory://"), program))
     transcoder = app.mapper.transcoder
     assert isinstance(transcoder, ComparingTranscoder)
     snapshots = [pair for pair in transcoder.pairs if b'"next_lot_id"' in pair[0]]
-    assert snapshots and len(transcoder.pairs) > 3_000
+    assert snapshots and len(snapshots) == len(transcoder.pairs)  # member events take the compact path
     assert all(ours == standard for ours, standard in transcoder.pairs)
+    app.close()
+
+
+def _as_the_library_stored_it(event: Member.Event) -> StoredEvent:
+    """`event` in the library's tagged format, with the class version it had before the compact one."""
+    stored = Mapper[Any](transcoder=STANDARD).to_stored_event(event)
+    state = json.loads(stored.state)
+    earlier = type(event).class_version - 1
+    if earlier > 1:
+        state["class_version"] = earlier
+    else:
+        del state["class_version"]
+    return dataclasses.replace(stored, state=STANDARD.encode(STANDARD.decode(json.dumps(state).encode())))
+
+
+def test_every_member_event_is_stored_compact_and_read_back_exactly_in_either_format(program: Program) -> None:
+    app = _stream_ledger(LedgerApplication(parse_store_url("memory://"), program))
+    notifications = app.recorder.select_notifications(start=1, limit=100_000)
+    for notification in notifications:
+        assert b"_type_" not in notification.state  # plain JSON: times and decimals as text
+        event = app.mapper.to_domain_event(notification)
+        assert isinstance(event, Member.Event)
+        again = app.mapper.to_domain_event(app.mapper.to_stored_event(event))
+        assert again == event and vars(again) == vars(event)
+        old = _as_the_library_stored_it(event)
+        assert b'"_type_":"datetime_iso"' in old.state
+        assert app.mapper.to_domain_event(old) == event  # read through the classes' upcasters
     app.close()
