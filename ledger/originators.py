@@ -72,15 +72,18 @@ def _on_postgres(events: Any, snapshots: Any, originator_ids: Collection[UUID]) 
         "SELECT DISTINCT ON (originator_id) originator_id, originator_version, topic, state FROM {schema}.{table} "
         "WHERE originator_id = ANY(%s::{id_type}[]) ORDER BY originator_id, originator_version DESC"
     ).format(schema=schema, table=Identifier(snapshots.events_table_name), id_type=id_type)
+    # One primary-key probe per id (LATERAL): a plain join may be planned as a scan of the whole table.
     events_after = SQL(
         "SELECT e.originator_id, e.originator_version, e.topic, e.state "
-        "FROM unnest(%s::{id_type}[], %s::bigint[]) AS s(id, after) "
-        "JOIN {schema}.{table} e ON e.originator_id = s.id AND e.originator_version > s.after "
-        "ORDER BY e.originator_id, e.originator_version"
+        "FROM unnest(%s::{id_type}[], %s::bigint[]) AS s(id, after) CROSS JOIN LATERAL ("
+        "SELECT originator_id, originator_version, topic, state FROM {schema}.{table} "
+        "WHERE originator_id = s.id AND originator_version > s.after ORDER BY originator_version) AS e"
     ).format(schema=schema, table=Identifier(events.events_table_name), id_type=id_type)
     by_key = {str(i) if text_ids else i: i for i in originator_ids}
     histories: dict[UUID, StoredHistory] = {}
-    with events.datastore.get_connection() as conn, conn.cursor() as cursor:
+    with events.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as cursor:
+        # Probes of a few rows each: compiling them (JIT, when statistics overestimate) costs more than they do.
+        cursor.execute("SET LOCAL jit = off")
         cursor.execute(latest_snapshots, (list(by_key),))
         for row in cursor.fetchall():
             originator_id = by_key[row["originator_id"]]
