@@ -7,8 +7,13 @@ Dependency-free: the CLI declares every command with these before it loads kafka
 
 from typing import Literal, get_args
 
+from ledger.limits import BATCH_SIZE_MAX
+
 #: Messages per transaction unless told otherwise.
 DEFAULT_BATCH_SIZE = 500
+#: Messages per transaction of a replay (`consume --from-beginning`) unless a batch size is set: the most one
+#: transaction may hold (ledger.limits.BATCH_SIZE_MAX), as a replay usually fills a store of its own.
+REPLAY_BATCH_SIZE = BATCH_SIZE_MAX
 #: Corrections per transaction, unless told otherwise.
 CORRECT_BATCH = 500
 

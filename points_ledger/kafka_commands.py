@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import click
 
+from consumers.defaults import REPLAY_BATCH_SIZE
 from ledger.limits import BATCH_SIZE_MAX
 from points_ledger import output
 from points_ledger.context import Context, format_option, pass_context, setting_option
@@ -99,7 +100,7 @@ def stop_on_signals() -> Iterator[threading.Event]:
     help="Replay: join a consumer group of its own (<group>.replay-<random>, named on stderr) and read every "
     "partition from offset 0, or from the position the store recorded for it. For a shadow ledger "
     "(--store of its own, perhaps a corrected --program); the production group's members and offsets are "
-    "left alone.",
+    "left alone. Batches of up to 10,000 messages unless --batch-size (or its env/file setting) says otherwise.",
 )  # fmt: skip
 @format_option
 @pass_context
@@ -129,10 +130,13 @@ def consume(context: Context, until_idle_s: float | None, from_beginning: bool, 
     with reported_errors(lambda: "-"):
         settings = config.kafka_settings()
     group = replay_group(config.consume.group) if from_beginning else config.consume.group
+    batch_size = config.consume.batch_size
     if from_beginning:
-        warn(f"replaying from the beginning in consumer group {group}")
+        if context.loaded()[1].of("consume", "batch_size") == "default":
+            batch_size = REPLAY_BATCH_SIZE
+        warn(f"replaying from the beginning in consumer group {group}, in batches of up to {batch_size:,} messages")
     options = ConsumeOptions(
-        topics, group, config.consume.batch_size, until_idle_s,
+        topics, group, batch_size, until_idle_s,
         RetryPolicy(attempts=config.consume.store_attempts), crash_after_batch(),
     )  # fmt: skip
     metrics = ConsumerMetrics()

@@ -34,11 +34,13 @@ def test_a_topic_replayed_into_a_shadow_ledger_with_a_corrected_program_answers_
     replay = cli("--program", str(program), *replay_args, store=shadow)
     assert replay.returncode == 0, replay.stderr
     assert f"replaying from the beginning in consumer group {group}.replay-" in replay.stderr
+    assert "in batches of up to 10,000 messages" in replay.stderr  # the largest a transaction may hold
     replayed = json.loads(replay.stdout)
     assert replayed["processed"] == json.loads(production.stdout)["processed"]  # every message read again
 
-    reference = f"sqlite:///{tmp_path / 'reference.db'}"  # the same stream ingested under the corrected program
-    ingested = cli("--program", str(program), "ingest", str(stream), "--format", "json",
+    # The same stream ingested message by message (a transaction each) under the corrected program.
+    reference = f"sqlite:///{tmp_path / 'reference.db'}"
+    ingested = cli("--program", str(program), "ingest", str(stream), "--format", "json", "--batch-size", "1",
                    "--dead-letter", str(tmp_path / "dl.jsonl"), store=reference)  # fmt: skip
     assert ingested.returncode == 0, ingested.stderr
     assert replayed == json.loads(ingested.stdout)  # decided as that program decides
