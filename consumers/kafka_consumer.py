@@ -38,6 +38,8 @@ from ledger.positions import PositionConflictError
 
 #: Milliseconds one poll waits for records (also how quickly a stop request is noticed).
 POLL_TIMEOUT_MS = 500
+#: At most this many partitions' batches are asked for in one poll (a bound on the records held in memory).
+PARTITIONS_PER_POLL_MAX = 8
 #: Seconds without group membership before we say so on stderr (and again every this often).
 UNREACHABLE_WARNING_S = 10.0
 #: With --until-idle, extra seconds allowed without partitions (a group join can wait for dead members).
@@ -197,13 +199,20 @@ class LedgerConsumer:
         """
         try:
             polled: dict[TopicPartition, list[Any]] = self.consumer.poll(
-                timeout_ms=POLL_TIMEOUT_MS, max_records=self.options.batch_size
+                timeout_ms=POLL_TIMEOUT_MS, max_records=self._records_per_poll()
             )
         except Exception as error:
             if not is_decoding_failure(error):
                 raise
             raise unreadable_batch(self.consumer, error) from error
         return polled
+
+    def _records_per_poll(self) -> int:
+        """Up to a batch per owned partition: each partition's records of a poll are one transaction, so asking
+        for one batch in all would split it into a small transaction per partition."""
+        with self._lock:
+            owned = len(self._owned)
+        return self.options.batch_size * max(1, min(owned, PARTITIONS_PER_POLL_MAX))
 
     def _warn_if_unassigned(self, now: float) -> None:
         """Say so (every UNREACHABLE_WARNING_S) while this consumer has no partitions."""
