@@ -76,7 +76,8 @@ def test_kill_9_at_random_moments_neither_loses_nor_doubles(
     progress = [recorded(postgres_url, topic)]
     while kills < 24:
         crash_env = {CRASH_AFTER_BATCH_ENV: str(rng.randint(1, 6))} if kills % 3 == 0 else {}
-        process = start_consume(postgres_url, kafka_bootstrap, topic, group, "--batch-size", "200", env=crash_env)
+        # Transactions of at most 50 messages per partition, so that the 24 kills land before the stream ends.
+        process = start_consume(postgres_url, kafka_bootstrap, topic, group, "--batch-size", "50", env=crash_env)
         if crash_env:
             process.wait(timeout=120)  # it kills itself right after a database commit, before the offset commit
             after_commit_kills += 1
