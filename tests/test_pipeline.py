@@ -12,6 +12,7 @@ from eventsourcing.persistence import IntegrityError, OperationalError
 
 from consumers.jsonlines import ingest_lines
 from ledger.application import LedgerApplication, PreparedWrite
+from ledger.outcomes import Tally
 from ledger.program import Program
 from ledger.store import parse_store_url
 from points_ledger.streamgen import generate
@@ -63,6 +64,10 @@ def _failing_writes(
     return calls
 
 
+def _ingest(app: LedgerApplication, lines: list[bytes]) -> Tally:
+    return ingest_lines(app, io.BytesIO(b"\n".join(lines)), "s.jsonl", CollectedLetters(), batch_size=25)
+
+
 def test_a_failed_write_is_applied_again_and_what_was_decided_on_top_of_it_is_decided_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -70,7 +75,7 @@ def test_a_failed_write_is_applied_again_and_what_was_decided_on_top_of_it_is_de
     expected_state, expected_tally = _one_at_a_time(lines, tmp_path / "reference.db")
     app = _ledger(tmp_path / "ledger.db")
     calls = _failing_writes(app, monkeypatch, {3: IntegrityError("another writer changed a member first")})
-    tally = ingest_lines(app, io.BytesIO(b"\n".join(lines)), "s.jsonl", CollectedLetters(), batch_size=25)
+    tally = _ingest(app, lines)
     assert len(calls) > MESSAGES // 25  # the failed write was made again
     assert tally.as_dict() == expected_tally
     assert _state(app) == expected_state
@@ -83,16 +88,15 @@ def test_a_write_that_keeps_failing_stops_the_ingest_and_leaves_whole_batches(
     lines = generate(MESSAGES, 20, 200, seed=78)
     expected_state, expected_tally = _one_at_a_time(lines, tmp_path / "reference.db")
     app = _ledger(tmp_path / "ledger.db")
-    outage = OperationalError("the database went away")
-    _failing_writes(app, monkeypatch, {n: outage for n in range(4, 100)})
+    _failing_writes(app, monkeypatch, dict.fromkeys(range(4, 100), OperationalError("the database went away")))
     with pytest.raises(OperationalError):
-        ingest_lines(app, io.BytesIO(b"\n".join(lines)), "s.jsonl", CollectedLetters(), batch_size=25)
+        _ingest(app, lines)
     recorded = app.recorder.max_notification_id() or 0
     assert 0 < recorded < sum(len(kinds) for kinds, _, _ in expected_state.values())
     app.close()
 
     again = _ledger(tmp_path / "ledger.db")  # the next run, with the database back, completes the file
-    tally = ingest_lines(again, io.BytesIO(b"\n".join(lines)), "s.jsonl", CollectedLetters(), batch_size=25)
+    tally = _ingest(again, lines)
     assert tally.duplicates > 0 and tally.duplicates + tally.recorded + tally.rejected < expected_tally["processed"]
     assert _state(again) == expected_state
     again.close()
