@@ -177,9 +177,10 @@ class LedgerConsumer:
                     idle.observe(now, settled=settled, active=bool(polled) or resumed)
                 if polled:
                     for partition, records in polled.items():
-                        if stop.is_set():
-                            break
-                        self._apply(partition, records)
+                        size = self.options.batch_size
+                        for start in range(0, len(records), size):  # a batch per transaction, in order
+                            if stop.is_set() or not self._apply(partition, records[start : start + size]):
+                                break
                     self._commit_offsets()
                     if on_progress is not None:
                         on_progress(self.tally)
@@ -236,14 +237,17 @@ class LedgerConsumer:
 
     # ---- one partition batch ----------------------------------------------------------------
 
-    def _apply(self, partition: TopicPartition, records: list[Any]) -> None:
+    def _apply(self, partition: TopicPartition, records: list[Any]) -> bool:
+        """Record one batch of a partition's records (those after its recorded position); False when the rest
+        of this poll's records of the partition must not be applied (given away, not yet positioned, or
+        moved on by another writer: they will be read again from the right place)."""
         with self._lock:
             if partition not in self._owned or partition in self._pending:
-                return  # given away, or its position is not known yet: it will be read again
+                return False  # given away, or its position is not known yet: it will be read again
             previous = self._recorded.get(partition)
             fresh = [record for record in records if previous is None or record.offset > previous]
             if not fresh:
-                return
+                return True
             started = time.perf_counter()
             try:
                 result = call_store(
@@ -253,7 +257,7 @@ class LedgerConsumer:
                 )
             except PositionConflictError:
                 self._resync(partition, fresh[-1].offset)
-                return
+                return False
             self._recorded[partition] = result.last_offset
             self._uncommitted[partition] = result.last_offset + 1
             self._batches += 1
@@ -263,6 +267,7 @@ class LedgerConsumer:
         self.metrics.batch(
             result.tally, time.perf_counter() - started, partition.topic, partition.partition, result.last_offset
         )
+        return True
 
     def _resync(self, partition: TopicPartition, last_offset: int) -> None:
         """The partition's recorded position is not where this batch expected: continue after it."""
