@@ -203,7 +203,7 @@ def test_a_partition_is_applied_in_transactions_of_at_most_the_batch_size(
     kafka_bootstrap: str, postgres_url: str
 ) -> None:
     """A poll may return far more of one partition's records than a batch: they go in batch-sized transactions,
-    so the process killing itself right after its third commit has recorded exactly three batches."""
+    so the process killing itself right after its third commit has recorded at most three batches."""
     topic = unique("sized")
     create_topic(kafka_bootstrap, topic, PARTITIONS)
     produce(kafka_bootstrap, topic, generate(1_000, 1, 100, seed=5))  # one member: all in one partition
@@ -211,4 +211,4 @@ def test_a_partition_is_applied_in_transactions_of_at_most_the_batch_size(
     process = start_consume(postgres_url, kafka_bootstrap, topic, unique("g"), "--batch-size", "10", env=crash_env)
     process.communicate(timeout=120)  # a poll asks for 10 per partition held: up to 40 of the one with data
     assert process.returncode == -signal.SIGKILL
-    assert recorded(postgres_url, topic) == 30
+    assert 0 < recorded(postgres_url, topic) <= 30  # a poll may bring less than a batch, never a bigger one
