@@ -11,7 +11,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
@@ -58,6 +58,7 @@ CONFLICT_RETRIES = 3
 SWEEP_BATCH_SIZE = 1_000
 #: Rows per read when listing members.
 PAGE_SIZE = 5_000
+T = TypeVar("T")
 #: Told which messages of a batch failed, before anything is recorded; raising records nothing.
 OnFailures = Callable[[Sequence[Failure]], None]
 
@@ -187,15 +188,21 @@ class LedgerApplication(Application[UUID]):
         """
         if len(batch) > BATCH_SIZE_MAX:
             raise ValueError(f"a batch holds at most {BATCH_SIZE_MAX} messages, not {len(batch)}")
+
+        def final(error: IntegrityError) -> bool:
+            return isinstance(error, PositionConflictError) or (tracking is not None and self._tracked(tracking))
+
+        return self._retrying(lambda: self._apply_batch_once(batch, tracking, on_failures), final)
+
+    def _retrying(self, once: Callable[[], T], final: Callable[[IntegrityError], bool] = lambda _: False) -> T:
+        """`once()`, tried again (up to CONFLICT_RETRIES times) after another writer changed what it decided on,
+        unless `final` says that conflict cannot pass. Any failure first forgets what memory may hold of it."""
         for attempt in range(CONFLICT_RETRIES + 1):
             try:
-                return self._apply_batch_once(batch, tracking, on_failures)
-            except PositionConflictError:
+                return once()
+            except IntegrityError as error:
                 self._forget()
-                raise
-            except IntegrityError:
-                self._forget()
-                if attempt == CONFLICT_RETRIES or (tracking is not None and self._tracked(tracking)):
+                if attempt == CONFLICT_RETRIES or final(error):
                     raise
             except BaseException:
                 self._forget()
@@ -319,25 +326,18 @@ class LedgerApplication(Application[UUID]):
     def _sweep_batch(self, member_ids: list[str], as_of: datetime) -> int:
         """Sweep these members and record the changed ones in one transaction; how many changed. A member
         that another writer changed meanwhile is loaded again and the batch decided again."""
-        for attempt in range(CONFLICT_RETRIES + 1):
+
+        def once() -> int:
             members = self._members_of(member_ids)
             unknown = [member_id for member_id in member_ids if member_id not in members]
             if unknown:
                 raise AssertionError(f"member {unknown[0]} is listed but cannot be loaded")
             changed = [member for member in members.values() if member.sweep(as_of, self.program)]
-            try:
-                if changed:
-                    self.record(changed)
-            except IntegrityError:
-                self._forget()
-                if attempt == CONFLICT_RETRIES:
-                    raise
-                continue
-            except BaseException:
-                self._forget()
-                raise
+            if changed:
+                self.record(changed)
             return len(changed)
-        raise AssertionError("unreachable")  # pragma: no cover
+
+        return self._retrying(once)
 
     def advance_ledger_time(self, as_of: datetime) -> None:
         """Record `as_of` as the ledger's time, unless it already is that late: from then on nothing is
@@ -350,21 +350,16 @@ class LedgerApplication(Application[UUID]):
             raise OutOfRangeError(
                 f"a sweep time must lie between {earliest.isoformat()} and {latest.isoformat()} (the program's range)"
             )
-        for attempt in range(CONFLICT_RETRIES + 1):
+
+        def once() -> None:  # another sweep may move it first: then look again
             current = self.ledger_time()
             if current is not None and current >= as_of:
                 return
-            try:
-                self.recorder.insert_events(
-                    [], tracking=ledger_time_mark(as_of), **{EXPECTED_LEDGER_TIME: self._ledger_time_micros}
-                )
-            except IntegrityError:  # another sweep moved it first: look again
-                self._forget()
-                if attempt == CONFLICT_RETRIES:
-                    raise
-                continue
+            expected = {EXPECTED_LEDGER_TIME: self._ledger_time_micros}
+            self.recorder.insert_events([], tracking=ledger_time_mark(as_of), **expected)
             self._ledger_time_micros, self._ledger_time = to_micros(as_of), as_of
-            return
+
+        self._retrying(once)
 
     # ---- reading ----------------------------------------------------------------------------
 
@@ -427,9 +422,6 @@ class LedgerApplication(Application[UUID]):
         if not isinstance(member, Member):
             raise LedgerInvariantError(f"stored history of {history!r:.200} does not make a member")
         return member
-
-    def _cached_member(self, member_id: str) -> Member | None:
-        return self._from_cache(member_id) or self.member(member_id)
 
     def _from_cache(self, member_id: str) -> Member | None:
         """The cached member, marked as most recently used; None if not cached."""
