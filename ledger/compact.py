@@ -50,10 +50,6 @@ def _untagged(value: Any) -> Any:
     return value
 
 
-def _time(text: str) -> datetime:
-    return datetime.fromisoformat(text)
-
-
 def _optional_time(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
 
@@ -67,7 +63,7 @@ def _provenance(provenance: dict[str, Any]) -> dict[str, Any]:
 
 #: How a field's declared type is read back from its plain JSON value.
 _READERS_BY_TYPE: dict[str, Reader] = {
-    "datetime": _time,
+    "datetime": datetime.fromisoformat,
     "datetime | None": _optional_time,
     "Decimal": Decimal,
 }
@@ -99,7 +95,8 @@ def _plain(value: Any) -> Any:
 
 
 class CompactMapper(Mapper[Any]):
-    """The library's mapper, with the compact format for the event classes in `compact` (member events)."""
+    """The library's mapper, with the compact format for the event classes in `compact` (member events).
+    Constructed with a transcoder only: the ledger compresses and encrypts nothing."""
 
     def __init__(self, *args: Any, compact: Callable[[type[Any]], bool], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -107,7 +104,7 @@ class CompactMapper(Mapper[Any]):
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
         event_class = type(domain_event)
-        if not self._compact(event_class) or self.compressor or self.cipher:
+        if not self._compact(event_class):
             return super().to_stored_event(domain_event)
         state = dict(domain_event.__dict__)
         originator_id = state.pop("originator_id")
@@ -122,7 +119,7 @@ class CompactMapper(Mapper[Any]):
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
         event_class = resolve_topic(stored_event.topic)
-        if not self._compact(event_class) or self.compressor or self.cipher:
+        if not self._compact(event_class):
             return super().to_domain_event(stored_event)
         try:
             state: dict[str, Any] = orjson.loads(stored_event.state)
