@@ -14,6 +14,8 @@ DEFAULT_BATCH_SIZE = 500
 #: Messages per transaction of a replay (`consume --from-beginning`) unless a batch size is set: the most one
 #: transaction may hold (ledger.limits.BATCH_SIZE_MAX), as a replay usually fills a store of its own.
 REPLAY_BATCH_SIZE = BATCH_SIZE_MAX
+#: At most this many partitions' batches are asked for in one Kafka poll (a bound on the records held in memory).
+PARTITIONS_PER_POLL_MAX = 8
 #: Corrections per transaction, unless told otherwise.
 CORRECT_BATCH = 500
 

@@ -27,6 +27,7 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer
 from kafka.errors import CorruptRecordError, UnsupportedCodecError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
+from consumers.defaults import PARTITIONS_PER_POLL_MAX
 from consumers.idle import IdleClock
 from consumers.kafka_batch import record_batch, upstream_name
 from consumers.kafka_deadletters import KafkaDeadLetters
@@ -38,8 +39,6 @@ from ledger.positions import PositionConflictError
 
 #: Milliseconds one poll waits for records (also how quickly a stop request is noticed).
 POLL_TIMEOUT_MS = 500
-#: At most this many partitions' batches are asked for in one poll (a bound on the records held in memory).
-PARTITIONS_PER_POLL_MAX = 8
 #: Seconds without group membership before we say so on stderr (and again every this often).
 UNREACHABLE_WARNING_S = 10.0
 #: With --until-idle, extra seconds allowed without partitions (a group join can wait for dead members).

@@ -12,7 +12,7 @@ from typing import IO, TYPE_CHECKING, BinaryIO
 import click
 
 from consumers.defaults import DEFAULT_BATCH_SIZE
-from ledger.limits import BATCH_SIZE_MAX, DEFAULT_STORE_URL, OutOfRangeError
+from ledger.limits import DEFAULT_STORE_URL, OutOfRangeError
 from points_ledger import (
     audit_commands,
     config_commands,
@@ -25,7 +25,7 @@ from points_ledger import (
     repair_commands,
 )
 from points_ledger.check import check
-from points_ledger.context import TIME, Context, format_option, pass_context, setting_option
+from points_ledger.context import TIME, Context, batch_size_option, format_option, pass_context, setting_option
 from points_ledger.errors import CommandError, reported_errors
 from points_ledger.progress import ingest_progress
 
@@ -92,13 +92,7 @@ def main(ctx: click.Context) -> None:
     default=None,
     help="Append invalid lines here as JSON Lines (line, text, reason). Default: report them on stderr.",
 )
-@click.option(
-    "--batch-size",
-    type=click.IntRange(1, BATCH_SIZE_MAX),
-    default=DEFAULT_BATCH_SIZE,
-    show_default=True,
-    help="Messages per transaction.",
-)
+@batch_size_option(DEFAULT_BATCH_SIZE, "Messages per transaction.")
 @format_option
 @pass_context
 def ingest(context: Context, file: str, dead_letter_path: Path | None, batch_size: int, output_format: str) -> None:

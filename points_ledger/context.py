@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from ledger.limits import BATCH_SIZE_MAX
 from points_ledger.errors import reported_errors
 
 if TYPE_CHECKING:
@@ -126,6 +127,13 @@ def format_option(command: F) -> F:
         show_default=True,
         help="table for people, json for machines.",
     )(command)
+
+
+def batch_size_option(default: int, help_text: str) -> Callable[[F], F]:
+    """`--batch-size`: how many messages one transaction holds, up to the most the ledger allows."""
+    return click.option(
+        "--batch-size", type=click.IntRange(1, BATCH_SIZE_MAX), default=default, show_default=True, help=help_text
+    )
 
 
 pass_context = click.make_pass_decorator(Context)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import click
 
-from consumers.defaults import REPLAY_BATCH_SIZE
+from consumers.defaults import DEFAULT_BATCH_SIZE, PARTITIONS_PER_POLL_MAX, REPLAY_BATCH_SIZE
 from ledger.limits import BATCH_SIZE_MAX
 from points_ledger import output
 from points_ledger.context import Context, format_option, pass_context, setting_option
@@ -64,8 +64,9 @@ def stop_on_signals() -> Iterator[threading.Event]:
     "batch_size",
     "--batch-size",
     type=click.IntRange(1, BATCH_SIZE_MAX),
-    show_default="500",
-    help="Most messages per poll; each partition's share is one transaction (env LEDGER_BATCH_SIZE).",
+    show_default=str(DEFAULT_BATCH_SIZE),
+    help="Most messages per transaction; a poll asks for this many per partition held, for at most "
+    f"{PARTITIONS_PER_POLL_MAX} (env LEDGER_BATCH_SIZE).",
 )
 @click.option(
     "--until-idle",
@@ -100,7 +101,8 @@ def stop_on_signals() -> Iterator[threading.Event]:
     help="Replay: join a consumer group of its own (<group>.replay-<random>, named on stderr) and read every "
     "partition from offset 0, or from the position the store recorded for it. For a shadow ledger "
     "(--store of its own, perhaps a corrected --program); the production group's members and offsets are "
-    "left alone. Batches of up to 10,000 messages unless --batch-size (or its env/file setting) says otherwise.",
+    f"left alone. Batches of up to {REPLAY_BATCH_SIZE:,} messages unless --batch-size (or its env/file setting) "
+    "says otherwise.",
 )  # fmt: skip
 @format_option
 @pass_context

@@ -14,9 +14,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from consumers.defaults import CORRECT_BATCH
-from ledger.limits import BATCH_SIZE_MAX
 from points_ledger import output
-from points_ledger.context import TIME, Context, format_option, pass_context
+from points_ledger.context import TIME, Context, batch_size_option, format_option, pass_context
 from points_ledger.errors import BAD_ROWS_SHOWN, CommandError, UsageProblemError, list_bad_rows, reported_errors
 from points_ledger.kafka_commands import crash_hook
 from projections.defaults import CONTEXT_EVENTS
@@ -177,12 +176,8 @@ def reconcile_command(  # noqa: PLR0917 (one parameter per option, as click pass
 @click.option("--reason", required=True, help="Why, for the audit trail (1-256 characters).")
 @click.option("--operator", required=True, help="Who, for the audit trail (1-256 characters).")
 @click.option("--dry-run", is_flag=True, help="Print the adjustments it would append and change nothing.")
-@click.option(
-    "--batch-size",
-    type=click.IntRange(1, BATCH_SIZE_MAX),
-    default=CORRECT_BATCH,
-    show_default=True,
-    help="Corrections per transaction (each member's correction is one message: whole or absent).",
+@batch_size_option(
+    CORRECT_BATCH, "Corrections per transaction (each member's correction is one message: whole or absent)."
 )
 @format_option
 @pass_context
