@@ -26,11 +26,15 @@ def admin(sql: str) -> None:
         conn.execute(sql)
 
 
-def fresh_database(name: str) -> str:
-    """Drop and create database `name`; its store URL."""
-    admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin(f'CREATE DATABASE "{name}"')
+def fresh_database(name: str, template: str | None = None) -> str:
+    """Drop and create database `name` (a copy of database `template`, if given); its store URL."""
+    drop_database(name)
+    admin(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     return f"{SERVER}/{name}"
+
+
+def drop_database(name: str) -> None:
+    admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def database_exists(name: str) -> bool:

@@ -34,7 +34,7 @@ from typing import Any
 
 from kafka import KafkaConsumer
 
-from benchmarks.common import SERVER, admin
+from benchmarks.common import SERVER, admin, drop_database
 from consumers.defaults import DEFAULT_BATCH_SIZE
 from consumers.kafka_batch import recorded_through
 from consumers.kafka_clients import ensure_topics, new_producer
@@ -202,8 +202,8 @@ def main() -> None:
                       f"{c['messages_per_s']:>9,.0f} messages/s (x{c['messages_per_s'] / b['messages_per_s']:.2f} "
                       f"of one; split {c['per_consumer']})")  # fmt: skip
     finally:
-        admin(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-        admin(f'DROP DATABASE IF EXISTS "{dbname}_scale" WITH (FORCE)')
+        drop_database(dbname)
+        drop_database(f"{dbname}_scale")
     ratio = b["messages_per_s"] / a["messages_per_s"]
     print(f"(b) / (a) = {ratio:.3f} (goal >= 0.2)")
     print(json.dumps({

@@ -27,7 +27,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from benchmarks.common import SERVER, Discard, admin, database_exists, fresh_database
+from benchmarks.common import SERVER, Discard, database_exists, drop_database, fresh_database
 from consumers.jsonlines import ingest_lines
 from ledger.application import SWEEP_BATCH_SIZE, LedgerApplication
 from ledger.member import member_uuid
@@ -85,12 +85,6 @@ def _build(members: int, history: int) -> dict[str, float]:
     return {"build_seconds": round(time.perf_counter() - started, 1)}
 
 
-def _copy(name: str) -> str:
-    admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin(f'CREATE DATABASE "{name}" TEMPLATE "{DATABASE}"')
-    return f"{SERVER}/{name}"
-
-
 def _floor(url: str, as_of: Any) -> dict[str, float]:
     app = LedgerApplication(parse_store_url(url), Program())
     with Projections(app).reading([VIEWS["members"]]) as (sql, _):
@@ -134,7 +128,7 @@ def main() -> None:
         figures.update(_build(args.members, args.history))
         print(f"built {args.members:,} members in {figures['build_seconds']} s", flush=True)
     as_of = DEFAULT_START + timedelta(days=SWEEP_DAY)
-    due_url, all_url = _copy(f"{DATABASE}_due"), _copy(f"{DATABASE}_all")
+    due_url, all_url = fresh_database(f"{DATABASE}_due", DATABASE), fresh_database(f"{DATABASE}_all", DATABASE)
     figures.update(_floor(due_url, as_of))
     due = _sweep(due_url, as_of, everyone=False, profile=args.profile)
     everyone = _sweep(all_url, as_of, everyone=True)
@@ -144,7 +138,7 @@ def main() -> None:
     figures["due_to_floor_ratio"] = round(figures["floor_seconds"] / due["seconds"], 3)
     figures["all_to_due_time"] = round(everyone["seconds"] / due["seconds"], 1)
     for name in (f"{DATABASE}_due", f"{DATABASE}_all"):
-        admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(name)
     print(f"due members: {figures['due_members']:,} of {args.members:,}; floor (their rows read): "
           f"{figures['floor_seconds']} s; sweep of the due: {due['seconds']} s (ratio {figures['due_to_floor_ratio']}, "
           f"goal >= 0.3); sweep of everyone: {everyone['seconds']} s")  # fmt: skip
