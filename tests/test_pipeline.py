@@ -37,13 +37,23 @@ def _state(app: LedgerApplication) -> dict[str, Any]:
     return state
 
 
+def _ingest(app: LedgerApplication, lines: list[bytes], batch_size: int = 25) -> Tally:
+    return ingest_lines(app, io.BytesIO(b"\n".join(lines)), "s.jsonl", CollectedLetters(), batch_size=batch_size)
+
+
 def _one_at_a_time(lines: list[bytes], path: Path) -> tuple[dict[str, Any], dict[str, int]]:
     """The reference: the same lines, one transaction each."""
     app = _ledger(path)
-    tally = ingest_lines(app, io.BytesIO(b"\n".join(lines)), "s.jsonl", CollectedLetters(), batch_size=1)
+    tally = _ingest(app, lines, batch_size=1)
     state = _state(app)
     app.close()
     return state, tally.as_dict()
+
+
+def _stream_and_reference(tmp_path: Path, seed: int) -> tuple[list[bytes], dict[str, Any], dict[str, int]]:
+    """A generated stream, and what applying it one message per transaction gives (state, tally)."""
+    lines = generate(MESSAGES, 20, 200, seed=seed)
+    return lines, *_one_at_a_time(lines, tmp_path / "reference.db")
 
 
 def _failing_writes(
@@ -64,15 +74,10 @@ def _failing_writes(
     return calls
 
 
-def _ingest(app: LedgerApplication, lines: list[bytes]) -> Tally:
-    return ingest_lines(app, io.BytesIO(b"\n".join(lines)), "s.jsonl", CollectedLetters(), batch_size=25)
-
-
 def test_a_failed_write_is_applied_again_and_what_was_decided_on_top_of_it_is_decided_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    lines = generate(MESSAGES, 20, 200, seed=77)
-    expected_state, expected_tally = _one_at_a_time(lines, tmp_path / "reference.db")
+    lines, expected_state, expected_tally = _stream_and_reference(tmp_path, seed=77)
     app = _ledger(tmp_path / "ledger.db")
     calls = _failing_writes(app, monkeypatch, {3: IntegrityError("another writer changed a member first")})
     tally = _ingest(app, lines)
@@ -85,8 +90,7 @@ def test_a_failed_write_is_applied_again_and_what_was_decided_on_top_of_it_is_de
 def test_a_write_that_keeps_failing_stops_the_ingest_and_leaves_whole_batches(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    lines = generate(MESSAGES, 20, 200, seed=78)
-    expected_state, expected_tally = _one_at_a_time(lines, tmp_path / "reference.db")
+    lines, expected_state, expected_tally = _stream_and_reference(tmp_path, seed=78)
     app = _ledger(tmp_path / "ledger.db")
     _failing_writes(app, monkeypatch, dict.fromkeys(range(4, 100), OperationalError("the database went away")))
     with pytest.raises(OperationalError):
