@@ -2,4 +2,5 @@
 
 from points_ledger.cli import run
 
-run()
+if __name__ == "__main__":  # not when a worker process of a rebuild imports it
+    run()

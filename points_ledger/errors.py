@@ -73,6 +73,7 @@ BATCH_STOPPED = ("consumers.kafka_deadletters:DeadLetterWriteError", "consumers.
 #: A refused certificate or login, a UTF-16 file.
 REFUSED = ("consumers.kafka_clients:KafkaSecurityError", "consumers.jsonlines:InputEncodingError")
 INVARIANT = ("ledger.member:LedgerInvariantError",)
+REBUILD_STOPPED = ("projections.partitions:RebuildWorkerError",)
 
 
 def raised(classes: Sequence[str]) -> tuple[type[BaseException], ...]:
@@ -111,6 +112,10 @@ def _reported(error: Exception, store_description: Callable[[], str]) -> Command
         return CommandError(str(error))
     if isinstance(error, raised(INVARIANT)):
         return CommandError(f"ledger invariant broken, nothing recorded for this batch: {error}")
+    if isinstance(error, raised(REBUILD_STOPPED)):
+        if os.environ.get("LEDGER_DEBUG"):
+            click.echo(getattr(error, "output", ""), err=True)
+        return CommandError(f"{error}; rebuild stopped, the old views keep serving (LEDGER_DEBUG=1 shows more)")
     if isinstance(error, OSError):
         return CommandError(first_line(error))
     if os.environ.get("LEDGER_DEBUG"):

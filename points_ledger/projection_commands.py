@@ -12,7 +12,12 @@ from points_ledger import output
 from points_ledger.context import Context, format_option, pass_context
 from points_ledger.kafka_commands import crash_hook, stop_on_signals
 from points_ledger.progress import count_progress
-from projections.defaults import POLL_INTERVAL_S_MAX, POLL_INTERVAL_S_MIN
+from projections.defaults import (
+    PARALLEL_REBUILD_MIN_EVENTS,
+    POLL_INTERVAL_S_MAX,
+    POLL_INTERVAL_S_MIN,
+    REBUILD_WORKERS_MAX,
+)
 
 
 @click.group("projections")
@@ -87,16 +92,26 @@ def follow_command(context: Context, poll_interval_s: float, until_idle_s: float
 
 @click.command()
 @click.argument("view_names", nargs=-1, metavar="[VIEW]...")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, REBUILD_WORKERS_MAX),
+    default=None,
+    help=(
+        "Processes that build the views, each for a share of the members (PostgreSQL only). Default: one per "
+        f"core on a log of at least {PARALLEL_REBUILD_MIN_EVENTS:,} events, else 1."
+    ),
+)
 @format_option
 @pass_context
-def rebuild(context: Context, view_names: tuple[str, ...], output_format: str) -> None:
+def rebuild(context: Context, view_names: tuple[str, ...], workers: int | None, output_format: str) -> None:
     """Rebuild views (all by default) from the whole event log, without downtime.
 
     Builds into fresh tables and swaps them in at the end in one transaction: queries keep reading the old
     views until then, and a rebuild that is killed leaves them serving (run it again). Views: members
-    (balances, tiers, lots), audit (the audit trail and its hash chains).
+    (balances, tiers, lots), audit (the audit trail and its hash chains). On PostgreSQL, worker processes
+    build the tables side by side, one share of the members each; they stop with the rebuild.
     """
-    from projections.runner import Projections, UnknownViewError, select_views
+    from projections.runner import Projections, RebuildWorkersError, UnknownViewError, select_views
 
     try:
         views = select_views(view_names)
@@ -118,7 +133,10 @@ def rebuild(context: Context, view_names: tuple[str, ...], output_format: str) -
                 rate = done / max(time.monotonic() - started, 1e-6)
                 progress(position, f"{position:,}/{head:,} events, {rate:,.0f} events/s")
 
-            position = projections.rebuild(views, on_batch)
+            try:
+                position = projections.rebuild(views, on_batch, workers=workers)
+            except RebuildWorkersError as error:
+                raise click.BadParameter(str(error), param_hint="--workers") from error
     seconds = time.monotonic() - started
     result: dict[str, Any] = {
         "views": [view.name for view in views],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import psycopg
@@ -30,6 +31,20 @@ class ViewsUnavailableError(RuntimeError):
     """The store has no SQL database to keep views in (memory://)."""
 
 
+def placeholders(count: int) -> str:
+    return ",".join("?" * count)
+
+
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """Rows to append to one table, with the PostgreSQL type of each column (for a binary COPY)."""
+
+    table: str
+    columns: tuple[str, ...]
+    rows: list[tuple[Any, ...]]
+    types: tuple[str, ...]
+
+
 class Sql:
     """One open transaction: execute, executemany and fetch with `?` placeholders in either dialect."""
 
@@ -47,17 +62,19 @@ class Sql:
         if rows:
             self.cursor.executemany(self._sql(statement), [tuple(row) for row in rows])
 
-    def copy(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        """Append rows in bulk: COPY on PostgreSQL (several times faster than INSERTs), executemany on SQLite."""
-        if not rows:
+    def copy(self, rows: Rows) -> None:
+        """Append rows in bulk: a binary COPY on PostgreSQL (several times faster than INSERTs, and half the
+        work of a text COPY on both sides), executemany on SQLite."""
+        if not rows.rows:
             return
-        names = ", ".join(columns)
+        names = ", ".join(rows.columns)
         if self.dialect == "postgresql":
-            with self.cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
-                for row in rows:
+            with self.cursor.copy(f"COPY {rows.table} ({names}) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(rows.types)
+                for row in rows.rows:
                     copy.write_row(row)
             return
-        self.executemany(f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})", rows)
+        self.executemany(f"INSERT INTO {rows.table} ({names}) VALUES ({placeholders(len(rows.columns))})", rows.rows)
 
     def rows(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
         """All result rows; each is indexable by column name."""

@@ -13,3 +13,8 @@ DEFAULT_SOURCE = "urn:points-ledger"
 CONTEXT_EVENTS = 5
 #: The trailing window an estimated breakage rate looks back over, unless told otherwise.
 BREAKAGE_WINDOW_DAYS = 365
+#: A rebuild on PostgreSQL runs in worker processes only from this many log events: starting a worker
+#: costs about a second, more than one process takes to build a small log.
+PARALLEL_REBUILD_MIN_EVENTS = 50_000
+#: The most worker processes a rebuild starts.
+REBUILD_WORKERS_MAX = 16

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 
 from eventsourcing.persistence import PersistenceError
 
+from projections.building import OnBatch
 from projections.defaults import POLL_INTERVAL_S_MAX, POLL_INTERVAL_S_MIN
-from projections.runner import OnBatch, Projections
+from projections.runner import Projections
 
 
 @dataclass(slots=True)

@@ -10,11 +10,8 @@ a page of events per transaction is about 30 times faster.
 
 from __future__ import annotations
 
-import contextlib
-import gc
-import queue
-import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import os
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,25 +19,28 @@ from datetime import UTC, datetime
 from eventsourcing.persistence import Notification
 
 from ledger.application import LedgerApplication
-from ledger.member import Member
 from ledger.micros import from_micros, to_micros
 from ledger.pgconnect import schema_lock
-from projections.db import Sql, ViewDatabase
-from projections.views import VIEWS, LogEvent, Rows, View, placeholders
+from projections.building import (
+    REBUILD_BATCH,
+    REBUILD_SUFFIX,
+    OnBatch,
+    build_fresh,
+    decode,
+    prefetched_pages,
+    whole_log,
+)
+from projections.db import Dialect, Sql, ViewDatabase, placeholders
+from projections.defaults import PARALLEL_REBUILD_MIN_EVENTS, REBUILD_WORKERS_MAX
+from projections.partitions import build_in_workers
+from projections.views import VIEWS, LogEvent, View
 
 #: Log events per catch-up transaction.
 CATCH_UP_BATCH = 500
-#: Log events per transaction while rebuilding (fresh tables, nobody else writes them).
-REBUILD_BATCH = 2_000
-#: Suffix of the tables a rebuild writes before it swaps them in.
-REBUILD_SUFFIX = "__new"
 STATE_TABLE = "pl_view_state"
 #: PostgreSQL's memory per sort or hash in an answer's transaction: reports group hundreds of thousands of
 #: rows by member, which the server's default (4 MB) would spill to disk.
 READ_WORK_MEM = "64MB"
-
-#: Told after each batch: (events applied in the batch, position reached).
-OnBatch = Callable[[int, int], None]
 
 
 class UnknownViewError(ValueError):
@@ -142,13 +142,7 @@ class Projections:
         return self.decode(self.app.recorder.select_notifications(start=start, limit=limit, stop=stop))
 
     def decode(self, notifications: Sequence[Notification]) -> list[LogEvent]:
-        events: list[LogEvent] = []
-        for notification in notifications:
-            event = self.app.mapper.to_domain_event(notification)
-            if not isinstance(event, Member.Event):
-                raise TypeError(f"unexpected event {type(event).__name__} at log position {notification.id}")
-            events.append(LogEvent.of(notification, event))
-        return events
+        return decode(self.app, notifications)
 
     @contextmanager
     def reading(self, views: Sequence[View] | None = None) -> Iterator[tuple[Sql, int]]:
@@ -171,42 +165,33 @@ class Projections:
 
     # ---- rebuilding -------------------------------------------------------------------------------
 
-    def rebuild(self, views: Sequence[View], on_batch: OnBatch | None = None) -> int:
+    def rebuild(self, views: Sequence[View], on_batch: OnBatch | None = None, *, workers: int | None = None) -> int:
         """Build `views` from the whole log into fresh tables, then swap them in, in one transaction.
 
         Readers keep reading the old tables until the swap commits; a rebuild killed before it leaves the old
-        views serving and fresh tables that the next rebuild drops first. Returns the position swapped in."""
+        views serving and fresh tables that the next rebuild drops first. `workers` processes build it, one
+        partition of the members each (see rebuild_workers for the default). Returns the position swapped in."""
+        stop = self.db.head()
+        parts = rebuild_workers(self.db.dialect, stop, workers)
         with self.db.transaction(commit=True) as sql:
             for view in views:
                 for table in view.tables:
                     sql.execute(f"DROP TABLE IF EXISTS {table}{REBUILD_SUFFIX}")
-                for statement in view.create_statements(REBUILD_SUFFIX):
+                for statement in view.create_statements(REBUILD_SUFFIX, keyed=sql.dialect == "sqlite"):
                     sql.execute(statement)
-        builders = [view.builder(REBUILD_SUFFIX) for view in views]
-        built = 0
-        # The collector is paused while building: the members' states kept in memory would otherwise be walked
-        # over and over, and the batch's own objects are freed by reference counting anyway.
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            with BatchWriter(self.db, on_batch) as writer:
-                for notifications in prefetched_pages(self.app, REBUILD_BATCH, self.db.head()):
-                    events = self.decode(notifications)
-                    writer.put(
-                        [rows for builder in builders for rows in builder.add(events)], len(events), events[-1].position
-                    )
-                    built = events[-1].position
-                writer.put([rows for builder in builders for rows in builder.finish()], 0, built)
-            if self.db.dialect == "postgresql":  # indexes built before the swap: readers wait for none of it
-                with self.db.transaction(commit=True) as sql:
-                    for view in views:
-                        for _, statement in view.index_statements(REBUILD_SUFFIX):
-                            sql.execute(statement)
-                self.db.vacuum([table + REBUILD_SUFFIX for view in views for table in view.tables])
-        finally:
-            if collecting:
-                gc.enable()
-        return self._swap(views, built)
+        if parts > 1:
+            build_in_workers(self.app, views, stop, parts, on_batch)
+        else:
+            pages = prefetched_pages(whole_log(self.app), REBUILD_BATCH, stop)
+            build_fresh(self.app, self.db, views, pages, on_batch)
+        if self.db.dialect == "postgresql":  # indexes built before the swap: readers wait for none of it
+            with self.db.transaction(commit=True) as sql:
+                for view in views:
+                    indexes = [create for _, create in view.index_statements(REBUILD_SUFFIX)]
+                    for statement in [*view.key_statements(REBUILD_SUFFIX), *indexes]:
+                        sql.execute(statement)
+            self.db.vacuum([table + REBUILD_SUFFIX for view in views for table in view.tables])
+        return self._swap(views, stop)
 
     def _swap(self, views: Sequence[View], built: int) -> int:
         with self.db.transaction(commit=True) as sql:
@@ -258,90 +243,23 @@ class Projections:
             ]
 
 
-#: Batches computed ahead of the one being written.
-WRITE_AHEAD_BATCHES = 2
+class RebuildWorkersError(ValueError):
+    """A number of rebuild workers this database cannot take."""
 
 
-class BatchWriter:
-    """Appends each batch's rows in a transaction of its own, in a thread: while the database stores one batch
-    (on the other core), Python computes the next. `on_batch` is told after each commit. An error in the
-    thread is raised to the caller at its next `put` or on leaving."""
-
-    def __init__(self, db: ViewDatabase, on_batch: OnBatch | None) -> None:
-        self.db = db
-        self.on_batch = on_batch
-        self.batches: queue.Queue[tuple[list[Rows], int, int] | None] = queue.Queue(maxsize=WRITE_AHEAD_BATCHES)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._write, name="view-writer", daemon=True)
-
-    def __enter__(self) -> BatchWriter:
-        self.thread.start()
-        return self
-
-    def put(self, rows: list[Rows], events: int, position: int) -> None:
-        self._raise_error()
-        self.batches.put((rows, events, position))
-
-    def __exit__(self, *exc: object) -> None:
-        self.batches.put(None)
-        self.thread.join()
-        self._raise_error()
-
-    def _raise_error(self) -> None:
-        if self.error is not None:
-            raise self.error
-
-    def _write(self) -> None:
-        while (batch := self.batches.get()) is not None:
-            if self.error is not None:
-                continue  # drain: the caller raises at its next put
-            rows, events, position = batch
-            try:
-                with self.db.transaction(commit=True) as sql:
-                    for table_rows in rows:
-                        sql.copy(table_rows.table, table_rows.columns, table_rows.rows)
-                if self.on_batch is not None and events:
-                    self.on_batch(events, position)
-            except BaseException as error:  # handed to the caller
-                self.error = error
-
-
-#: Pages read ahead of the one being applied.
-PREFETCH_PAGES = 2
-
-
-def prefetched_pages(app: LedgerApplication, page_size: int, stop: int) -> Iterator[Sequence[Notification]]:
-    """The log up to `stop`, page by page, the next pages read by a thread while the caller works on one:
-    the database sends rows while Python decodes and applies (the wait is off the critical path)."""
-    pages: queue.Queue[Sequence[Notification] | BaseException | None] = queue.Queue(maxsize=PREFETCH_PAGES)
-    stopping = threading.Event()
-
-    def read() -> None:
-        start = 1
-        try:
-            while start <= stop and not stopping.is_set():
-                page = app.recorder.select_notifications(start=start, limit=page_size, stop=stop)
-                if not page:
-                    break
-                pages.put(page)
-                start = page[-1].id + 1
-            pages.put(None)
-        except BaseException as error:  # handed to the caller, who raises it
-            pages.put(error)
-
-    reader = threading.Thread(target=read, name="log-prefetch", daemon=True)
-    reader.start()
-    try:
-        while (page := pages.get()) is not None:
-            if isinstance(page, BaseException):
-                raise page
-            yield page
-    finally:
-        stopping.set()
-        while reader.is_alive():  # unblock a reader waiting on a full queue
-            with contextlib.suppress(queue.Empty):
-                pages.get_nowait()
-            reader.join(timeout=0.05)
+def rebuild_workers(dialect: Dialect, events: int, asked: int | None) -> int:
+    """How many processes build a rebuild of `events` log events: `asked`, or by default one per core (at
+    most REBUILD_WORKERS_MAX) on PostgreSQL from PARALLEL_REBUILD_MIN_EVENTS, else one. SQLite takes one
+    writer at a time: asking it for more than one is an error, not a quiet single process."""
+    if asked is not None:
+        if not 1 <= asked <= REBUILD_WORKERS_MAX:
+            raise RebuildWorkersError(f"workers must be 1..{REBUILD_WORKERS_MAX}, not {asked}")
+        if asked > 1 and dialect != "postgresql":
+            raise RebuildWorkersError(f"an {dialect} ledger rebuilds in one process (workers 1), not {asked}")
+        return asked
+    if dialect != "postgresql" or events < PARALLEL_REBUILD_MIN_EVENTS:
+        return 1
+    return min(os.cpu_count() or 1, REBUILD_WORKERS_MAX)
 
 
 def lock_view(sql: Sql, name: str) -> None:
