@@ -11,6 +11,7 @@ import gc
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from uuid import UUID
 
 from eventsourcing.persistence import Notification
 
@@ -34,15 +35,22 @@ OnBatch = Callable[[int, int], None]
 PageReader = Callable[[int, int, int], tuple[Sequence[Notification], int]]
 
 
-def decode(app: LedgerApplication, notifications: Iterable[Notification]) -> list[LogEvent]:
-    """The member events of `notifications`, decoded; anything else in the log is an error."""
+def decode(
+    app: LedgerApplication, notifications: Iterable[Notification], keys: dict[UUID | str, str] | None = None
+) -> list[LogEvent]:
+    """The member events of `notifications`, decoded; anything else in the log is an error. `keys` keeps each
+    member's key (the text of its id) from one call to the next: formatting a UUID costs more than a lookup."""
+    keys = {} if keys is None else keys
     events: list[LogEvent] = []
     to_domain_event = app.mapper.to_domain_event
     for notification in notifications:
         event = to_domain_event(notification)
         if not isinstance(event, Member.Event):
             raise TypeError(f"unexpected event {type(event).__name__} at log position {notification.id}")
-        events.append(LogEvent.of(notification, event))
+        originator_id = notification.originator_id
+        if (key := keys.get(originator_id)) is None:
+            key = keys[originator_id] = str(originator_id)
+        events.append(LogEvent(notification.id, event, notification, key))
     return events
 
 
@@ -62,9 +70,10 @@ def build_fresh(
     collecting = gc.isenabled()
     gc.disable()
     try:
+        keys: dict[UUID | str, str] = {}
         with BatchWriter(db, on_batch) as writer:
             for notifications in pages:
-                events = decode(app, notifications)
+                events = decode(app, notifications, keys)
                 rows = [rows for builder in builders for rows in builder.add(events)]
                 writer.put(rows, len(events), events[-1].position)
             writer.put([rows for builder in builders for rows in builder.finish()], 0, 0)

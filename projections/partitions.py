@@ -29,6 +29,7 @@ from typing import Any
 
 from eventsourcing.persistence import Notification
 from eventsourcing.postgres import PostgresDatastore
+from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
 from ledger.application import LedgerApplication
@@ -68,17 +69,13 @@ def partition_reader(app: LedgerApplication, part: int, parts: int) -> PageReade
 
     def read_page(start: int, size: int, stop: int) -> tuple[Sequence[Notification], int]:
         end = min(start + size * parts - 1, stop)
-        with datastore.get_connection() as connection, connection.cursor() as cursor:
+        with datastore.get_connection() as connection, connection.cursor(row_factory=tuple_row) as cursor:
             cursor.execute(statement, (start, end, parts, part), prepare=True)
             page = [
                 Notification(
-                    id=row["notification_id"],
-                    originator_id=row["originator_id"],
-                    originator_version=row["originator_version"],
-                    topic=row["topic"],
-                    state=bytes(row["state"]),
+                    id=id, originator_id=originator, originator_version=version, topic=topic, state=bytes(state)
                 )
-                for row in cursor.fetchall()
+                for id, originator, version, topic, state in cursor.fetchall()
             ]
         return page, end + 1
 

@@ -43,10 +43,6 @@ class LogEvent:
     notification: Notification
     member_key: str
 
-    @classmethod
-    def of(cls, notification: Notification, event: Member.Event) -> LogEvent:
-        return cls(notification.id, event, notification, str(notification.originator_id))
-
 
 def by_member(events: Iterable[LogEvent]) -> dict[str, list[LogEvent]]:
     """A batch's events grouped by member, each member's in log order."""
