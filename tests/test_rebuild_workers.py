@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from points_ledger.streamgen import generate
 from projections.digest import digest_from_views
 from projections.runner import Projections, RebuildWorkersError, select_views
 from tests.cli_helpers import cli, cli_env, one_line_error
+from tests.kafka_helpers import wait_for
 from tests.view_answers import view_tables
 
 #: Seconds a killed rebuild's workers get to follow it.
@@ -84,10 +84,8 @@ def test_a_rebuild_killed_midway_takes_its_workers_with_it(postgres_url: str, st
     before = cli("balances", "--format", "json", store=postgres_url).stdout
     killed = cli("rebuild", "--workers", "2", env={"POINTS_LEDGER_CRASH_AFTER_BATCH": "2"}, store=postgres_url)
     assert killed.returncode == -9, killed.stderr
-    deadline = time.monotonic() + WORKERS_GONE_S
-    while worker_processes() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert worker_processes() == []  # none goes on writing into fresh tables a later rebuild makes
+    # none goes on writing into fresh tables a later rebuild makes
+    wait_for(lambda: worker_processes() == [], WORKERS_GONE_S, "the killed rebuild's workers to end")
     assert cli("balances", "--format", "json", store=postgres_url).stdout == before
 
     rebuilt = cli("rebuild", "--workers", "2", "--format", "json", store=postgres_url)
@@ -117,10 +115,7 @@ def test_a_worker_dies_with_the_process_that_started_it() -> None:
         assert alive(worker)
         parent.kill()
         parent.wait()
-        deadline = time.monotonic() + WORKERS_GONE_S
-        while alive(worker) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not alive(worker)
+        wait_for(lambda: not alive(worker), WORKERS_GONE_S, "the worker to die with its parent")
     finally:
         if parent.poll() is None:
             parent.kill()
@@ -128,12 +123,13 @@ def test_a_worker_dies_with_the_process_that_started_it() -> None:
 
 #: A process starting a worker-like child that asks to die with it, then waiting to be killed.
 PARENT_SCRIPT = """
-import subprocess, sys, time
-child = subprocess.Popen([sys.executable, "-c", "import os, time; from projections.partitions import die_with_parent; "
-    "die_with_parent(os.getppid()); print('ready', flush=True); time.sleep(120)"], stdout=subprocess.PIPE, text=True)
+import signal, subprocess, sys
+child = subprocess.Popen([sys.executable, "-c", "import os, signal; from projections.partitions import die_with_parent; "
+    "die_with_parent(os.getppid()); print('ready', flush=True); signal.pause()"],
+    stdout=subprocess.PIPE, text=True)
 print(child.pid, flush=True)
 print(child.stdout.readline().strip(), flush=True)
-time.sleep(120)
+signal.pause()  # until killed
 """
 
 
