@@ -16,8 +16,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from eventsourcing.persistence import Notification
-
 from ledger.application import LedgerApplication
 from ledger.micros import from_micros, to_micros
 from ledger.pgconnect import schema_lock
@@ -139,10 +137,7 @@ class Projections:
 
     def read_log(self, start: int, limit: int, stop: int | None = None) -> list[LogEvent]:
         """Up to `limit` decoded log events from position `start` (to `stop`)."""
-        return self.decode(self.app.recorder.select_notifications(start=start, limit=limit, stop=stop))
-
-    def decode(self, notifications: Sequence[Notification]) -> list[LogEvent]:
-        return decode(self.app, notifications)
+        return decode(self.app, self.app.recorder.select_notifications(start=start, limit=limit, stop=stop))
 
     @contextmanager
     def reading(self, views: Sequence[View] | None = None) -> Iterator[tuple[Sql, int]]:
@@ -173,18 +168,19 @@ class Projections:
         partition of the members each (see rebuild_workers for the default). Returns the position swapped in."""
         stop = self.db.head()
         parts = rebuild_workers(self.db.dialect, stop, workers)
+        postgresql = self.db.dialect == "postgresql"  # keys and indexes after the load (SQLite cannot add a key)
         with self.db.transaction(commit=True) as sql:
             for view in views:
                 for table in view.tables:
                     sql.execute(f"DROP TABLE IF EXISTS {table}{REBUILD_SUFFIX}")
-                for statement in view.create_statements(REBUILD_SUFFIX, keyed=sql.dialect == "sqlite"):
+                for statement in view.create_statements(REBUILD_SUFFIX, keyed=not postgresql):
                     sql.execute(statement)
         if parts > 1:
             build_in_workers(self.app, views, stop, parts, on_batch)
         else:
             pages = prefetched_pages(whole_log(self.app), REBUILD_BATCH, stop)
             build_fresh(self.app, self.db, views, pages, on_batch)
-        if self.db.dialect == "postgresql":  # indexes built before the swap: readers wait for none of it
+        if postgresql:  # keys and indexes built before the swap: readers wait for none of it
             with self.db.transaction(commit=True) as sql:
                 for view in views:
                     indexes = [create for _, create in view.index_statements(REBUILD_SUFFIX)]
