@@ -124,7 +124,8 @@ def test_a_worker_dies_with_the_process_that_started_it() -> None:
 #: A process starting a worker-like child that asks to die with it, then waiting to be killed.
 PARENT_SCRIPT = """
 import signal, subprocess, sys
-child = subprocess.Popen([sys.executable, "-c", "import os, signal; from projections.partitions import die_with_parent; "
+child = subprocess.Popen([sys.executable, "-c", "import os, signal; "
+    "from projections.partitions import die_with_parent; "
     "die_with_parent(os.getppid()); print('ready', flush=True); signal.pause()"],
     stdout=subprocess.PIPE, text=True)
 print(child.pid, flush=True)
