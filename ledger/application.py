@@ -11,10 +11,11 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.domain import EventSourcingError, Snapshot
 from eventsourcing.persistence import (
     EventStore,
     IntegrityError,
@@ -27,7 +28,10 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import get_topic
 
+from ledger.claim_index import CLAIM_ROWS, ClaimIndex, ClaimRow, Wanted, claim_index, claim_rows
+from ledger.claims import Kind, claims_to_check, purchase_to_recall
 from ledger.compact import CompactMapper
+from ledger.invariants import LedgerInvariantError
 from ledger.ledger_time import (
     EXPECTED_LEDGER_TIME,
     LEDGER_TIME,
@@ -36,7 +40,7 @@ from ledger.ledger_time import (
     ledger_time_mark,
 )
 from ledger.limits import BATCH_SIZE_MAX, OutOfRangeError
-from ledger.member import LedgerInvariantError, Member, Source, member_uuid
+from ledger.member import Member, Source, claiming_event_classes, member_uuid
 from ledger.micros import to_micros
 from ledger.originators import StoredHistory, stored_histories
 from ledger.outcomes import FAILED, RECORDED, Decision, Failure
@@ -44,14 +48,19 @@ from ledger.pgbinary import use_binary_inserts
 from ledger.pgconnect import configure_pool, schema_lock
 from ledger.positions import PositionConflictError, guard_positions
 from ledger.program import Program
-from ledger.store import Store
+from ledger.recollection import BatchRecall, Notes, Stored, stored_purchases
+from ledger.store import UNAVAILABLE_ERRORS, Store
 from ledger.transcoding import LEDGER_TRANSCODINGS, LedgerTranscoder
 from schemas import Enrollment, Message
 
 #: Members kept in memory between batches (the write side is the only writer per member).
 MEMBER_CACHE_SIZE = 50_000
-#: A snapshot every this many events keeps long member histories cheap to load.
-SNAPSHOT_INTERVAL = 100
+#: A member is snapshotted once this many events, or as many as its last snapshot held entries (open lots
+#: and counting purchases), were recorded since: loading it replays at most about as many events as its
+#: snapshot holds entries, and writing snapshots costs a bounded number of bytes per event (an event adds
+#: at most two entries, so a snapshot holds at most three times the entries of the one before, per event
+#: since), however large a member grows.
+SNAPSHOT_EVENTS_MIN = 100
 #: Times a batch is retried after another writer changed one of its members first.
 CONFLICT_RETRIES = 3
 #: Members loaded, decided and recorded together by a sweep.
@@ -61,6 +70,17 @@ PAGE_SIZE = 5_000
 T = TypeVar("T")
 #: Told which messages of a batch failed, before anything is recorded; raising records nothing.
 OnFailures = Callable[[Sequence[Failure]], None]
+#: What the rules raise when they cannot decide a message (an amount beyond exact arithmetic, a time beyond
+#: the calendar): that message fails alone, and is dead-lettered. Anything else, from the store above all,
+#: is not the message's fault and fails the whole batch (see `is_rule_verdict`).
+RULE_ERRORS: tuple[type[Exception], ...] = (ValueError, ArithmeticError)
+#: A snapshot the store does not take (unavailable, or one of that version already there) is taken later.
+SNAPSHOT_WRITE_ERRORS: tuple[type[BaseException], ...] = (*UNAVAILABLE_ERRORS, IntegrityError)
+
+
+def is_rule_verdict(error: Exception) -> bool:
+    """Is `error` a rule's verdict on one message, rather than a failure of the store or of the ledger?"""
+    return isinstance(error, RULE_ERRORS) and not isinstance(error, EventSourcingError | LedgerInvariantError)
 
 
 def _batched(items: Iterable[str], size: int) -> Iterator[list[str]]:
@@ -100,6 +120,8 @@ class DecidedBatch:
     members: list[Member]
     decisions: list[Decision]
     failures: list[Failure]
+    #: What the batch's events claimed, for the batches decided while it is written.
+    notes: Notes | None = None
 
     def report_failures(self, on_failures: OnFailures | None) -> None:
         """Tell `on_failures` (before anything is recorded); without it, raise the first failure's error."""
@@ -116,24 +138,34 @@ class PreparedWrite:
 
     processing_event: ProcessingEvent[UUID]
     stored_events: list[StoredEvent]
+    #: Snapshots to record once the events are committed: (member id, snapshot, entries of its state).
+    snapshots: list[tuple[str, StoredEvent, int]]
+    notes: Notes | None
 
 
 class LedgerApplication(Application[UUID]):
     """The system of record for points."""
 
     name = "Ledger"
-    snapshotting_intervals = {Member: SNAPSHOT_INTERVAL}  # noqa: RUF012 (the library's class attribute)
+    #: Snapshots are taken by `_collect` (see SNAPSHOT_EVENTS_MIN), not at the library's fixed intervals.
+    is_snapshotting_enabled = True
 
     def __init__(self, store: Store, program: Program) -> None:
         self.program = program
         self.store = store
         self._members: OrderedDict[str, Member] = OrderedDict()
+        #: Each cached member's latest snapshot: its version, and the entries its state held.
+        self._snapshot_versions: dict[str, tuple[int, int]] = {}
+        #: The notes of writes not yet known to be committed, oldest first (see ledger.recollection).
+        self._in_flight: list[Notes] = []
         self._ledger_time_micros: int | None = None
         self._ledger_time: datetime | None = None
         self._ledger_time_known = False
         # Tables are created here (see _create_tables), not by the library's factory.
         super().__init__(env={**store.env, "CREATE_TABLE": "no"})
         self.recorder: ProcessRecorder
+        topics = [get_topic(event_class) for event_class in claiming_event_classes()]
+        self.claims.ensure(self.mapper.to_domain_event, topics)
 
     def construct_recorder(self) -> ProcessRecorder:
         configure_pool(self.factory, self.store)  # before the first connection: TLS, password, PG* fallbacks
@@ -142,6 +174,8 @@ class LedgerApplication(Application[UUID]):
         use_binary_inserts(recorder)
         guard_positions(recorder)
         guard_ledger_time(recorder)
+        self.claims: ClaimIndex = claim_index(recorder, lambda: schema_lock(self.store))
+        self.claims.install()
         return recorder
 
     def construct_snapshot_store(self) -> EventStore[UUID]:
@@ -210,9 +244,11 @@ class LedgerApplication(Application[UUID]):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _forget(self) -> None:
-        """Drop what a failed batch may have changed in memory: cached members, and the ledger's time (a
-        sweep may have moved it: `LedgerTimeMovedError`)."""
+        """Drop what a failed batch may have changed in memory: cached members, what writes in flight claimed,
+        and the ledger's time (a sweep may have moved it: `LedgerTimeMovedError`)."""
         self._members.clear()
+        self._snapshot_versions.clear()
+        self._in_flight.clear()
         self._ledger_time_known = False
 
     def _apply_batch_once(
@@ -220,85 +256,166 @@ class LedgerApplication(Application[UUID]):
     ) -> list[Decision]:
         decided = self._decide_batch(batch)
         decided.report_failures(on_failures)
-        self.record(decided.members, tracking)
+        self.record(decided.members, tracking, decided.notes)
         return decided.decisions
 
     def _decide_batch(self, batch: Sequence[tuple[Message, Source]], *, reload_allowed: bool = True) -> DecidedBatch:
         """Decide every message of `batch` on the members in memory; records nothing.
 
-        A message that makes a rule raise fails alone: its member is reloaded as stored and decided again
-        without it. Without `reload_allowed` (the stored state may lag behind memory) that raises
-        `ReloadNeededError` instead, after which the caller must `_forget` and decide again."""
+        What the store must say (the members, the ledger's time, the ids and purchases the messages name) is
+        read first; a failure there fails the batch. Deciding is then pure, and a message whose rules raise
+        (`is_rule_verdict`) fails alone: its member is reloaded as stored and decided again without it.
+        Without `reload_allowed` (the stored state may lag behind memory) that raises `ReloadNeededError`
+        instead, after which the caller must `_forget` and decide again. Any other error is raised: a broken
+        invariant stops the ledger, and nothing of the batch is recorded."""
         member_ids = list(dict.fromkeys(message.member_id for message, _ in batch))  # in first-seen order
         members = self._members_of(member_ids)
+        ledger_time = self.ledger_time()
+        recall = self._recall(batch)
         decisions: list[Decision] = []
         failures: dict[int, Failure] = {}
         for index, (message, source) in enumerate(batch):
             try:
-                decisions.append(self._decide(members, message, source))
-            except Exception as error:  # a rule raised: this message fails, not its batch
+                decisions.append(self._decide(members, recall, message, source, ledger_time))
+            except Exception as error:
+                if not is_rule_verdict(error):
+                    raise
                 if not reload_allowed:
                     raise ReloadNeededError from error
                 failures[index] = Failure(index, error)
                 decisions.append(FAILED)
-                self._decide_again_without(members, batch, index, failures, decisions)
+                self._decide_again_without(
+                    members, recall, batch, index, failures=failures, decisions=decisions, ledger_time=ledger_time
+                )
         chosen = [members[member_id] for member_id in member_ids if member_id in members]
-        return DecidedBatch(chosen, decisions, list(failures.values()))
+        return DecidedBatch(chosen, decisions, list(failures.values()), recall.notes)
 
-    def _decide(self, members: dict[str, Member], message: Message, source: Source) -> Decision:
+    def _recall(self, batch: Sequence[tuple[Message, Source]]) -> BatchRecall:
+        """What the store recalls of the ids and purchases `batch` names, under the writes still in flight.
+
+        The in-flight notes are taken before the store is asked: a write that commits in between is then in
+        one or the other (a write leaves the in-flight list only once committed)."""
+        in_flight = list(self._in_flight)
+        wanted: set[Wanted] = set()
+        purchases: set[tuple[UUID, str]] = set()
+        for message, _ in batch:
+            originator_id = member_uuid(message.member_id)
+            wanted.update((originator_id, claim.kind, claim.key) for claim in claims_to_check(message))
+            transaction_id = purchase_to_recall(message)
+            if transaction_id is not None:
+                purchases.add((originator_id, transaction_id))
+        claimed = frozenset(self.claims.find(wanted))
+        stored_events = self.claims.purchase_events(purchases)
+        events = [cast(Member.Event, self.mapper.to_domain_event(stored)) for stored in stored_events]
+        return BatchRecall(Stored(claimed, stored_purchases(events)), in_flight)
+
+    def _decide(
+        self,
+        members: dict[str, Member],
+        recall: BatchRecall,
+        message: Message,
+        source: Source,
+        ledger_time: datetime | None,
+    ) -> Decision:
+        """One message, on the members and what `recall` holds: pure, nothing read from the store."""
         member = members.get(message.member_id)
-        ledger_time = self.ledger_time()
         if member is None:
             member = members[message.member_id] = Member.start(message, source, self.program, ledger_time)
             if isinstance(message, Enrollment):
+                recall.notes.note(member.id, member.pending_since(0), recall.of(member.id))
                 return RECORDED
-        return member.handle(message, source, self.program, ledger_time)
+        pending = member.pending_count()
+        member_recall = recall.of(member.id)
+        decision = member.handle(message, source, self.program, member_recall, ledger_time)
+        recall.notes.note(member.id, member.pending_since(pending), member_recall)
+        return decision
 
     def _decide_again_without(
         self,
         members: dict[str, Member],
+        recall: BatchRecall,
         batch: Sequence[tuple[Message, Source]],
         failed: int,
+        *,
         failures: dict[int, Failure],
         decisions: list[Decision],
+        ledger_time: datetime | None,
     ) -> None:
         """The failed message may have changed its member half-way: reload the member as stored and
         apply its earlier messages of this batch again (the rules are pure, so they decide the same)."""
         member_id = batch[failed][0].member_id
         members.pop(member_id, None)
         self._members.pop(member_id, None)
+        recall.notes.forget(member_uuid(member_id))
         members.update(self._members_of([member_id]))
         for index in range(failed):
             message, source = batch[index]
             if message.member_id == member_id and index not in failures:
-                decisions[index] = self._decide(members, message, source)
+                decisions[index] = self._decide(members, recall, message, source, ledger_time)
 
-    def record(self, members: Sequence[Member], tracking: Tracking | None = None) -> None:
-        """Write the members' new events, and the tracking record, in one transaction; it fails with
-        `LedgerTimeMovedError` if a sweep moved the ledger's time since these members' changes were decided."""
-        self._write(self._collect(members, tracking))
+    def record(self, members: Sequence[Member], tracking: Tracking | None = None, notes: Notes | None = None) -> None:
+        """Write the members' new events, the ids they claim and the tracking record in one transaction; it
+        fails with `LedgerTimeMovedError` if a sweep moved the ledger's time since these members' changes were
+        decided. `notes` are what the events claimed (from their batch's deciding), if any."""
+        self._write(self._collect(members, tracking, notes))
 
-    def _collect(self, members: Sequence[Member], tracking: Tracking | None) -> PreparedWrite:
-        """Take the members' new events for one write, encoded, and keep the members in memory as decided."""
+    def _collect(self, members: Sequence[Member], tracking: Tracking | None, notes: Notes | None) -> PreparedWrite:
+        """Take the members' new events for one write, encoded, with the ids they claim and the snapshots now
+        due; keep the members in memory as decided, and `notes` in flight until the write commits."""
         processing_event = ProcessingEvent[UUID](tracking=tracking)
+        rows: list[ClaimRow] = []
+        snapshots: list[tuple[str, StoredEvent, int]] = []
         # What ProcessingEvent.collect_events does, without its runtime Protocol isinstance checks
         # (measured: ~9% of Kafka consume time).
         for member in members:
-            processing_event.events.extend(member.collect_events())
+            events = member.collect_events()
+            processing_event.events.extend(events)
             processing_event.aggregates[member.id] = member
+            for event in events:
+                rows.extend(claim_rows(member.id, event.originator_version, event.claims()))  # type: ignore[attr-defined]
             self._remember(member)
+            if self._snapshot_due(member):
+                stored = self.snapshots_mapper.to_stored_event(Snapshot.take(member))
+                snapshots.append((member.member_id, stored, member.state_entries()))
         processing_event.saved_kwargs[EXPECTED_LEDGER_TIME] = self._ledger_time_micros
+        processing_event.saved_kwargs[CLAIM_ROWS] = rows
         stored_events = list(map(self.mapper.to_stored_event, processing_event.events))
-        return PreparedWrite(processing_event, stored_events)
+        if notes is not None:
+            self._in_flight.append(notes)
+        return PreparedWrite(processing_event, stored_events, snapshots, notes)
 
     def _write(self, prepared: PreparedWrite) -> None:
-        """One transaction: the events and the tracking record; then snapshots where they are due. (What the
-        library's `_record` does, minus building recordings that nothing here reads.)"""
+        """One transaction: the events, their claims and the tracking record; then the snapshots now due. (What
+        the library's `_record` does, minus building recordings that nothing here reads.)"""
         processing_event = prepared.processing_event
         self.recorder.insert_events(
             prepared.stored_events, tracking=processing_event.tracking, **processing_event.saved_kwargs
         )
-        self._take_snapshots(processing_event)
+        if prepared.notes is not None:
+            self._in_flight.remove(prepared.notes)
+        self._write_snapshots(prepared.snapshots)
+
+    @property
+    def snapshots_mapper(self) -> Mapper[UUID]:
+        if self.snapshots is None:
+            raise LedgerInvariantError("the ledger runs without its snapshot store")
+        return self.snapshots.mapper
+
+    def _snapshot_due(self, member: Member) -> bool:
+        version, entries = self._snapshot_versions.get(member.member_id, (0, 0))
+        return member.version - version >= max(SNAPSHOT_EVENTS_MIN, entries)
+
+    def _write_snapshots(self, snapshots: list[tuple[str, StoredEvent, int]]) -> None:
+        """Record snapshots after their events committed. A snapshot only saves loading time: one the store
+        does not take now is taken at the member's next write (it stays due), and the batch stands."""
+        if not snapshots or self.snapshots is None:
+            return
+        try:
+            self.snapshots.recorder.insert_events([stored for _, stored, _ in snapshots])
+        except SNAPSHOT_WRITE_ERRORS:
+            return
+        for member_id, stored, entries in snapshots:
+            self._snapshot_versions[member_id] = (stored.originator_version, entries)
 
     def ledger_time(self) -> datetime | None:
         """The ledger's own time, the last sweep's (None before the first); nothing is effective before it."""
@@ -370,6 +487,11 @@ class LedgerApplication(Application[UUID]):
         except AggregateNotFoundError:
             return None
 
+    def applied(self, member_id: str, event_id: str) -> bool:
+        """Has a message with this event id been recorded for this member (a redelivery would be a duplicate)?"""
+        wanted = (member_uuid(member_id), Kind.EVENT, event_id)
+        return wanted in self.claims.find([wanted])
+
     def member_events(self, member_id: str) -> list[Member.Event]:
         """Every recorded event of one member, oldest first (no snapshot)."""
         return list(self.events.get(member_uuid(member_id)))  # type: ignore[arg-type]
@@ -410,6 +532,7 @@ class LedgerApplication(Application[UUID]):
         for history in histories.values():
             member = self._projected(history)
             found[member.member_id] = member
+            self._snapshot_versions[member.member_id] = (history.after, member.state_entries())
         return found
 
     def _projected(self, history: StoredHistory) -> Member:
@@ -434,7 +557,8 @@ class LedgerApplication(Application[UUID]):
         self._members[member.member_id] = member
         self._members.move_to_end(member.member_id)
         while len(self._members) > MEMBER_CACHE_SIZE:
-            self._members.popitem(last=False)
+            evicted, _ = self._members.popitem(last=False)
+            self._snapshot_versions.pop(evicted, None)
 
     def position(self, upstream: str) -> int | None:
         """The last recorded position of an upstream (e.g. a Kafka partition), or None."""

@@ -18,12 +18,15 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
+from ledger.claims import Claim, Kind, Recall
 from ledger.compact import untag
+from ledger.credit_window import Credit, CreditWindow
+from ledger.invariants import LedgerInvariantError
+from ledger.open_lots import OpenLots
 from ledger.outcomes import DUPLICATE, RECORDED, Decision, Outcome, Rejection
 from ledger.program import Program
 from ledger.rules import (
     AWARD_MAX,
-    BALANCE_MAX,
     Lot,
     PurchaseRecord,
     TierDecision,
@@ -33,12 +36,10 @@ from ledger.rules import (
     earned_points,
     effective_time,
     evaluate_tier,
-    expiring_lots,
     in_tier_window,
     lot_expiry,
-    qualifying_credits,
     refund_clawback,
-    take_points,
+    tier_window_start,
 )
 from schemas import Adjustment, Enrollment, Message, OpeningBalance, Purchase, Redemption, Refund
 
@@ -74,10 +75,6 @@ def sweep_provenance(as_of: datetime) -> dict[str, Any]:
     return {"event_id": None, "occurred_at": None, "source": {"sweep_as_of": as_of.isoformat()}}
 
 
-class LedgerInvariantError(RuntimeError):
-    """A broken invariant: the ledger stops rather than record something wrong."""
-
-
 @dataclass(frozen=True, slots=True)
 class LotMoves:
     """What an event does to a member's lots and debt: the one description both the aggregate and the
@@ -89,6 +86,11 @@ class LotMoves:
 
 
 NO_LOT_MOVES = LotMoves()
+
+
+def no_credit_window_start(state: dict[str, Any]) -> None:
+    """Upcaster of an outcome recorded before outcomes named their credit window's start: it forgets nothing."""
+    state["credit_window_start"] = None
 
 
 def opened_lot(lot_id: int | None, points: int, debt_repaid: int, expires_at: datetime) -> LotMoves:
@@ -148,23 +150,24 @@ def _fields_of(event_class: type[Any]) -> frozenset[str]:
 class Member(Aggregate):
     """A loyalty member's ledger.
 
-    Version 2 added `opening_balance_id`; snapshots of version 1 are upcast (no opening balance yet)."""
+    Its state is what deciding the next message needs and nothing that grows with its history: the open
+    lots, the credits that may still count for a tier, the debt. The ids its history used (event ids,
+    transactions, refunds, ...) and its purchases are asked of a `Recall` (ledger.claims) instead.
 
-    class_version = 2
+    Version 2 added `opening_balance_id`; version 3 keeps lots in spending order (`OpenLots`) and the tier
+    window's credits (`CreditWindow`) instead of every purchase and every id. Older snapshots are upcast."""
+
+    class_version = 3
 
     member_id: str
     enrolled_at: datetime
     last_effective_at: datetime
     tier: str
     last_qualified_at: datetime
-    lots: list[Lot]
+    lots: OpenLots
     next_lot_id: int
     debt: int
-    purchases: dict[str, PurchaseRecord]
-    event_ids: set[str]
-    refund_ids: set[str]
-    redemption_ids: set[str]
-    adjustment_ids: set[str]
+    credit_window: CreditWindow
     opening_balance_id: str | None
 
     def __init__(self) -> None:
@@ -174,6 +177,23 @@ class Member(Aggregate):
     def upcast_v1_v2(state: dict[str, Any]) -> None:
         """A snapshot taken before opening balances existed: the member had none."""
         state["opening_balance_id"] = None
+
+    @staticmethod
+    def upcast_v2_v3(state: dict[str, Any]) -> None:
+        """A snapshot holding every purchase and id: its lots in spending order, its purchases' credits as the
+        window (the next message forgets those that no longer count), its ids left to the claim index."""
+        state["lots"] = OpenLots(state["lots"])
+        purchases: dict[str, PurchaseRecord] = state.pop("purchases")
+        in_time_order = sorted(purchases.values(), key=lambda purchase: purchase.effective_at)
+        state["credit_window"] = CreditWindow(
+            Credit(purchase.transaction_id, purchase.effective_at, purchase.credits) for purchase in in_time_order
+        )
+        for ids in ("event_ids", "refund_ids", "redemption_ids", "adjustment_ids"):
+            del state[ids]
+
+    def state_entries(self) -> int:
+        """How many entries the state holds beyond its fixed fields (what a snapshot's size grows with)."""
+        return len(self.lots) + len(self.credit_window)
 
     # ---- events ---------------------------------------------------------------------------
 
@@ -204,21 +224,41 @@ class Member(Aggregate):
             """What this event does to the member's lots and debt."""
             return NO_LOT_MOVES
 
+        def claims(self) -> tuple[Claim, ...]:
+            """The ids this event uses up for its member (ledger.claims)."""
+            return ()
+
         @property
         def balance_delta(self) -> int:
             flow = self.flow()
             return 0 if flow is None else FLOW_SIGNS[flow[0]] * flow[1]
 
     class Outcome(Event):
-        """The event recording a message's own effect; marks its event_id as seen."""
+        """The event recording a message's own effect; claims its event_id.
+
+        Version 3 added `credit_window_start`: the start of the tier window the decision counted credits
+        from, before which no purchase counts again (None for earlier events, which forget nothing)."""
+
+        class_version = 3
 
         last_qualified_at: datetime
+        credit_window_start: datetime | None
+
+        upcast_v2_v3 = staticmethod(no_credit_window_start)
 
         def apply(self, aggregate: Any) -> None:
             member = cast(Member, aggregate)
-            member.event_ids.add(self.provenance["event_id"])
             member.last_qualified_at = self.last_qualified_at
+            if self.credit_window_start is not None:
+                member.credit_window.forget_through(self.credit_window_start)
             super().apply(member)
+
+        def claims(self) -> tuple[Claim, ...]:
+            return (Claim(Kind.EVENT, self.provenance["event_id"]), *self.business_claims())
+
+        def business_claims(self) -> tuple[Claim, ...]:
+            """The business id the outcome uses up, beyond the event id (subclasses)."""
+            return ()
 
     class Enrolled(Event, Aggregate.Created):
         """The member joined, by an enrollment message or by their first other message."""
@@ -233,17 +273,14 @@ class Member(Aggregate):
             member.enrolled_at = self.enrolled_at
             member.tier = self.tier
             member.last_qualified_at = self.effective_at
-            member.lots = []
+            member.lots = OpenLots()
             member.next_lot_id = 1
             member.debt = 0
-            member.purchases = {}
-            member.event_ids = set()
-            member.refund_ids = set()
-            member.redemption_ids = set()
-            member.adjustment_ids = set()
+            member.credit_window = CreditWindow()
             member.opening_balance_id = None
-            if self.by_message:
-                member.event_ids.add(self.provenance["event_id"])
+
+        def claims(self) -> tuple[Claim, ...]:
+            return (Claim(Kind.EVENT, self.provenance["event_id"]),) if self.by_message else ()
 
     class EnrollmentRepeated(Outcome):
         """An enrollment of a member who already exists: recorded, changes nothing."""
@@ -265,13 +302,18 @@ class Member(Aggregate):
         channel: str | None
 
         def apply_to(self, member: Member) -> None:
-            member.purchases[self.transaction_id] = PurchaseRecord(
-                self.transaction_id, cents(self.amount), self.base, self.awarded, self.effective_at
-            )
+            member.credit_window.add(self.transaction_id, self.effective_at, self.base)
             member.move_lots(self.lot_moves())
 
         def lot_moves(self) -> LotMoves:
             return opened_lot(self.lot_id, self.awarded, self.debt_repaid, self.expires_at)
+
+        def business_claims(self) -> tuple[Claim, ...]:
+            return (Claim(Kind.TRANSACTION, self.transaction_id),)
+
+        def purchase(self) -> PurchaseRecord:
+            """The purchase as recorded, before any refund."""
+            return PurchaseRecord(self.transaction_id, cents(self.amount), self.base, self.awarded, self.effective_at)
 
         def flow(self) -> tuple[str, int] | None:
             return ("issued", self.awarded)
@@ -288,15 +330,26 @@ class Member(Aggregate):
         debt_incurred: int
 
         def apply_to(self, member: Member) -> None:
-            purchase = member.purchases[self.transaction_id]
-            purchase.refunded_cents += cents(self.amount)
-            purchase.points_clawed_back += self.points_clawed_back
-            purchase.credits_clawed_back += self.credits_clawed_back
-            member.refund_ids.add(self.refund_id)
+            member.credit_window.claw_back(self.transaction_id, self.credits_clawed_back)
             member.move_lots(self.lot_moves())
 
         def lot_moves(self) -> LotMoves:
             return taken_from_lots(self.consumed, self.debt_incurred)
+
+        def business_claims(self) -> tuple[Claim, ...]:
+            return (Claim(Kind.REFUND, self.refund_id, purchase=self.transaction_id),)
+
+        def refunded(self, purchase: PurchaseRecord) -> PurchaseRecord:
+            """`purchase` after this refund (a new record; `purchase` is left as it was)."""
+            if purchase.transaction_id != self.transaction_id:
+                raise LedgerInvariantError(f"refund {self.refund_id} is of {self.transaction_id}, not of "
+                                           f"{purchase.transaction_id}")  # fmt: skip
+            return dataclasses.replace(
+                purchase,
+                refunded_cents=purchase.refunded_cents + cents(self.amount),
+                points_clawed_back=purchase.points_clawed_back + self.points_clawed_back,
+                credits_clawed_back=purchase.credits_clawed_back + self.credits_clawed_back,
+            )
 
         def flow(self) -> tuple[str, int] | None:
             return ("clawed_back", self.points_clawed_back)
@@ -306,10 +359,11 @@ class Member(Aggregate):
 
         Version 2 split `reward` (free text) into `reward_id` (a catalog id, for version-2 redemptions) and
         `reward_name`; a version-1 event is read with its text as the name and no id. Version 3 is the
-        compact stored format (ledger.compact)."""
+        compact stored format (ledger.compact); version 4 is every outcome's version 3 (`credit_window_start`)."""
 
-        class_version = 3
+        class_version = 4
         upcast_v2_v3 = staticmethod(untag)
+        upcast_v3_v4 = staticmethod(no_credit_window_start)
 
         redemption_id: str
         points: int
@@ -323,11 +377,13 @@ class Member(Aggregate):
             state["reward_id"] = None
 
         def apply_to(self, member: Member) -> None:
-            member.redemption_ids.add(self.redemption_id)
             member.move_lots(self.lot_moves())
 
         def lot_moves(self) -> LotMoves:
             return taken_from_lots(self.consumed)
+
+        def business_claims(self) -> tuple[Claim, ...]:
+            return (Claim(Kind.REDEMPTION, self.redemption_id),)
 
         def flow(self) -> tuple[str, int] | None:
             return ("redeemed", self.points)
@@ -345,8 +401,10 @@ class Member(Aggregate):
         consumed: list[tuple[int, int]]
 
         def apply_to(self, member: Member) -> None:
-            member.adjustment_ids.add(self.adjustment_id)
             member.move_lots(self.lot_moves())
+
+        def business_claims(self) -> tuple[Claim, ...]:
+            return (Claim(Kind.ADJUSTMENT, self.adjustment_id),)
 
         def lot_moves(self) -> LotMoves:
             if self.points <= 0:
@@ -451,15 +509,26 @@ class Member(Aggregate):
 
     @property
     def balance(self) -> int:
-        return sum(lot.remaining for lot in self.lots) - self.debt
+        return self.lots.points - self.debt
 
     def move_lots(self, moves: LotMoves) -> None:
+        """Apply `moves` to the open lots: the same moves `move_lots_by_id` applies to the views' lots."""
         self.debt += moves.debt_delta
-        if moves.opened is not None:
-            self.next_lot_id = moves.opened.lot_id + 1
-        by_id = {lot.lot_id: lot for lot in self.lots}
-        move_lots_by_id(by_id, moves, self.member_id)
-        self.lots = list(by_id.values())
+        opened = moves.opened
+        if opened is not None:
+            self.next_lot_id = opened.lot_id + 1
+            if opened.remaining > 0:
+                self.lots.open(Lot(opened.lot_id, opened.points, opened.remaining, opened.expires_at))
+        for lot_id, points in moves.taken:
+            self.lots.take_from(lot_id, points, self.member_id)
+
+    def pending_count(self) -> int:
+        """How many events are waiting to be recorded (see `pending_since`)."""
+        return len(self._pending_events)
+
+    def pending_since(self, count: int) -> list[Member.Event]:
+        """The events triggered since `pending_count()` was `count`."""
+        return cast(list[Member.Event], self._pending_events[count:])
 
     # ---- commands ---------------------------------------------------------------------------
 
@@ -484,16 +553,17 @@ class Member(Aggregate):
         )
 
     def handle(
-        self, message: Message, source: Source, program: Program, ledger_time: datetime | None = None
+        self, message: Message, source: Source, program: Program, recall: Recall, ledger_time: datetime | None = None
     ) -> Decision:
         """Steps 1 and 3-6 of the order of work (step 2, enrolling, is `start`); nothing is effective before
-        `ledger_time`, the ledger's own time (the last sweep's)."""
-        if message.event_id in self.event_ids:
+        `ledger_time`, the ledger's own time (the last sweep's). `recall` answers what the member's history
+        used: ids and purchases."""
+        if recall.claimed(Kind.EVENT, message.event_id):
             return DUPLICATE
         at = effective_time(effective_time(message.occurred_at, ledger_time), self.last_effective_at)
         provenance = message_provenance(message, source)
         before = self._review(at, provenance, program)
-        effect = self._decide(message, at, program)
+        effect = self._decide(message, at, program, recall)
         after = evaluate_tier(before.tier, before.last_qualified_at, before.credits + effect.credit_delta, at, program)
         granted = effect.granted_tier
         if granted is not None and program.tier_rank(granted) > program.tier_rank(after.tier):
@@ -503,6 +573,7 @@ class Member(Aggregate):
             effective_at=at,
             provenance=provenance,
             last_qualified_at=after.last_qualified_at,
+            credit_window_start=tier_window_start(at, program),
             **effect.fields,
         )
         self._record_tier(before.tier, after, at, provenance)
@@ -530,11 +601,11 @@ class Member(Aggregate):
 
     def _review(self, at: datetime, provenance: dict[str, Any], program: Program) -> TierDecision:
         """Steps 3 and 4: lazy expiry, then tier evaluation, both at `at`."""
-        expired = expiring_lots(self.lots, at)
+        expired = self.lots.expiring(at)
         if expired:
             points = sum(points for _, points in expired)
             self.trigger_event(self.LotsExpired, effective_at=at, provenance=provenance, expired=expired, points=points)
-        credits = qualifying_credits(self.purchases.values(), at, program)
+        credits = self.credit_window.since(tier_window_start(at, program))
         decision = evaluate_tier(self.tier, self.last_qualified_at, credits, at, program)
         self._record_tier(self.tier, decision, at, provenance)
         return decision
@@ -550,16 +621,16 @@ class Member(Aggregate):
                 credits=decision.credits,
             )
 
-    def _decide(self, message: Message, at: datetime, program: Program) -> _Effect:
+    def _decide(self, message: Message, at: datetime, program: Program, recall: Recall) -> _Effect:
         """Step 5: what the message does, or why it is rejected; records nothing."""
         if isinstance(message, Purchase):
-            return self._decide_purchase(message, at, program)
+            return self._decide_purchase(message, at, program, recall)
         if isinstance(message, Refund):
-            return self._decide_refund(message, at, program)
+            return self._decide_refund(message, at, program, recall)
         if isinstance(message, Redemption):
-            return self._decide_redemption(message)
+            return self._decide_redemption(message, recall)
         if isinstance(message, Adjustment):
-            return self._decide_adjustment(message, at, program)
+            return self._decide_adjustment(message, at, program, recall)
         if isinstance(message, OpeningBalance):
             return self._decide_opening_balance(message, at, program)
         return _Effect(self.EnrollmentRepeated, {"enrolled_at": message.enrolled_at or message.occurred_at})
@@ -581,8 +652,8 @@ class Member(Aggregate):
             "debt_repaid": debt_repayment(self.debt, points),
         }
 
-    def _decide_purchase(self, message: Purchase, at: datetime, program: Program) -> _Effect:
-        if message.transaction_id in self.purchases:
+    def _decide_purchase(self, message: Purchase, at: datetime, program: Program, recall: Recall) -> _Effect:
+        if recall.claimed(Kind.TRANSACTION, message.transaction_id):
             return self._reject(
                 message, message.transaction_id, Rejection.DUPLICATE_TRANSACTION,
                 f"transaction {message.transaction_id} was already recorded",
@@ -606,14 +677,14 @@ class Member(Aggregate):
         }
         return _Effect(self.PointsEarned, fields, credit_delta=base)
 
-    def _decide_refund(self, message: Refund, at: datetime, program: Program) -> _Effect:
-        purchase = self.purchases.get(message.transaction_id)
+    def _decide_refund(self, message: Refund, at: datetime, program: Program, recall: Recall) -> _Effect:
+        purchase = recall.purchase(message.transaction_id)
         if purchase is None:
             return self._reject(
                 message, message.refund_id, Rejection.UNKNOWN_TRANSACTION,
                 f"no purchase {message.transaction_id} for this member",
             )  # fmt: skip
-        if message.refund_id in self.refund_ids:
+        if recall.claimed(Kind.REFUND, message.refund_id):
             return self._reject(
                 message, message.refund_id, Rejection.DUPLICATE_REFUND,
                 f"refund {message.refund_id} was already recorded",
@@ -631,7 +702,7 @@ class Member(Aggregate):
                 message, message.refund_id, Rejection.LIMIT_EXCEEDED,
                 f"clawing back {points} points would leave a debt beyond the ledger's limit",
             )  # fmt: skip
-        consumed, shortfall = take_points(self.lots, points)
+        consumed, shortfall = self.lots.take(points)
         fields = {
             "refund_id": message.refund_id,
             "transaction_id": message.transaction_id,
@@ -644,8 +715,8 @@ class Member(Aggregate):
         in_window = in_tier_window(purchase.effective_at, at, program)
         return _Effect(self.RefundApplied, fields, credit_delta=-credits if in_window else 0)
 
-    def _decide_redemption(self, message: Redemption) -> _Effect:
-        if message.redemption_id in self.redemption_ids:
+    def _decide_redemption(self, message: Redemption, recall: Recall) -> _Effect:
+        if recall.claimed(Kind.REDEMPTION, message.redemption_id):
             return self._reject(
                 message, message.redemption_id, Rejection.DUPLICATE_REDEMPTION,
                 f"redemption {message.redemption_id} was already recorded",
@@ -665,8 +736,8 @@ class Member(Aggregate):
         }
         return _Effect(self.PointsRedeemed, fields)
 
-    def _decide_adjustment(self, message: Adjustment, at: datetime, program: Program) -> _Effect:
-        if message.adjustment_id in self.adjustment_ids:
+    def _decide_adjustment(self, message: Adjustment, at: datetime, program: Program, recall: Recall) -> _Effect:
+        if recall.claimed(Kind.ADJUSTMENT, message.adjustment_id):
             return self._reject(
                 message, message.adjustment_id, Rejection.DUPLICATE_ADJUSTMENT,
                 f"adjustment {message.adjustment_id} was already recorded",
@@ -713,21 +784,29 @@ class Member(Aggregate):
             "debt_incurred": 0,
         }
         if message.points < 0:  # like a clawback: lots first, so debt only ever stands without lots
-            fields["consumed"], fields["debt_incurred"] = take_points(self.lots, -message.points)
+            fields["consumed"], fields["debt_incurred"] = self.lots.take(-message.points)
         if message.points > 0:
             fields |= self._new_lot(message.points, at, program)
             fields["expires_at"] = message.expires_at or fields["expires_at"]
         return _Effect(self.OpeningBalanceApplied, fields, granted_tier=message.tier)
 
     def _would_pass_limit(self, points: int) -> bool:
-        """Would `points` (at most AWARD_MAX) more take the balance beyond the limit? Every lot holds at most
-        AWARD_MAX points, so with few lots it cannot, and the balance (a sum over the lots) is not needed."""
-        if (len(self.lots) + 1) * AWARD_MAX <= BALANCE_MAX:
-            return False
+        """Would `points` more take the balance beyond the limit?"""
         return beyond_limits(self.balance + points)
 
     def _take_exactly(self, points: int) -> list[tuple[int, int]]:
-        consumed, shortfall = take_points(self.lots, points)
+        consumed, shortfall = self.lots.take(points)
         if shortfall:
             raise LedgerInvariantError(f"member {self.member_id}: balance covers {points} but lots do not")
         return consumed
+
+
+def claiming_event_classes() -> list[type[Member.Event]]:
+    """The event classes whose events may claim ids (`Member.Event.claims`): enrolments and every outcome."""
+    outcomes: list[type[Member.Event]] = []
+    pending: list[type[Member.Event]] = [Member.Outcome]
+    while pending:
+        event_class = pending.pop()
+        outcomes.append(event_class)
+        pending.extend(event_class.__subclasses__())
+    return [Member.Enrolled, *(event_class for event_class in outcomes if event_class is not Member.Outcome)]

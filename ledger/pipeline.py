@@ -60,7 +60,7 @@ def apply_pipelined(app: LedgerApplication, batches: Iterable[Batch]) -> Iterato
                     yield in_flight.batch, settled
                     in_flight = None
                 decided.report_failures(batch.on_failures)
-                processing_event = app._collect(decided.members, batch.tracking)
+                processing_event = app._collect(decided.members, batch.tracking, decided.notes)
                 in_flight = _InFlight(batch, decided.decisions, writer.submit(app._write, processing_event))
             if in_flight is not None:
                 yield in_flight.batch, _settle(app, in_flight)

@@ -6,7 +6,6 @@ its events, so replaying history applies results and never re-runs a rule.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Reversible
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal, Inexact, localcontext
@@ -86,11 +85,6 @@ def effective_time(occurred_at: datetime, last_effective_at: datetime | None) ->
     return last_effective_at
 
 
-def expiring_lots(lots: Iterable[Lot], at: datetime) -> list[tuple[int, int]]:
-    """(lot_id, points) for every lot with points left whose expiry is at or before `at`."""
-    return [(lot.lot_id, lot.remaining) for lot in lots if lot.remaining > 0 and lot.expires_at <= at]
-
-
 def earned_points(amount: Decimal, multiplier: Decimal, program: Program) -> tuple[int, int]:
     """(base, awarded): base = floor(amount * earn_rate); awarded = floor(base * multiplier)."""
     base = floor_product(amount, program.earn_rate)
@@ -109,26 +103,6 @@ def lot_expiry(at: datetime, program: Program) -> datetime:
 def debt_repayment(debt: int, lot_points: int) -> int:
     """New points repay outstanding debt first."""
     return min(debt, lot_points)
-
-
-def spending_order(lots: Iterable[Lot]) -> list[Lot]:
-    """Lots in the order points are taken from them: soonest expiry, then oldest."""
-    return sorted((lot for lot in lots if lot.remaining > 0), key=lambda lot: (lot.expires_at, lot.lot_id))
-
-
-def take_points(lots: Iterable[Lot], points: int) -> tuple[list[tuple[int, int]], int]:
-    """Take up to `points` from lots in spending order: ([(lot_id, taken)], shortfall)."""
-    if points < 0:
-        raise ValueError("cannot take a negative number of points")
-    taken: list[tuple[int, int]] = []
-    left = points
-    for lot in spending_order(lots):
-        if left == 0:
-            break
-        take = min(lot.remaining, left)
-        taken.append((lot.lot_id, take))
-        left -= take
-    return taken, left
 
 
 def refund_clawback(purchase: PurchaseRecord, refund_cents: int) -> tuple[int, int]:
@@ -154,23 +128,6 @@ def tier_window_start(at: datetime, program: Program) -> datetime:
 def in_tier_window(effective_at: datetime, at: datetime, program: Program) -> bool:
     """Whether a purchase at `effective_at` counts towards credits(at)."""
     return tier_window_start(at, program) < effective_at <= at
-
-
-def qualifying_credits(purchases: Reversible[PurchaseRecord], at: datetime, program: Program) -> int:
-    """credits(at): base minus clawed-back credits of purchases in (at - window, at].
-
-    `purchases` is in effective-time order (a member's ledger time never goes
-    back), so the scan stops at the first purchase older than the window.
-    """
-    window_start = tier_window_start(at, program)
-    total = 0
-    for purchase in reversed(purchases):
-        if purchase.effective_at > at:
-            continue
-        if purchase.effective_at <= window_start:
-            break
-        total += purchase.credits
-    return total
 
 
 def qualified_tier(credits: int, program: Program) -> str:

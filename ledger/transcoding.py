@@ -13,11 +13,14 @@ does; `tests/test_transcoding.py` checks the bytes are the same.
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
 import orjson
 from eventsourcing.persistence import JSONTranscoder, Transcoding
 
+from ledger.credit_window import Credit, CreditWindow
+from ledger.open_lots import OpenLots
 from ledger.rules import Lot, PurchaseRecord
 
 #: orjson writes these types itself unless told to pass them to `default`, as the standard encoder does.
@@ -56,9 +59,43 @@ class DataclassAsDict(Transcoding):
         return self.type(**data)
 
 
-#: The transcodings member events and snapshots need beyond the library's own.
+class OpenLotsAsRows(Transcoding):
+    """A snapshot's open lots as rows `[lot_id, points, remaining, expires_at]`, in spending order: a large
+    member's thousands of lots cost one callback, not one per lot and per time."""
+
+    type = OpenLots
+    name = "open_lots"
+
+    def encode(self, obj: OpenLots) -> list[list[Any]]:
+        return [[lot.lot_id, lot.points, lot.remaining, lot.expires_at.isoformat()] for lot in obj]
+
+    def decode(self, data: list[list[Any]]) -> OpenLots:
+        return OpenLots(Lot(lot_id, points, remaining, datetime.fromisoformat(expires_at))
+                        for lot_id, points, remaining, expires_at in data)  # fmt: skip
+
+
+class CreditWindowAsRows(Transcoding):
+    """A snapshot's tier window as rows `[transaction_id, effective_at, credits]`, oldest first."""
+
+    type = CreditWindow
+    name = "credit_window"
+
+    def encode(self, obj: CreditWindow) -> list[list[Any]]:
+        return [[credit.transaction_id, credit.effective_at.isoformat(), credit.credits] for credit in obj]
+
+    def decode(self, data: list[list[Any]]) -> CreditWindow:
+        window = CreditWindow()
+        for transaction_id, effective_at, credits in data:
+            window.restore(Credit(transaction_id, datetime.fromisoformat(effective_at), credits))
+        return window
+
+
+#: The transcodings member events and snapshots need beyond the library's own (sets, purchases and single
+#: lots appear in snapshots of older Member versions).
 LEDGER_TRANSCODINGS: tuple[Transcoding, ...] = (
     SetAsList(),
     DataclassAsDict(Lot, "lot"),
     DataclassAsDict(PurchaseRecord, "purchase"),
+    OpenLotsAsRows(),
+    CreditWindowAsRows(),
 )

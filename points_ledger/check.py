@@ -124,22 +124,29 @@ def _postgres_fix(reason: str) -> str:
 
 
 def _postgres_privileges(connection: psycopg.Connection[Any]) -> Check:
-    """The ledger creates its tables on first use, then inserts and reads."""
+    """The ledger creates its tables on first use, then inserts and reads. A ledger from before the claim index
+    (`ledger_claims`) gets it created and filled from its log on the first start, which needs CREATE."""
     row = connection.execute(
-        "SELECT to_regclass('ledger_events') IS NOT NULL, current_user, "
+        "SELECT to_regclass('ledger_events') IS NOT NULL, to_regclass('ledger_claims') IS NOT NULL, current_user, "
         "has_schema_privilege(current_user, current_schema(), 'CREATE'), current_schema()"
     ).fetchone()
     if row is None:
         return failed("store privileges", "cannot read the catalog", "grant the ledger's user access to the database")
-    exists, user, can_create, schema = row
+    exists, claims_exist, user, can_create, schema = row
     if exists:
+        tables = ["ledger_events", "ledger_claims"] if claims_exist else ["ledger_events"]
         granted = connection.execute(
-            "SELECT has_table_privilege(current_user, 'ledger_events', 'INSERT') "
-            "AND has_table_privilege(current_user, 'ledger_events', 'SELECT')"
+            "SELECT bool_and(has_table_privilege(current_user, t, 'INSERT') AND has_table_privilege(current_user, t, "
+            "'SELECT')) FROM unnest(%s::text[]) AS t",
+            (tables,),
         ).fetchone()
         if granted is None or not granted[0]:
-            return failed("store privileges", f"user {user} cannot insert into and read ledger_events",
+            return failed("store privileges", f"user {user} cannot insert into and read {' and '.join(tables)}",
                           f"GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA {schema} TO {user}")  # fmt: skip
+        if not claims_exist and not can_create:
+            return failed("store privileges", f"the ledger has no claim index (ledger_claims) yet, and user {user} "
+                          f"cannot create it in {schema}", f"GRANT CREATE ON SCHEMA {schema} TO {user} for the "
+                          "first start, which creates it and fills it from the log")  # fmt: skip
         return passed("store privileges", f"user {user} can read and append to the ledger's tables")
     if not can_create:
         return failed("store privileges", f"no ledger tables yet, and user {user} cannot create them in {schema}",

@@ -72,7 +72,7 @@ UNAVAILABLE = ("psycopg:OperationalError", "sqlite3:OperationalError", "eventsou
 BATCH_STOPPED = ("consumers.kafka_deadletters:DeadLetterWriteError", "consumers.kafka_consumer:UnreadableBatchError")
 #: A refused certificate or login, a UTF-16 file.
 REFUSED = ("consumers.kafka_clients:KafkaSecurityError", "consumers.jsonlines:InputEncodingError")
-INVARIANT = ("ledger.member:LedgerInvariantError",)
+INVARIANT = ("ledger.invariants:LedgerInvariantError",)
 REBUILD_STOPPED = ("projections.partitions:RebuildWorkerError",)
 
 

@@ -244,7 +244,17 @@ def _state_of(app: LedgerApplication, member_id: str) -> MemberNow | None:
     from consumers.corrections import MemberNow
 
     member = app.member(member_id)
-    return None if member is None else MemberNow(member.balance, member.last_effective_at, member.event_ids)
+    return None if member is None else MemberNow(member.balance, member.last_effective_at, _AppliedIds(app, member_id))
+
+
+class _AppliedIds:
+    """The event ids the ledger recorded for one member, asked one by one of its claim index."""
+
+    def __init__(self, app: LedgerApplication, member_id: str) -> None:
+        self.app, self.member_id = app, member_id
+
+    def __contains__(self, event_id: object) -> bool:
+        return isinstance(event_id, str) and self.app.applied(self.member_id, event_id)
 
 
 def _apply(app: LedgerApplication, found: list[Correction], name: str, result: CorrectionResult, size: int) -> None:

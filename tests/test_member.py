@@ -9,6 +9,7 @@ from eventsourcing.domain import Snapshot
 from ledger.application import LedgerApplication
 from ledger.member import Member
 from ledger.outcomes import Outcome, Rejection
+from ledger.rules import Lot, PurchaseRecord
 from schemas import Message
 from tests.messages import adjustment, at, enrollment, opening_balance, purchase, redemption, refund
 
@@ -161,10 +162,10 @@ def test_refund_checks_unknown_then_duplicate_then_exceeds(memory_ledger: Ledger
 def test_refund_after_spending_leaves_debt_that_new_points_repay(memory_ledger: LedgerApplication) -> None:
     apply(memory_ledger, purchase("100", txn="T"), redemption(80), refund("T", "100"))
     member = the(memory_ledger)
-    assert (member.balance, member.debt, member.lots) == (-80, 80, [])
+    assert (member.balance, member.debt, list(member.lots)) == (-80, 80, [])
     apply(memory_ledger, purchase("50"))
     member = the(memory_ledger)
-    assert (member.balance, member.debt, member.lots) == (-30, 30, [])
+    assert (member.balance, member.debt, list(member.lots)) == (-30, 30, [])
     apply(memory_ledger, adjustment(100))
     member = the(memory_ledger)
     assert (member.balance, member.debt, [lot.remaining for lot in member.lots]) == (70, 0, [70])
@@ -301,18 +302,35 @@ def test_a_higher_tier_carried_over_is_granted_and_kept_through_the_retention_pe
     assert kinds(memory_ledger, "M2") == ["Enrolled", "OpeningBalanceApplied"]
 
 
-def test_a_member_snapshot_taken_before_opening_balances_existed_is_upcast(memory_ledger: LedgerApplication) -> None:
-    """Member version 2 added `opening_balance_id`: a version-1 snapshot (no class_version, no such field)
-    loads as a member without an opening balance, who may then carry one over."""
-    apply(memory_ledger, purchase("12.00"))
-    snapshot = Snapshot.take(the(memory_ledger))
-    assert snapshot.state["class_version"] == 2
-    old_state = {
-        key: value for key, value in snapshot.state.items() if key not in {"class_version", "opening_balance_id"}
-    }
-    old = Snapshot(
-        originator_id=snapshot.originator_id, originator_version=snapshot.originator_version,
-        timestamp=snapshot.timestamp, topic=snapshot.topic, state=old_state,
+def _older_snapshot(current: Snapshot, class_version: int | None) -> Snapshot:
+    """`current` (a member with one 12.00 purchase T1, event e1, lot 1) as a snapshot of an older Member
+    version: every purchase and every id in the state, lots in a list; version 1 had no opening balances."""
+    replaced = {"class_version", "lots", "credit_window"}
+    state = {key: value for key, value in current.state.items() if key not in replaced}
+    lot = current.state["lots"][0]
+    state |= {
+        "lots": [Lot(lot.lot_id, lot.points, lot.remaining, lot.expires_at)],
+        "purchases": {"T1": PurchaseRecord("T1", 1200, 12, 12, state["last_effective_at"])},
+        "event_ids": {"e1"}, "refund_ids": set(), "redemption_ids": set(), "adjustment_ids": set(),
+    }  # fmt: skip
+    if class_version is None:
+        del state["opening_balance_id"]
+    else:
+        state["class_version"] = class_version
+    return Snapshot(
+        originator_id=current.originator_id, originator_version=current.originator_version,
+        timestamp=current.timestamp, topic=current.topic, state=state,
     )  # fmt: skip
-    member = old.mutate(None)
-    assert isinstance(member, Member) and member.opening_balance_id is None and member.balance == 12
+
+
+def test_member_snapshots_of_older_versions_are_upcast(memory_ledger: LedgerApplication) -> None:
+    """Version 1 had no `opening_balance_id`; version 2 kept every purchase and id. Both load as version 3: the
+    lots in spending order, the purchases' credits as the tier window, no ids (the claim index has them)."""
+    apply(memory_ledger, purchase("12.00", event_id="e1", txn="T1"))
+    current = Snapshot.take(the(memory_ledger))
+    assert current.state["class_version"] == 3
+    for version in (None, 2):
+        member = _older_snapshot(current, version).mutate(None)
+        assert isinstance(member, Member)
+        assert (member.opening_balance_id, member.balance, member.credit_window.total) == (None, 12, 12)
+        assert vars(member) == vars(current.mutate(None))

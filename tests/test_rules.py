@@ -1,4 +1,4 @@
-"""Unit tests of every pure rule."""
+"""Unit tests of every pure rule, and of the member state's lots and tier window that they decide on."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from decimal import Decimal
 
 import pytest
 
+from ledger.credit_window import CreditWindow
+from ledger.open_lots import OpenLots
 from ledger.program import Program
 from ledger.rules import (
     Lot,
@@ -16,12 +18,10 @@ from ledger.rules import (
     earned_points,
     effective_time,
     evaluate_tier,
-    expiring_lots,
     floor_product,
     qualified_tier,
-    qualifying_credits,
     refund_clawback,
-    take_points,
+    tier_window_start,
 )
 from tests.messages import at
 
@@ -63,21 +63,27 @@ def test_cents_refuses_sub_cent_amounts() -> None:
         cents(Decimal("1.005"))
 
 
-def test_expiring_lots_include_the_expiry_instant_and_skip_empty_lots() -> None:
-    lots = [
+def test_expiring_lots_include_the_expiry_instant_skip_empty_lots_and_come_by_lot_id() -> None:
+    lots = OpenLots([
+        Lot(4, 10, 3, at("2023-12-31")),  # opened later, expiring sooner (an opening balance's own expiry)
         Lot(1, 10, 10, at("2024-01-01")),
         Lot(2, 10, 0, at("2024-01-01")),
         Lot(3, 10, 4, at("2024-01-02")),
-    ]
-    assert expiring_lots(lots, at("2024-01-01")) == [(1, 10)]
-    assert expiring_lots(lots, at("2024-01-02")) == [(1, 10), (3, 4)]
+    ])  # fmt: skip
+    assert lots.points == 17 and len(lots) == 3
+    assert lots.expiring(at("2024-01-01")) == [(1, 10), (4, 3)]
+    assert lots.expiring(at("2024-01-02")) == [(1, 10), (3, 4), (4, 3)]
 
 
 def test_take_points_soonest_expiry_then_oldest_lot() -> None:
-    lots = [Lot(1, 50, 50, at("2025-03-01")), Lot(2, 30, 30, at("2025-01-01")), Lot(3, 30, 30, at("2025-01-01"))]
-    assert take_points(lots, 70) == ([(2, 30), (3, 30), (1, 10)], 0)
-    assert take_points(lots, 200) == ([(2, 30), (3, 30), (1, 50)], 90)
-    assert take_points(lots, 0) == ([], 0)
+    lots = OpenLots([Lot(1, 50, 50, at("2025-03-01")), Lot(2, 30, 30, at("2025-01-01"))])
+    lots.open(Lot(3, 30, 30, at("2025-01-01")))  # goes before lot 1, after lot 2
+    assert lots.take(70) == ([(2, 30), (3, 30), (1, 10)], 0)
+    assert lots.take(200) == ([(2, 30), (3, 30), (1, 50)], 90)
+    assert lots.take(0) == ([], 0)
+    for lot_id, points in lots.take(70)[0]:
+        lots.take_from(lot_id, points, "M1")
+    assert ([lot.lot_id for lot in lots], lots.points) == ([1], 40)  # emptied lots are closed
 
 
 def test_debt_repayment_is_capped_by_the_lot() -> None:
@@ -95,16 +101,20 @@ def test_refund_clawback_is_proportional_to_cumulative_refunds() -> None:
         refund_clawback(purchase, 6_668)
 
 
-def test_qualifying_credits_window_is_open_at_the_start_and_closed_at_the_end() -> None:
-    purchases = [
-        PurchaseRecord("a", 100, base=400, awarded=400, effective_at=at("2023-01-01")),
-        PurchaseRecord("b", 100, base=500, awarded=500, effective_at=at("2023-06-01"), credits_clawed_back=100),
-        PurchaseRecord("c", 100, base=700, awarded=700, effective_at=at("2024-01-01")),
-    ]
-    assert qualifying_credits(purchases, at("2023-12-31"), P) == 400 + 400  # c is after t
-    # (t - 365 days, t]: the purchase exactly 365 days before t no longer counts.
-    assert qualifying_credits(purchases, at("2023-01-01") + timedelta(days=365), P) == 400 + 700
-    assert qualifying_credits(purchases, at("2023-01-01"), P) == 400
+def test_qualifying_credits_window_is_open_at_the_start() -> None:
+    window = CreditWindow()
+    window.add("a", at("2023-01-01"), 400)
+    window.add("b", at("2023-06-01"), 500)
+    window.claw_back("b", 100)
+    window.add("c", at("2024-01-01"), 700)
+    # credits(t) count (t - 365 days, t]: the purchase exactly 365 days before t no longer counts.
+    t = at("2023-01-01") + timedelta(days=365)
+    assert window.since(tier_window_start(t, P)) == 400 + 700
+    assert window.since(tier_window_start(at("2023-12-31"), P)) == 400 + 400 + 700
+    window.forget_through(tier_window_start(t, P))  # a's time is over: it never counts again
+    assert ([credit.transaction_id for credit in window], window.total) == (["b", "c"], 1100)
+    window.claw_back("a", 400)  # a refund of a purchase no longer counting changes no credits
+    assert window.total == 1100
 
 
 @pytest.mark.parametrize(

@@ -98,7 +98,8 @@ def test_a_batch_decided_before_a_sweep_moved_the_ledger_time_is_decided_again(s
     with pytest.raises(LedgerTimeMovedError):  # the guard, in the writing transaction
         member = consumer.member("M1")
         assert member is not None
-        member.handle(late, _source(), consumer.program, consumer.ledger_time())
+        recall = consumer._recall([(late, _source())]).of(member.id)
+        member.handle(late, _source(), consumer.program, recall, consumer.ledger_time())
         consumer.record([member])
     consumer.apply(late, _source())  # apply_batch decides again with the new time
     assert consumer.member_events("M1")[-1].effective_at == as_of

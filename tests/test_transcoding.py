@@ -116,16 +116,25 @@ def test_every_snapshot_of_a_stream_is_written_as_the_library_would(program: Pro
     app.close()
 
 
-def _as_the_library_stored_it(event: Member.Event) -> StoredEvent:
-    """`event` in the library's tagged format, with the class version it had before the compact one."""
+#: The class version each member event had before the compact format (1 unless named).
+TAGGED_VERSIONS: dict[type[Any], int] = {Member.PointsRedeemed: 2}
+
+
+def _as_the_library_stored_it(event: Member.Event) -> tuple[StoredEvent, Member.Event]:
+    """`event` in the library's tagged format, with the class version it had before the compact one (so also
+    without the fields added since), and the event that reading it back gives."""
     stored = Mapper[Any](transcoder=STANDARD).to_stored_event(event)
     state = json.loads(stored.state)
-    earlier = type(event).class_version - 1
+    earlier = TAGGED_VERSIONS.get(type(event), 1)
     if earlier > 1:
         state["class_version"] = earlier
     else:
         del state["class_version"]
-    return dataclasses.replace(stored, state=STANDARD.encode(STANDARD.decode(json.dumps(state).encode())))
+    expected = event
+    if isinstance(event, Member.Outcome):  # outcomes named their credit window's start later
+        del state["credit_window_start"]
+        expected = dataclasses.replace(event, credit_window_start=None)  # type: ignore[call-arg]
+    return dataclasses.replace(stored, state=STANDARD.encode(STANDARD.decode(json.dumps(state).encode()))), expected
 
 
 def test_every_member_event_is_stored_compact_and_read_back_exactly_in_either_format(program: Program) -> None:
@@ -137,7 +146,7 @@ def test_every_member_event_is_stored_compact_and_read_back_exactly_in_either_fo
         assert isinstance(event, Member.Event)
         again = app.mapper.to_domain_event(app.mapper.to_stored_event(event))
         assert again == event and vars(again) == vars(event)
-        old = _as_the_library_stored_it(event)
+        old, expected = _as_the_library_stored_it(event)
         assert b'"_type_":"datetime_iso"' in old.state
-        assert app.mapper.to_domain_event(old) == event  # read through the classes' upcasters
+        assert app.mapper.to_domain_event(old) == expected  # read through the classes' upcasters
     app.close()

@@ -1,0 +1,321 @@
+"""The claim index: every id a member's events used, in a table beside the events, written with them.
+
+`ledger.claims` says why the ids are not kept in the member's state. Here is where they are kept: the table
+`ledger_claims`, one row per claimed id, its primary key (member, kind, id). A batch's rows are inserted in
+the transaction that records its events, after them, so the insert itself refuses an id claimed twice
+(the batch then fails as a whole with IntegrityError and is decided again). Deciding a batch asks the
+index once for every id its messages carry, and once for the purchases its refunds name (the rows of a
+refund also name their purchase, `ref`, with an index of its own).
+
+A ledger written before the index existed gets it filled from its whole log once, in the transaction that
+creates the table, with the events table locked against writers (`ensure`): about the time a rebuild
+takes to read the log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+from uuid import UUID
+
+from eventsourcing.persistence import IntegrityError, StoredEvent
+from psycopg.sql import SQL, Composed, Identifier
+
+from ledger.claims import Claim, Kind
+from ledger.originators import SQLITE_IDS_PER_QUERY_MAX
+
+#: The table's name on every store.
+TABLE = "ledger_claims"
+#: The keyword a write passes (through the library's `saved_kwargs`) with its rows.
+CLAIM_ROWS = "claim_rows"
+#: Stored events read per page while filling the index of an older ledger.
+BACKFILL_PAGE_SIZE = 5_000
+
+#: (member's aggregate id, kind, id, the claiming event's version, the purchase a refund belongs to)
+ClaimRow = tuple[UUID, str, str, int, str | None]
+#: Which member asks about which id.
+Wanted = tuple[UUID, Kind, str]
+
+
+def claim_rows(originator_id: UUID, version: int, claims: Iterable[Claim]) -> list[ClaimRow]:
+    return [(originator_id, claim.kind.value, claim.key, version, claim.purchase) for claim in claims]
+
+
+#: Decodes a stored event into its domain event (the application's mapper).
+Decoder = Callable[[StoredEvent], Any]
+
+
+class ClaimIndex(Protocol):
+    """One store's claim index."""
+
+    def ensure(self, decode: Decoder, claiming_topics: Sequence[str]) -> None:
+        """Create the table if missing, filled from the events of `claiming_topics` already recorded."""
+
+    def install(self) -> None:
+        """Make the recorder insert a write's `CLAIM_ROWS` in the transaction that records its events."""
+
+    def find(self, wanted: Collection[Wanted]) -> set[Wanted]:
+        """Those of `wanted` that are claimed."""
+
+    def purchase_events(self, wanted: Collection[tuple[UUID, str]]) -> list[StoredEvent]:
+        """The stored events (purchase, then its refunds) of each (member, transaction id) in `wanted`, in
+        member and version order."""
+
+
+def claim_index(recorder: Any, schema_lock: Callable[[], AbstractContextManager[None]]) -> ClaimIndex:
+    """The claim index of the store `recorder` writes to; `schema_lock` serialises table creation."""
+    module = type(recorder).__module__
+    if module == "eventsourcing.postgres":
+        return _PostgresClaims(recorder, schema_lock)
+    if module == "eventsourcing.sqlite":
+        return _SQLiteClaims(recorder)
+    if module == "eventsourcing.popo":
+        return _MemoryClaims(recorder)
+    raise TypeError(f"no claim index for recorders of {module}")
+
+
+def _backfill_rows(rows: Iterable[tuple[Any, int, str, bytes]], to_uuid: Callable[[Any], UUID],
+                   decode: Decoder) -> Iterator[ClaimRow]:  # fmt: skip
+    for originator_id, version, topic, state in rows:
+        member_id = to_uuid(originator_id)
+        event = decode(StoredEvent(member_id, version, topic, bytes(state)))
+        yield from claim_rows(member_id, version, event.claims())
+
+
+def _pages(rows: Iterator[ClaimRow], size: int) -> Iterator[list[ClaimRow]]:
+    page: list[ClaimRow] = []
+    for row in rows:
+        page.append(row)
+        if len(page) == size:
+            yield page
+            page = []
+    if page:
+        yield page
+
+
+class _PostgresClaims:
+    def __init__(self, recorder: Any, schema_lock: Callable[[], AbstractContextManager[None]]) -> None:
+        self.recorder = recorder
+        self.schema_lock = schema_lock
+        datastore = recorder.datastore
+        self.text_ids = datastore.originator_id_type == "text"
+        self.id_type = SQL("text" if self.text_ids else "uuid")
+        self.table = Identifier(datastore.schema, TABLE)
+        self.events = Identifier(datastore.schema, recorder.events_table_name)
+        self.insert = SQL(
+            "INSERT INTO {table} (originator_id, kind, key, originator_version, ref) "
+            "SELECT * FROM unnest(%s::{id_type}[], %s::text[], %s::text[], %s::bigint[], %s::text[])"
+        ).format(table=self.table, id_type=self.id_type)
+
+    def _key(self, originator_id: UUID) -> Any:
+        return str(originator_id) if self.text_ids else originator_id
+
+    def _columns(self, rows: Sequence[ClaimRow]) -> tuple[list[Any], ...]:
+        return ([self._key(row[0]) for row in rows], [row[1] for row in rows], [row[2] for row in rows],
+                [row[3] for row in rows], [row[4] for row in rows])  # fmt: skip
+
+    def _create_statements(self) -> list[Composed]:
+        return [
+            SQL(
+                "CREATE TABLE {table} (originator_id {id_type} NOT NULL, kind text NOT NULL, key text NOT NULL, "
+                "originator_version bigint NOT NULL, ref text, PRIMARY KEY (originator_id, kind, key))"
+            ).format(table=self.table, id_type=self.id_type),
+            SQL("CREATE INDEX {name} ON {table} (originator_id, ref) WHERE ref IS NOT NULL").format(
+                name=Identifier(f"{TABLE}_ref"), table=self.table
+            ),
+        ]
+
+    def ensure(self, decode: Decoder, claiming_topics: Sequence[str]) -> None:
+        datastore = self.recorder.datastore
+        with self.schema_lock(), datastore.get_connection() as conn:
+            exists = conn.execute("SELECT to_regclass(%s)", (f"{datastore.schema}.{TABLE}",)).fetchone()
+            if exists is not None and next(iter(exists.values())) is not None:
+                return
+            with conn.transaction():
+                self.recorder._lock_table(conn.cursor())  # no event recorded while the index is filled
+                for statement in self._create_statements():
+                    conn.execute(statement)
+                with conn.cursor(name="ledger_claims_backfill") as reader, conn.cursor() as writer:
+                    reader.execute(
+                        SQL("SELECT originator_id, originator_version, topic, state FROM {events} "
+                            "WHERE topic = ANY(%s) ORDER BY notification_id").format(events=self.events),
+                        (list(claiming_topics),),
+                    )  # fmt: skip
+                    tuples = ((r["originator_id"], r["originator_version"], r["topic"], r["state"]) for r in reader)
+                    rows = _backfill_rows(tuples, lambda value: value if isinstance(value, UUID) else UUID(value),
+                                          decode)  # fmt: skip
+                    for page in _pages(rows, BACKFILL_PAGE_SIZE):
+                        writer.execute(self.insert, self._columns(page))
+
+    def install(self) -> None:
+        insert_stored_events = self.recorder._insert_stored_events
+
+        def insert_with_claims(cursor: Any, stored_events: Any, **kwargs: Any) -> None:
+            insert_stored_events(cursor, stored_events, **kwargs)  # takes the events table's lock first
+            rows = kwargs.get(CLAIM_ROWS)
+            if rows:  # on a cursor of its own: the library reads the events' notification ids from this one
+                with cursor.connection.cursor() as claims:
+                    claims.execute(self.insert, self._columns(rows))
+
+        self.recorder._insert_stored_events = insert_with_claims
+
+    def find(self, wanted: Collection[Wanted]) -> set[Wanted]:
+        if not wanted:
+            return set()
+        ordered = list(wanted)
+        query = SQL(
+            "SELECT w.i FROM unnest(%s::{id_type}[], %s::text[], %s::text[], %s::int[]) AS w(id, kind, key, i) "
+            "WHERE EXISTS (SELECT 1 FROM {table} c WHERE c.originator_id = w.id AND c.kind = w.kind AND c.key = w.key)"
+        ).format(table=self.table, id_type=self.id_type)
+        parameters = ([self._key(w[0]) for w in ordered], [w[1].value for w in ordered], [w[2] for w in ordered],
+                      list(range(len(ordered))))  # fmt: skip
+        with self.recorder.datastore.transaction(commit=False) as cursor:
+            cursor.execute(query, parameters)
+            return {ordered[row["i"]] for row in cursor.fetchall()}
+
+    def purchase_events(self, wanted: Collection[tuple[UUID, str]]) -> list[StoredEvent]:
+        if not wanted:
+            return []
+        ordered = list(wanted)
+        query = SQL(
+            "SELECT e.originator_id, e.originator_version, e.topic, e.state "
+            "FROM unnest(%s::{id_type}[], %s::text[]) AS w(id, txn) CROSS JOIN LATERAL ("
+            "SELECT originator_version FROM {table} WHERE originator_id = w.id AND kind = 't' AND key = w.txn "
+            "UNION ALL SELECT originator_version FROM {table} WHERE originator_id = w.id AND ref = w.txn) AS c "
+            "JOIN {events} e ON e.originator_id = w.id AND e.originator_version = c.originator_version "
+            "ORDER BY e.originator_id, e.originator_version"
+        ).format(table=self.table, events=self.events, id_type=self.id_type)
+        with self.recorder.datastore.transaction(commit=False) as cursor:
+            cursor.execute(query, ([self._key(w[0]) for w in ordered], [w[1] for w in ordered]))
+            rows = cursor.fetchall()
+        return [StoredEvent(_as_uuid(r["originator_id"]), r["originator_version"], r["topic"], bytes(r["state"]))
+                for r in rows]  # fmt: skip
+
+
+def _as_uuid(value: Any) -> UUID:
+    return value if isinstance(value, UUID) else UUID(value)
+
+
+class _SQLiteClaims:
+    def __init__(self, recorder: Any) -> None:
+        self.recorder = recorder
+        self.events = recorder.events_table_name
+        self.insert = f"INSERT INTO {TABLE} (originator_id, kind, key, originator_version, ref) VALUES (?, ?, ?, ?, ?)"
+
+    def ensure(self, decode: Decoder, claiming_topics: Sequence[str]) -> None:
+        with self.recorder.datastore.transaction(commit=True) as cursor:
+            cursor.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,))
+            if cursor.fetchone() is not None:
+                return
+            cursor.execute(
+                f"CREATE TABLE {TABLE} (originator_id TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL, "
+                "originator_version INTEGER NOT NULL, ref TEXT, PRIMARY KEY (originator_id, kind, key)) WITHOUT ROWID"
+            )
+            cursor.execute(f"CREATE INDEX {TABLE}_ref ON {TABLE} (originator_id, ref) WHERE ref IS NOT NULL")
+            marks = ",".join("?" * len(claiming_topics))
+            cursor.execute(
+                f"SELECT originator_id, originator_version, topic, state FROM {self.events} "
+                f"WHERE topic IN ({marks}) ORDER BY rowid",
+                list(claiming_topics),
+            )
+            stored = [(r[0], r[1], r[2], r[3]) for r in cursor.fetchall()]
+            rows = _backfill_rows(stored, lambda value: UUID(hex=value), decode)
+            for page in _pages(rows, BACKFILL_PAGE_SIZE):
+                cursor.executemany(self.insert, [(row[0].hex, *row[1:]) for row in page])
+
+    def install(self) -> None:
+        insert_events = self.recorder._insert_events
+
+        def insert_with_claims(cursor: Any, stored_events: Any, **kwargs: Any) -> Any:
+            returning = insert_events(cursor, stored_events, **kwargs)
+            rows = kwargs.get(CLAIM_ROWS)
+            if rows:
+                cursor.executemany(self.insert, [(row[0].hex, *row[1:]) for row in rows])
+            return returning
+
+        self.recorder._insert_events = insert_with_claims
+
+    def _query_in_chunks(
+        self, items: Sequence[Any], row_marks: str, statement: str, parameters: Callable[[list[Any]], list[Any]]
+    ) -> Iterator[tuple[list[Any], list[Any]]]:
+        """Run `statement` (its `{values}` a VALUES list of `row_marks` per item) per chunk of `items` that
+        SQLite takes in one statement; yields each chunk with its rows."""
+        with self.recorder.datastore.transaction(commit=False) as cursor:
+            for start in range(0, len(items), SQLITE_IDS_PER_QUERY_MAX):
+                chunk = list(items[start : start + SQLITE_IDS_PER_QUERY_MAX])
+                cursor.execute(statement.format(values=",".join([row_marks] * len(chunk))), parameters(chunk))
+                yield chunk, cursor.fetchall()
+
+    def find(self, wanted: Collection[Wanted]) -> set[Wanted]:
+        statement = (
+            "WITH w(id, kind, key, i) AS (VALUES {values}) SELECT w.i FROM w WHERE EXISTS "
+            f"(SELECT 1 FROM {TABLE} c WHERE c.originator_id = w.id AND c.kind = w.kind AND c.key = w.key)"
+        )
+        found: set[Wanted] = set()
+        for chunk, rows in self._query_in_chunks(
+            list(wanted), "(?, ?, ?, ?)", statement,
+            lambda chunk: [value for i, w in enumerate(chunk) for value in (w[0].hex, w[1].value, w[2], i)],
+        ):  # fmt: skip
+            found.update(chunk[row[0]] for row in rows)
+        return found
+
+    def purchase_events(self, wanted: Collection[tuple[UUID, str]]) -> list[StoredEvent]:
+        statement = (
+            "WITH w(id, txn) AS (VALUES {values}), c(id, version) AS ("
+            f"SELECT w.id, k.originator_version FROM w JOIN {TABLE} k ON k.originator_id = w.id "
+            "AND k.kind = 't' AND k.key = w.txn UNION ALL "
+            f"SELECT w.id, k.originator_version FROM w JOIN {TABLE} k ON k.originator_id = w.id "
+            f"AND k.ref = w.txn) SELECT e.originator_id, e.originator_version, e.topic, e.state FROM c "
+            f"JOIN {self.events} e ON e.originator_id = c.id AND e.originator_version = c.version "
+            "ORDER BY e.originator_id, e.originator_version"
+        )
+        events: list[StoredEvent] = []
+        for _, rows in self._query_in_chunks(
+            list(wanted), "(?, ?)", statement, lambda chunk: [value for w in chunk for value in (w[0].hex, w[1])]
+        ):
+            events.extend(StoredEvent(UUID(hex=row[0]), row[1], row[2], bytes(row[3])) for row in rows)
+        return events
+
+
+class _MemoryClaims:
+    """The in-memory store's index: a dict, checked and filled under the recorder's own lock."""
+
+    def __init__(self, recorder: Any) -> None:
+        self.recorder = recorder
+        self.rows: dict[tuple[UUID, str, str], tuple[int, str | None]] = {}
+
+    def ensure(self, decode: Decoder, claiming_topics: Sequence[str]) -> None:
+        """An in-memory ledger starts empty: nothing to fill."""
+
+    def install(self) -> None:
+        insert_events = self.recorder._insert_events
+
+        def insert_with_claims(stored_events: Any, **kwargs: Any) -> Any:
+            rows: Sequence[ClaimRow] = kwargs.get(CLAIM_ROWS) or ()
+            with self.recorder._database_lock:
+                keys = [(row[0], row[1], row[2]) for row in rows]
+                if len(set(keys)) != len(keys) or any(key in self.rows for key in keys):
+                    raise IntegrityError("an id is claimed twice for the same member")
+                returning = insert_events(stored_events, **kwargs)
+                for key, row in zip(keys, rows, strict=True):
+                    self.rows[key] = (row[3], row[4])
+                return returning
+
+        self.recorder._insert_events = insert_with_claims
+
+    def find(self, wanted: Collection[Wanted]) -> set[Wanted]:
+        return {w for w in wanted if (w[0], w[1].value, w[2]) in self.rows}
+
+    def purchase_events(self, wanted: Collection[tuple[UUID, str]]) -> list[StoredEvent]:
+        events: list[StoredEvent] = []
+        for originator_id, transaction_id in sorted(set(wanted)):
+            versions = sorted(
+                version
+                for (member, kind, key), (version, ref) in self.rows.items()
+                if member == originator_id
+                and ((kind == Kind.TRANSACTION.value and key == transaction_id) or ref == transaction_id)
+            )
+            for version in versions:
+                events.extend(self.recorder.select_events(originator_id, gt=version - 1, lte=version))
+        return events
