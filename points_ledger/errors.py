@@ -78,8 +78,11 @@ BAD_USAGE = ("ledger.store:StoreError", "ledger.program:ProgramError", "points_l
 CONFLICT = ("eventsourcing.persistence:IntegrityError",)
 UNAVAILABLE = ("psycopg:OperationalError", "sqlite3:OperationalError", "eventsourcing.persistence:PersistenceError")
 BATCH_STOPPED = ("consumers.kafka_deadletters:DeadLetterWriteError", "consumers.kafka_consumer:UnreadableBatchError")
-#: A refused certificate or login, a UTF-16 file.
-REFUSED = ("consumers.kafka_clients:KafkaSecurityError", "consumers.jsonlines:InputEncodingError")
+#: A refused certificate or login, a UTF-16 file, a local broker that cannot start (or is not installed).
+REFUSED = (
+    "consumers.kafka_clients:KafkaSecurityError", "consumers.jsonlines:InputEncodingError",
+    "points_ledger.broker:BrokerError",
+)  # fmt: skip
 INVARIANT = ("ledger.member:LedgerInvariantError",)
 REBUILD_STOPPED = ("projections.partitions:RebuildWorkerError",)
 
