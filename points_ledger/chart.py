@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
-from pathlib import Path
+from typing import IO
 
 import matplotlib
 
@@ -19,9 +19,10 @@ CHART_DPI = 100
 
 
 def draw_liability_chart(
-    path: Path, points: Sequence[tuple[datetime, int, Decimal]], currency: str, title: str
+    file: IO[bytes], points: Sequence[tuple[datetime, int, Decimal]], currency: str, title: str
 ) -> None:
-    """Outstanding points (bars, left axis) and liability value (line, right axis) at each time given."""
+    """Outstanding points (bars, left axis) and liability value (line, right axis) at each time given, as a PNG
+    written to `file`."""
     if not points:
         raise ValueError("nothing to draw: the range holds no month end")
     slots = list(range(len(points)))  # one slot per month end, labelled with its date
@@ -39,6 +40,6 @@ def draw_liability_chart(
         left.set_title(title)
         figure.autofmt_xdate()
         figure.legend(loc="upper left", bbox_to_anchor=(0.13, 0.87))
-        figure.savefig(path, dpi=CHART_DPI, format="png")
+        figure.savefig(file, dpi=CHART_DPI, format="png")
     finally:
         pyplot.close(figure)

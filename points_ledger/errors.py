@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from points_ledger.output import terminal_text
+
 if TYPE_CHECKING:
     from consumers.legacy_csv import BadRow
 
@@ -26,7 +28,7 @@ class CommandError(click.ClickException):
     exit_code = EXIT_FAILED
 
     def show(self, file: object = None) -> None:
-        click.echo(f"points-ledger: error: {self.message}", err=True)
+        say(f"points-ledger: error: {self.message}")
 
 
 class UsageProblemError(CommandError):
@@ -41,9 +43,15 @@ class StoreUnavailableError(CommandError):
     exit_code = EXIT_STORE_UNAVAILABLE
 
 
+def say(line: str) -> None:
+    """One line on stderr for the person at the terminal; what it quotes (member ids, reasons, file names) can
+    neither act on the terminal nor break the line (`terminal_text`)."""
+    click.echo(terminal_text(line), err=True)
+
+
 def warn(text: str) -> None:
     """A message for the person at the terminal (stderr), not an error."""
-    click.echo(f"points-ledger: {text}", err=True)
+    say(f"points-ledger: {text}")
 
 
 #: Bad rows of an input file listed on stderr before the rest are only counted.
@@ -53,7 +61,7 @@ BAD_ROWS_SHOWN = 50
 def list_bad_rows(name: str, bad: Sequence[BadRow]) -> str:
     """List a file's bad rows on stderr, each with its line; returns what to add when some were not shown."""
     for row in bad[:BAD_ROWS_SHOWN]:
-        click.echo(f"{name}, line {row.line} ({row.member_id or 'no member_id'}): {row.reason}", err=True)
+        say(f"{name}, line {row.line} ({row.member_id or 'no member_id'}): {row.reason}")
     return f" ({len(bad) - BAD_ROWS_SHOWN} more not shown)" if len(bad) > BAD_ROWS_SHOWN else ""
 
 
@@ -70,8 +78,11 @@ BAD_USAGE = ("ledger.store:StoreError", "ledger.program:ProgramError", "points_l
 CONFLICT = ("eventsourcing.persistence:IntegrityError",)
 UNAVAILABLE = ("psycopg:OperationalError", "sqlite3:OperationalError", "eventsourcing.persistence:PersistenceError")
 BATCH_STOPPED = ("consumers.kafka_deadletters:DeadLetterWriteError", "consumers.kafka_consumer:UnreadableBatchError")
-#: A refused certificate or login, a UTF-16 file.
-REFUSED = ("consumers.kafka_clients:KafkaSecurityError", "consumers.jsonlines:InputEncodingError")
+#: A refused certificate or login, a UTF-16 file, a local broker that cannot start (or is not installed).
+REFUSED = (
+    "consumers.kafka_clients:KafkaSecurityError", "consumers.jsonlines:InputEncodingError",
+    "points_ledger.broker:BrokerError",
+)  # fmt: skip
 INVARIANT = ("ledger.invariants:LedgerInvariantError",)
 REBUILD_STOPPED = ("projections.partitions:RebuildWorkerError",)
 

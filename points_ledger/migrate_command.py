@@ -10,7 +10,7 @@ import click
 
 from points_ledger import output
 from points_ledger.context import TIME, Context, format_option, pass_context
-from points_ledger.errors import BAD_ROWS_SHOWN, CommandError, list_bad_rows, reported_errors
+from points_ledger.errors import BAD_ROWS_SHOWN, CommandError, list_bad_rows, reported_errors, say
 from points_ledger.progress import count_progress
 
 
@@ -82,7 +82,7 @@ def migrate_command(
         summary = result.as_dict()
         output.print_record("migrate", {key: summary[key] for key in ("rows", "migrated", "skipped", "rejected")})
         for entry in [*result.skipped, *result.rejected][:BAD_ROWS_SHOWN]:
-            click.echo(f"line {entry['line']} ({entry['member_id']}): {entry['reason']}", err=True)
+            say(f"line {entry['line']} ({entry['member_id']}): {entry['reason']}")
 
 
 COMMANDS = [migrate_command]

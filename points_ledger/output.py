@@ -1,20 +1,39 @@
-"""Rendering results: JSON for machines, rich tables for people. Data to stdout only."""
+"""Rendering results: JSON for machines, rich tables for people, CSV for spreadsheets. Data to stdout only.
+
+Member ids, reasons and other texts come from whoever sends messages: a table shows them as text (never rich
+markup, control characters escaped), a CSV cell never starts a spreadsheet formula (`terminal_text`,
+`spreadsheet_cell`). JSON carries them exactly: the json module escapes control characters itself.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 from uuid import UUID
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.text import Text
 
     from ledger.outcomes import Tally
+
+#: Characters a terminal acts on instead of showing: C0 controls (ESC starts a sequence that can clear the
+#: screen or retitle the window, BEL rings, CR overwrites the line), DEL, C1 controls (CSI among them), the
+#: Unicode bidirectional controls (they reorder what follows them on screen) and the line and paragraph
+#: separators.
+TERMINAL_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+#: What makes a spreadsheet read a cell as a formula when it starts the cell (OWASP, "CSV Injection"); NUL too
+#: (OWASP ASVS 1.2.10).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\x00")
+#: A cell that is exactly a decimal number is data to a spreadsheet, never a formula (-5, -12.50); no leading
+#: zeros, so that writing it as a number gives back the very same text.
+PLAIN_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?")
 
 
 def jsonable(value: Any) -> Any:
@@ -58,35 +77,72 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def terminal_text(text: str) -> str:
+    """`text` with every character a terminal would act on shown as its escape (`\\x1b`, `\\u202e`), so that
+    what is printed is what the text holds and nothing it holds can act on the terminal."""
+    return TERMINAL_CONTROLS.sub(_escaped, text)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def shown(value: Any) -> Text:
+    """A value as a table shows it: plain text (rich never reads it as markup), control characters escaped."""
+    from rich.text import Text
+
+    return Text(terminal_text(_cell(value)))
+
+
 def print_record(title: str, record: Mapping[str, Any]) -> None:
     """One record as a two-column table (nested mappings flattened with dots)."""
     from rich.table import Table
 
-    table = Table(title=title, show_header=False)
+    table = Table(title=shown(title), show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value", justify="right")
     for key, value in _flatten(record):
-        table.add_row(key, _cell(value))
+        table.add_row(shown(key), shown(value))
     console().print(table)
 
 
 def print_rows(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     from rich.table import Table
 
-    table = Table(title=title)
+    table = Table(title=shown(title))
     for column in columns:
-        table.add_column(column)
+        table.add_column(shown(column))
     for row in rows:
-        table.add_row(*(_cell(value) for value in row))
+        table.add_row(*(shown(value) for value in row))
     console().print(table)
 
 
-def print_csv(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
-    """A header line, then one line per row (nested values as JSON), for spreadsheets."""
-    writer = csv.writer(sys.stdout, lineterminator="\n")
-    writer.writerow(columns)
+def spreadsheet_cell(value: Any) -> str | int | float | Decimal:
+    """A value as a CSV cell a spreadsheet may open: a number (or text that is exactly a decimal number, like
+    money) stays a number; any other text that would start a formula gets a leading `'`, which spreadsheets
+    take as "this is text" (OWASP's advice against CSV injection)."""
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+        return value
+    text = _cell(value)
+    if PLAIN_NUMBER.fullmatch(text):
+        return Decimal(text)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def write_csv(file: IO[str], columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
+    """A header line, then one line per row (nested values as JSON), for spreadsheets: every cell through
+    `spreadsheet_cell`, numbers bare and text in double quotes, so that a separator inside a cell (a `;`
+    where the spreadsheet splits on it) cannot start a cell of its own."""
+    writer = csv.writer(file, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
+    writer.writerow([spreadsheet_cell(column) for column in columns])
     for row in rows:
-        writer.writerow([_cell(row.get(column)) for column in columns])
+        writer.writerow([spreadsheet_cell(row.get(column)) for column in columns])
+
+
+def print_csv(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
+    """`write_csv` to stdout."""
+    write_csv(sys.stdout, columns, rows)
 
 
 def _flatten(record: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:

@@ -19,6 +19,7 @@ import click
 from points_ledger import output
 from points_ledger.context import TIME, Context, format_option, pass_context
 from points_ledger.errors import CommandError
+from points_ledger.files import binary_output, check_target, force_option
 from projections import periods
 from projections.defaults import BREAKAGE_WINDOW_DAYS
 
@@ -224,10 +225,11 @@ def report() -> None:
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     default=None,
     help="Draw month-end outstanding points and liability value in (FROM, TO] to this PNG file "
-    "(with --from and --to); prints the figures drawn.",
+    "(with --from and --to); prints the figures drawn. An existing file only with --force.",
 )
 @click.option("--from", "start", type=TIME, default=None, help="With --chart: range start (exclusive).")
 @click.option("--to", "end", type=TIME, default=None, help="With --chart: range end (inclusive).")
+@force_option
 @from_log_option
 @report_format_option
 @pass_context
@@ -239,6 +241,7 @@ def liability(  # noqa: PLR0917 (one parameter per option, as click passes them)
     chart_path: Path | None,
     start: datetime | None,
     end: datetime | None,
+    force: bool,
     from_log: bool,
     output_format: str,
 ) -> None:
@@ -251,7 +254,8 @@ def liability(  # noqa: PLR0917 (one parameter per option, as click passes them)
     if chart_path is not None:
         if start is None or end is None:
             raise click.UsageError("--chart needs --from and --to")
-        _liability_chart(context, chart_path, (start, end), from_log, output_format)
+        check_target(chart_path, force)
+        _liability_chart(context, chart_path, (start, end), from_log, output_format, force=force)
         return
     if as_of is None:
         raise click.UsageError("give --as-of (or --chart with --from and --to)")
@@ -284,7 +288,7 @@ def liability(  # noqa: PLR0917 (one parameter per option, as click passes them)
 
 
 def _liability_chart(
-    context: Context, path: Path, span: tuple[datetime, datetime], from_log: bool, output_format: str
+    context: Context, path: Path, span: tuple[datetime, datetime], from_log: bool, output_format: str, *, force: bool
 ) -> None:
     # matplotlib takes about 0.45 s to import, a third of every command's start-up: only --chart pays it.
     from points_ledger.chart import draw_liability_chart
@@ -309,14 +313,11 @@ def _liability_chart(
         for moment, points, value in zip(month_ends, outstanding, values, strict=True)
     ]
     title = f"points liability, month ends {start.date().isoformat()} to {end.date().isoformat()}"
-    try:
-        drawn = [
-            (moment, points, Decimal(value))
-            for moment, points, value in zip(month_ends, outstanding, values, strict=True)
-        ]
-        draw_liability_chart(path, drawn, program.currency, title)
-    except OSError as error:
-        raise CommandError(f"cannot write the chart to {path}: {error.strerror or error}") from error
+    drawn = [
+        (moment, points, Decimal(value)) for moment, points, value in zip(month_ends, outstanding, values, strict=True)
+    ]
+    with binary_output(path, force=force) as file:
+        draw_liability_chart(file, drawn, program.currency, title)
     _print_rows("liability by month end", ["as_of", "outstanding_points", "liability_value", "position"], rows,
                 output_format)  # fmt: skip
 

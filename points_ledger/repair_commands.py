@@ -3,7 +3,6 @@ adjustments, never by editing history."""
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +15,8 @@ import click
 from consumers.defaults import CORRECT_BATCH
 from points_ledger import output
 from points_ledger.context import TIME, Context, batch_size_option, format_option, pass_context
-from points_ledger.errors import BAD_ROWS_SHOWN, CommandError, UsageProblemError, list_bad_rows, reported_errors
+from points_ledger.errors import BAD_ROWS_SHOWN, CommandError, UsageProblemError, list_bad_rows, reported_errors, say
+from points_ledger.files import check_target, force_option, text_output
 from points_ledger.kafka_commands import crash_hook
 from projections.defaults import CONTEXT_EVENTS
 
@@ -78,20 +78,13 @@ def _balance_file(path: Path) -> tuple[dict[str, reconcile.Side], dict[str, Any]
     return {member: reconcile.Side(b.balance, b.tier) for member, b in balances.items()}, {"file": str(path)}
 
 
-def _write_report(path: Path, report: dict[str, Any]) -> None:
-    try:
-        with path.open("w", encoding="utf-8", newline="") as file:
-            if path.suffix.lower() == ".csv":
-                writer = csv.writer(file)
-                writer.writerow(REPORT_CSV_COLUMNS)
-                for item in report["items"]:
-                    cells = output.jsonable({column: item[column] for column in REPORT_CSV_COLUMNS})
-                    cells["last_events"] = json.dumps(cells["last_events"])
-                    writer.writerow(cells.values())
-            else:
-                file.write(json.dumps(output.jsonable(report), indent=1) + "\n")
-    except OSError as error:
-        raise CommandError(f"cannot write the report to {path}: {error.strerror}") from error
+def _write_report(path: Path, report: dict[str, Any], force: bool) -> None:
+    """The report as JSON, or as CSV for spreadsheets (by the file's suffix); 0600: it names members."""
+    with text_output(path, force=force, private=True) as file:
+        if path.suffix.lower() == ".csv":
+            output.write_csv(file, REPORT_CSV_COLUMNS, report["items"])
+        else:
+            file.write(json.dumps(output.jsonable(report), indent=1) + "\n")
 
 
 @click.command("reconcile")
@@ -120,7 +113,8 @@ def _write_report(path: Path, report: dict[str, Any]) -> None:
     "report_path",
     type=click.Path(dir_okay=False, path_type=Path),
     required=True,
-    help="Where to write every discrepancy: OUT.json (the input of `correct`) or OUT.csv.",
+    help="Where to write every discrepancy: OUT.json (the input of `correct`) or OUT.csv (for spreadsheets: "
+    "text that could start a formula is prefixed with '). Created 0600; an existing file only with --force.",
 )
 @click.option(
     "--context",
@@ -130,11 +124,12 @@ def _write_report(path: Path, report: dict[str, Any]) -> None:
     show_default=True,
     help="The member's latest changes shown with each discrepancy.",
 )
+@force_option
 @format_option
 @pass_context
 def reconcile_command(  # noqa: PLR0917 (one parameter per option, as click passes them)
     context: Context, against_file: Path | None, against_store: str | None, as_of: datetime | None,
-    report_path: Path, context_events: int, output_format: str,
+    report_path: Path, context_events: int, force: bool, output_format: str,
 ) -> None:  # fmt: skip
     """Compare every member's balance (and tier) with another system's, and write each discrepancy.
 
@@ -148,6 +143,7 @@ def reconcile_command(  # noqa: PLR0917 (one parameter per option, as click pass
 
     if (against_file is None) == (against_store is None):
         raise UsageProblemError("give exactly one of --against FILE.csv and --against-ledger STORE_URL")
+    check_target(report_path, force)
     if against_file is not None:
         other, against = _balance_file(against_file)
     else:
@@ -157,7 +153,7 @@ def reconcile_command(  # noqa: PLR0917 (one parameter per option, as click pass
         compared = len(ledger.keys() | other.keys())
         ledger_side = {"store": context.describe_store(), "position": position}
     report = reconcile.report(as_of, ledger_side, against, compared, found)
-    _write_report(report_path, report)
+    _write_report(report_path, report, force)
     summary = {**reconcile.summary(compared, found), "position": position, "report": str(report_path)}
     if output_format == "json":
         output.print_json(summary)
@@ -237,7 +233,7 @@ def correct_command(  # noqa: PLR0917 (one parameter per option, as click passes
         }
         output.print_record("correct", counts)
     for entry in [*result.rejected, *result.not_corrected][:BAD_ROWS_SHOWN]:
-        click.echo(f"{entry['member_id']}: {entry['reason']}", err=True)
+        say(f"{entry['member_id']}: {entry['reason']}")
 
 
 def _state_of(app: LedgerApplication, member_id: str) -> MemberNow | None:
