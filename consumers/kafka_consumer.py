@@ -257,6 +257,8 @@ class LedgerConsumer:
             except PositionConflictError:
                 self._resync(partition, fresh[-1].offset)
                 return False
+            finally:
+                self.dead_letters.settled(partition.topic, partition.partition, fresh[-1].offset)
             self._recorded[partition] = result.last_offset
             self._uncommitted[partition] = result.last_offset + 1
             self._batches += 1

@@ -3,8 +3,13 @@
 A dead letter must be durable before the batch's position is recorded, or a
 crash in between would lose it: `flush` waits for every acknowledgement and
 raises if any write failed, so the caller records nothing and stops.
-Redelivery after a crash may write the same dead letter again (at least
-once); the source headers identify repeats.
+
+Once per process: a batch tried again (the store failed, or another writer
+changed a member first) does not write the dead letters it already wrote;
+`settled` forgets them once the batch is recorded. After a crash between a
+dead letter's acknowledgement and the batch's commit, the batch is read again
+and its dead letters written again (at least once): the headers
+`source_topic`, `source_partition` and `source_offset` identify a repeat.
 """
 
 from __future__ import annotations
@@ -93,8 +98,13 @@ class KafkaDeadLetters:
         self._producer = producer
         self._topic_for = topic_for
         self._pending: list[tuple[ConsumedRecord, Any]] = []
+        #: (topic, partition, offset) of dead letters acknowledged for batches not yet recorded.
+        self._delivered: set[tuple[str, int, int]] = set()
 
     def send(self, record: ConsumedRecord, invalid: Invalid) -> None:
+        """Produce the dead letter of `record`, unless an earlier try of its batch already wrote it."""
+        if (record.topic, record.partition, record.offset) in self._delivered:
+            return
         topic = self._topic_for[record.topic]
         try:
             letter = dead_letter_record(record, invalid)
@@ -117,7 +127,12 @@ class KafkaDeadLetters:
             if not future.is_done or future.failed():
                 reason = future.exception if future.is_done else TimeoutError("no acknowledgement")
                 raise self._failure(record, self._topic_for[record.topic], reason)
+        self._delivered.update((record.topic, record.partition, record.offset) for record, _ in pending)
         return len(pending)
+
+    def settled(self, topic: str, partition: int, through_offset: int) -> None:
+        """The partition's batch through `through_offset` is recorded: its dead letters need no remembering."""
+        self._delivered = {key for key in self._delivered if key[:2] != (topic, partition) or key[2] > through_offset}
 
     def close(self) -> None:
         self._producer.close(timeout=FLUSH_TIMEOUT_S)

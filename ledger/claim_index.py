@@ -149,16 +149,19 @@ class _PostgresClaims:
                         writer.execute(self.insert, self._columns(page))
 
     def install(self) -> None:
-        insert_stored_events = self.recorder._insert_stored_events
+        """Insert the rows in `_insert_events`, not after the events in `_insert_stored_events`: the library
+        catches an exception raised there and leaves its transaction to commit before raising it again, so an
+        error of ours on the client's side would commit the events without their claims."""
+        insert_events = self.recorder._insert_events
 
         def insert_with_claims(cursor: Any, stored_events: Any, **kwargs: Any) -> None:
-            insert_stored_events(cursor, stored_events, **kwargs)  # takes the events table's lock first
+            insert_events(cursor, stored_events, **kwargs)
             rows = kwargs.get(CLAIM_ROWS)
-            if rows:  # on a cursor of its own: the library reads the events' notification ids from this one
-                with cursor.connection.cursor() as claims:
-                    claims.execute(self.insert, self._columns(rows))
+            if rows:
+                self.recorder._lock_table(cursor)  # the lock every insert of events takes, before our rows
+                cursor.execute(self.insert, self._columns(rows))
 
-        self.recorder._insert_stored_events = insert_with_claims
+        self.recorder._insert_events = insert_with_claims
 
     def find(self, wanted: Collection[Wanted]) -> set[Wanted]:
         if not wanted:

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from consumers.kafka_batch import upstream_name
+from consumers.kafka_batch import recorded_through, upstream_name
 from consumers.kafka_clients import ensure_topics, new_producer
-from consumers.kafka_producer import ProduceResult, produce_lines
+from consumers.kafka_consumer import ConsumeOptions
+from consumers.kafka_producer import ProduceResult, member_key, produce_lines
+from consumers.kafka_run import consume
 from consumers.kafka_settings import KafkaSettings
+from consumers.retry import RetryPolicy
 from ledger.application import LedgerApplication
+from ledger.outcomes import Tally
 from ledger.program import Program
 from ledger.store import parse_store_url
 from projections.log import read_log
@@ -119,3 +125,40 @@ def ledger_contents(store: str) -> tuple[int, dict[str, list[tuple[Any, ...]]], 
         return total, events, balances
     finally:
         app.close()
+
+
+def produce_at(bootstrap: str, topic: str, lines: Sequence[bytes], timestamp: datetime) -> dict[int, int]:
+    """Send lines keyed by member id with one record timestamp; partition -> last offset."""
+    producer = KafkaProducer(**{**KafkaSettings(bootstrap).producer_config(), "max_request_size": 8 * 1024 * 1024})
+    try:
+        stamp_ms = int(timestamp.timestamp() * 1000)
+        futures = [producer.send(topic, key=member_key(line), value=line, timestamp_ms=stamp_ms) for line in lines]
+        producer.flush(timeout=60)
+        last: dict[int, int] = {}
+        for future in futures:
+            metadata = future.get(timeout=30)
+            last[metadata.partition] = max(last.get(metadata.partition, -1), metadata.offset)
+        return last
+    finally:
+        producer.close()
+
+
+def consume_all(
+    app: LedgerApplication, bootstrap: str, topic: str, last: dict[int, int], *, batch_size: int = 500,
+    store_retry: RetryPolicy | None = None,
+) -> dict[str, int]:  # fmt: skip
+    """Consume `topic` into `app` in this process until every partition is recorded through `last`."""
+    stop = threading.Event()
+    settings_ = KafkaSettings(bootstrap, session_timeout_ms=3_000, heartbeat_interval_ms=1_000)
+    options = ConsumeOptions(
+        (topic,), unique("g"), batch_size, until_idle_s=10, store_retry=store_retry or RetryPolicy()
+    )
+
+    def progress(_: Tally) -> None:
+        if recorded_through(app, topic, last):
+            stop.set()
+
+    tally = consume(app, settings_, options, {topic: f"{topic}.dlq"}, stop, warn=lambda text: None,
+                    on_progress=progress)  # fmt: skip
+    assert recorded_through(app, topic, last)
+    return tally.as_dict()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -15,27 +14,21 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from kafka import KafkaProducer
 
 import ledger.member as member_module
 from consumers.deadletters import RULE_FAILED
 from consumers.jsonlines import ingest_lines
-from consumers.kafka_batch import recorded_through
-from consumers.kafka_consumer import ConsumeOptions
-from consumers.kafka_producer import member_key
-from consumers.kafka_run import consume
-from consumers.kafka_settings import KafkaSettings
 from ledger import rules
 from ledger.application import LedgerApplication
 from ledger.limits import OutOfRangeError
-from ledger.outcomes import Rejection, Tally
+from ledger.outcomes import Rejection
 from ledger.program import Program
 from ledger.rules import BALANCE_MAX
 from ledger.store import parse_store_url
 from projections.log import read_log
 from tests.cli_helpers import cli
 from tests.extremes import PROGRAMS, RECEIVED_AT, streams
-from tests.kafka_helpers import consume_args, create_topic, positions, read_topic, unique
+from tests.kafka_helpers import consume_all, consume_args, create_topic, positions, produce_at, read_topic, unique
 from tests.messages import CollectedLetters, adjustment, encode, purchase, redemption, wire
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -180,37 +173,6 @@ def test_a_sweep_outside_the_programs_range_is_refused(tmp_path: Any) -> None:
 
 
 # ---- the same through Kafka: consume, and a replay of the topic ---------------------------------------
-
-
-def produce_at(bootstrap: str, topic: str, lines: Sequence[bytes], timestamp: datetime) -> dict[int, int]:
-    """Send lines keyed by member id with one record timestamp; partition -> last offset."""
-    producer = KafkaProducer(**{**KafkaSettings(bootstrap).producer_config(), "max_request_size": 8 * 1024 * 1024})
-    try:
-        stamp_ms = int(timestamp.timestamp() * 1000)
-        futures = [producer.send(topic, key=member_key(line), value=line, timestamp_ms=stamp_ms) for line in lines]
-        producer.flush(timeout=60)
-        last: dict[int, int] = {}
-        for future in futures:
-            metadata = future.get(timeout=30)
-            last[metadata.partition] = max(last.get(metadata.partition, -1), metadata.offset)
-        return last
-    finally:
-        producer.close()
-
-
-def consume_all(app: LedgerApplication, bootstrap: str, topic: str, last: dict[int, int]) -> dict[str, int]:
-    stop = threading.Event()
-    settings_ = KafkaSettings(bootstrap, session_timeout_ms=3_000, heartbeat_interval_ms=1_000)
-    options = ConsumeOptions((topic,), unique("g"), 500, until_idle_s=10)
-
-    def progress(_: Tally) -> None:
-        if recorded_through(app, topic, last):
-            stop.set()
-
-    tally = consume(app, settings_, options, {topic: f"{topic}.dlq"}, stop, warn=lambda text: None,
-                    on_progress=progress)  # fmt: skip
-    assert recorded_through(app, topic, last)
-    return tally.as_dict()
 
 
 def without_provenance(contents_: dict[str, list[tuple[Any, ...]]]) -> dict[str, list[tuple[Any, ...]]]:
