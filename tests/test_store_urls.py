@@ -72,7 +72,7 @@ def postgres_urls(draw: st.DrawFn) -> tuple[str, str]:
     return f"{scheme}://{userinfo}{host}{port}{dbname}{query}", secret
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=2000, deadline=None)
 @given(postgres_urls())
 def test_no_password_libpq_would_take_is_ever_shown(planted: tuple[str, str]) -> None:
     url, _ = planted
@@ -92,7 +92,7 @@ def test_no_password_libpq_would_take_is_ever_shown(planted: tuple[str, str]) ->
     assert holds_password(url)  # every generated URL holds one, so none of them is allowed in a config file
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=2000, deadline=None)
 @given(postgres_urls())
 def test_every_url_we_accept_reads_as_libpq_reads_it(planted: tuple[str, str]) -> None:
     url, _ = planted
