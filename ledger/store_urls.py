@@ -49,8 +49,8 @@ class PostgresUrl:
     #: One (host, port) per comma-separated host; port "" where none is written.
     hosts: tuple[tuple[str, str], ...]
     dbname: str | None
-    #: The query's (name, value) pairs in order, repeats kept.
-    parameters: tuple[tuple[str, str], ...]
+    #: The query's (name, value) pairs in order, repeats kept (a `password` among them: not in the repr).
+    parameters: tuple[tuple[str, str], ...] = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -58,10 +58,10 @@ class _Pieces:
     """A PostgreSQL URL cut as libpq cuts it, each piece still percent-encoded."""
 
     user: str | None
-    password: str | None
+    password: str | None = field(repr=False)
     hosts: tuple[tuple[str, str], ...]
     dbname: str | None
-    query: str | None
+    query: str | None = field(repr=False)
 
 
 def scheme_of(url: str) -> str:
