@@ -42,7 +42,8 @@ class UrlError(ValueError):
 
 @dataclass(frozen=True)
 class PostgresUrl:
-    """The pieces of a `postgresql://` URL, percent-decoded, as libpq reads them."""
+    """The pieces of a `postgresql://` URL as libpq reads them: percent-decoded by `split_postgres_url`, as written
+    where `_cut` gives them."""
 
     user: str | None
     password: str | None = field(repr=False)
@@ -51,17 +52,6 @@ class PostgresUrl:
     dbname: str | None
     #: The query's (name, value) pairs in order, repeats kept (a `password` among them: not in the repr).
     parameters: tuple[tuple[str, str], ...] = field(repr=False)
-
-
-@dataclass(frozen=True)
-class _Pieces:
-    """A PostgreSQL URL cut as libpq cuts it, each piece still percent-encoded."""
-
-    user: str | None
-    password: str | None = field(repr=False)
-    hosts: tuple[tuple[str, str], ...]
-    dbname: str | None
-    query: str | None = field(repr=False)
 
 
 def scheme_of(url: str) -> str:
@@ -135,17 +125,20 @@ def _masked(url: str, spans: list[tuple[int, int]]) -> str:
 
 def split_postgres_url(url: str) -> PostgresUrl:
     """`url`'s pieces as libpq reads them, decoded; UrlError for what libpq would refuse or read otherwise."""
-    pieces = _cut(url)
+    written = _cut(url)
+    named = [(_decoded(name, "a query parameter's name") or "", value) for name, value in written.parameters]
+    if not all(name for name, _ in named):
+        raise UrlError("malformed query: a parameter has no name")
     return PostgresUrl(
-        user=_decoded(pieces.user, "the user name"),
-        password=_decoded(pieces.password, "the password"),
-        hosts=tuple((_decoded(host, "a host") or "", _decoded(port, "a port") or "") for host, port in pieces.hosts),
-        dbname=_decoded(pieces.dbname, "the database name"),
-        parameters=_parameters(pieces.query),
+        user=_decoded(written.user, "the user name"),
+        password=_decoded(written.password, "the password"),
+        hosts=tuple((_decoded(host, "a host") or "", _decoded(port, "a port") or "") for host, port in written.hosts),
+        dbname=_decoded(written.dbname, "the database name"),
+        parameters=tuple((name, _decoded(value, f"the value of {name}") or "") for name, value in named),
     )
 
 
-def _cut(url: str) -> _Pieces:
+def _cut(url: str) -> PostgresUrl:
     """Cut `url` where libpq cuts it; UrlError if it is not a PostgreSQL URL or libpq would misread it."""
     scheme, separator, rest = url.partition("://")
     if not separator or scheme.lower() not in POSTGRES_SCHEMES:
@@ -168,7 +161,7 @@ def _cut(url: str) -> _Pieces:
         dbname, end = (rest[end + 1 :], len(rest)) if query_at == -1 else (rest[end + 1 : query_at], query_at)
     if rest.startswith("?", end):
         query = rest[end + 1 :]
-    return _Pieces(user, password, hosts, dbname, query)
+    return PostgresUrl(user, password, hosts, dbname, _parameters(query))
 
 
 def _hosts(rest: str) -> tuple[tuple[tuple[str, str], ...], int]:
@@ -219,7 +212,7 @@ def _decoded(raw: str | None, what: str) -> str | None:
 
 
 def _parameters(query: str | None) -> tuple[tuple[str, str], ...]:
-    """The query's `name=value` pairs, split as libpq splits them: on every '&', each with exactly one '='."""
+    """The query's `name=value` pairs as written, split as libpq splits them: on every '&', each with one '='."""
     if query is None:
         return ()
     items = query.split("&")
@@ -230,10 +223,7 @@ def _parameters(query: str | None) -> tuple[tuple[str, str], ...]:
         name, equals, value = item.partition("=")
         if not equals:
             raise UrlError("malformed query: a parameter has no '=' (write a parameter as name=value)")
-        decoded_name = _decoded(name, "a query parameter's name") or ""
-        if not decoded_name:
-            raise UrlError("malformed query: a parameter has no name")
         if "=" in value:
-            raise UrlError(f"malformed query: {decoded_name} has a second '=' (write a '=' in a value as %3D)")
-        pairs.append((decoded_name, _decoded(value, f"the value of {decoded_name}") or ""))
+            raise UrlError("malformed query: a parameter has a second '=' (write a '=' in a value as %3D)")
+        pairs.append((name, value))
     return tuple(pairs)
