@@ -2,13 +2,15 @@
 
 `memory://`, `sqlite:///relative.db` (`sqlite:////absolute.db`) and
 `postgresql://user[:password]@host[:port]/dbname[?param=value&...]` with the libpq
-connection parameters of `POSTGRES_URL_PARAMETERS` in the query. eventsourcing's own
-`POSTGRES_*` environment variables and libpq's `PG*` ones still apply where the URL is silent.
+connection parameters of `POSTGRES_URL_PARAMETERS` in the query, read as libpq reads it
+(`ledger.store_urls`). eventsourcing's own `POSTGRES_*` environment variables and libpq's
+`PG*` ones still apply where the URL is silent.
 
 The password, first found wins: the URL's, the `password_file` argument (a plain one-line
 secret file), eventsourcing's `POSTGRES_PASSWORD`; with none of those no password is passed
 at all, so libpq itself uses `PGPASSWORD`, then the passfile (`passfile=` / `PGPASSFILE` /
-`~/.pgpass`). A password never appears in `describe()`, a repr or a message.
+`~/.pgpass`). A password never appears in `describe()`, a repr or a message: they show the
+URL through `mask_url`, and no message quotes a piece of it that could be a password.
 """
 
 from __future__ import annotations
@@ -19,11 +21,16 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 import psycopg
 from eventsourcing.persistence import InterfaceError, OperationalError
 
+from ledger.store_urls import POSTGRES_SCHEMES, UrlError, mask_url, quoted, scheme_of, split_postgres_url
+
+#: The port of a PostgreSQL URL that names none, and the highest there is.
+POSTGRES_PORT_DEFAULT = 5432
+PORT_MAX = 65_535
 #: Seconds to wait for PostgreSQL to accept a connection before giving up.
 POSTGRES_CONNECT_TIMEOUT_S = 5
 #: Seconds a writer waits for the events table lock (one writer at a time) before failing.
@@ -59,22 +66,6 @@ class StoreNotFoundError(StoreError):
     """A reading command pointed at a ledger that does not exist."""
 
 
-def mask_url(url: str) -> str:
-    """`url` with any password (of the user part, or a `password=` in the query) replaced by ***."""
-    parts = original = urlsplit(url)
-    userinfo, at, hostport = parts.netloc.rpartition("@")
-    if at and ":" in userinfo:
-        parts = parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:***@{hostport}")
-    if "password" in parts.query.lower():
-        pairs = [pair.partition("=") for pair in parts.query.split("&")]
-        query = "&".join(
-            f"{name}{eq}{'***' if 'password' in unquote(name).lower() and value else value}"
-            for name, eq, value in pairs
-        )
-        parts = parts._replace(query=query)
-    return url if parts == original else urlunsplit(parts)
-
-
 @dataclass(frozen=True, repr=False)
 class Store:
     """A parsed store URL and the eventsourcing environment it stands for.
@@ -99,34 +90,32 @@ class Store:
     def require_existing(self) -> None:
         """Reading commands must not create an empty SQLite file by accident."""
         if self.path is not None and not self.path.exists():
-            raise StoreNotFoundError(f"no ledger at {self.path} (store {self.url}); ingest something first")
+            raise StoreNotFoundError(f"no ledger at {self.path} (store {self.describe()}); ingest something first")
 
 
 def parse_store_url(url: str, *, password_file: Path | None = None) -> Store:
     """The store `url` names; `password_file` (PostgreSQL only) holds the password on its first line."""
-    try:
-        parts = urlsplit(url)
-        mask_url(url)
-    except ValueError as error:  # e.g. "Invalid IPv6 URL": say so without the URL, which may hold a password
-        raise StoreError(f"the store URL cannot be parsed: {error}") from None
-    scheme = parts.scheme.lower()
+    scheme = scheme_of(url)
     if scheme == "memory":
         return Store(url, "memory", {"PERSISTENCE_MODULE": "eventsourcing.popo"})
     if scheme == "sqlite":
-        return _sqlite_store(url, parts.netloc, parts.path)
-    if scheme in {"postgresql", "postgres"}:
+        return _sqlite_store(url)
+    if scheme in POSTGRES_SCHEMES:
         return _postgres_store(url, password_file)
     raise StoreError(
-        f"unsupported store URL {mask_url(url)!r}: use memory://, sqlite:///FILE or postgresql://USER@HOST:PORT/DB"
+        f"unsupported store URL {quoted(url)}: use memory://, sqlite:///FILE or postgresql://USER@HOST:PORT/DB"
     )
 
 
-def _sqlite_store(url: str, netloc: str, path: str) -> Store:
-    if netloc or not path.startswith("/") or path == "/":
-        raise StoreError(
-            f"bad SQLite URL {mask_url(url)!r}: use sqlite:///relative/file.db or sqlite:////absolute/file.db"
-        )
-    file = Path(unquote(path[1:]))
+def _sqlite_store(url: str) -> Store:
+    usage = f"bad SQLite URL {quoted(url)}: use sqlite:///relative/file.db or sqlite:////absolute/file.db"
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. "Invalid IPv6 URL", which would quote the URL
+        raise StoreError(usage) from None
+    if parts.netloc or not parts.path.startswith("/") or parts.path == "/":
+        raise StoreError(usage)
+    file = Path(unquote(parts.path[1:]))
     env = {
         "PERSISTENCE_MODULE": "eventsourcing.sqlite",
         "SQLITE_DBNAME": str(file),
@@ -136,18 +125,17 @@ def _sqlite_store(url: str, netloc: str, path: str) -> Store:
 
 
 def _postgres_store(url: str, password_file: Path | None) -> Store:
-    shown = mask_url(url)
-    parts = urlsplit(url)
-    dbname = unquote(parts.path.lstrip("/"))
+    shown = quoted(url)
     try:
-        port = parts.port
-    except ValueError as error:
-        raise StoreError(f"bad PostgreSQL URL {shown!r}: {error}") from error
-    if not dbname or not parts.hostname:
+        parts = split_postgres_url(url)
+    except UrlError as error:
+        raise StoreError(f"bad PostgreSQL URL {shown}: {error}") from None
+    host, port = _host_and_port(shown, parts.hosts)
+    if not parts.dbname:
         raise StoreError(
-            f"bad PostgreSQL URL {shown!r}: use postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME[?sslmode=...]"
+            f"bad PostgreSQL URL {shown}: no database name; use postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME"
         )
-    query = _url_parameters(shown, parts.query)
+    query = _url_parameters(shown, parts.parameters)
     connect_timeout = _connect_timeout(shown, query.pop("connect_timeout", None))
     libpq = _checked_libpq_parameters(shown, query)
     password = _password(parts.password, password_file)
@@ -155,12 +143,10 @@ def _postgres_store(url: str, password_file: Path | None) -> Store:
         _check_passfile(libpq.get("passfile") or os.environ.get("PGPASSFILE"))
     env = {
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
-        "POSTGRES_DBNAME": dbname,
-        "POSTGRES_HOST": parts.hostname,
-        "POSTGRES_PORT": str(port or 5432),
-        "POSTGRES_USER": unquote(
-            parts.username or os.environ.get("POSTGRES_USER") or os.environ.get("PGUSER") or "postgres"
-        ),
+        "POSTGRES_DBNAME": parts.dbname,
+        "POSTGRES_HOST": host,
+        "POSTGRES_PORT": port,
+        "POSTGRES_USER": parts.user or os.environ.get("POSTGRES_USER") or os.environ.get("PGUSER") or "postgres",
         # Empty means "none of ours": ledger.pgconnect then passes no password and libpq looks further.
         "POSTGRES_PASSWORD": password,
         "POSTGRES_CONNECT_TIMEOUT": connect_timeout,
@@ -169,32 +155,41 @@ def _postgres_store(url: str, password_file: Path | None) -> Store:
     return Store(url, "postgresql", env, libpq=libpq)
 
 
-def _url_parameters(shown: str, query: str) -> dict[str, str]:
-    try:
-        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
-    except ValueError as error:
-        raise StoreError(f"bad PostgreSQL URL {shown!r}: malformed query: {error}") from error
+def _host_and_port(shown: str, hosts: tuple[tuple[str, str], ...]) -> tuple[str, str]:
+    """libpq's host list as one `host` value, and the one port every host shares (5432 if none is written)."""
+    if not all(host for host, _ in hosts):
+        raise StoreError(f"bad PostgreSQL URL {shown}: no host; use postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME")
+    ports = {port for _, port in hosts}
+    if len(ports) > 1:
+        raise StoreError(f"bad PostgreSQL URL {shown}: the hosts have different ports; give them all one port")
+    port = ports.pop() or str(POSTGRES_PORT_DEFAULT)
+    if not (port.isascii() and port.isdigit() and 1 <= int(port) <= PORT_MAX):
+        raise StoreError(f"bad PostgreSQL URL {shown}: the port is not a number from 1 to {PORT_MAX}")
+    return ",".join(host for host, _ in hosts), port
+
+
+def _url_parameters(shown: str, pairs: tuple[tuple[str, str], ...]) -> dict[str, str]:
     names = [name for name, _ in pairs]
     unknown = sorted({name for name in names if name not in POSTGRES_URL_PARAMETERS | {"connect_timeout"}})
     if unknown:
         allowed = ", ".join(sorted(POSTGRES_URL_PARAMETERS | {"connect_timeout"}))
-        hint = " (give the password in the user part, PGPASSWORD or a password file)" if "password" in unknown else ""
+        hint = " (give the password in a password file, PGPASSWORD or the user part)" if "password" in unknown else ""
         raise StoreError(
-            f"bad PostgreSQL URL {shown!r}: unknown parameter(s) {', '.join(unknown)}{hint}; known: {allowed}"
+            f"bad PostgreSQL URL {shown}: unknown parameter(s) {', '.join(unknown)}{hint}; known: {allowed}"
         )
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
-        raise StoreError(f"bad PostgreSQL URL {shown!r}: parameter(s) given twice: {', '.join(repeated)}")
+        raise StoreError(f"bad PostgreSQL URL {shown}: parameter(s) given twice: {', '.join(repeated)}")
     empty = sorted(name for name, value in pairs if not value)
     if empty:
-        raise StoreError(f"bad PostgreSQL URL {shown!r}: parameter(s) without a value: {', '.join(empty)}")
+        raise StoreError(f"bad PostgreSQL URL {shown}: parameter(s) without a value: {', '.join(empty)}")
     return dict(pairs)
 
 
 def _connect_timeout(shown: str, from_url: str | None) -> str:
     """URL `connect_timeout`, else POSTGRES_CONNECT_TIMEOUT, else PGCONNECT_TIMEOUT, else the default."""
     candidates = [
-        (f"URL {shown!r}: connect_timeout", from_url),
+        (f"URL {shown}: connect_timeout", from_url),
         ("POSTGRES_CONNECT_TIMEOUT", os.environ.get("POSTGRES_CONNECT_TIMEOUT")),
         ("PGCONNECT_TIMEOUT", os.environ.get("PGCONNECT_TIMEOUT")),
     ]
@@ -209,20 +204,20 @@ def _connect_timeout(shown: str, from_url: str | None) -> str:
 def _checked_libpq_parameters(shown: str, parameters: dict[str, str]) -> dict[str, str]:
     sslmode = parameters.get("sslmode")
     if sslmode is not None and sslmode not in SSLMODES:
-        raise StoreError(f"bad PostgreSQL URL {shown!r}: sslmode={sslmode!r}; use one of {', '.join(SSLMODES)}")
+        raise StoreError(f"bad PostgreSQL URL {shown}: sslmode={sslmode!r}; use one of {', '.join(SSLMODES)}")
     for name in ("sslrootcert", "sslcert", "sslkey", "sslcrl"):
         file = parameters.get(name)
         if file is None or (name == "sslrootcert" and file == "system"):
             continue
         # libpq silently skips a missing root certificate under sslmode=require: no verification at all.
         if not Path(file).is_file():
-            raise StoreError(f"bad PostgreSQL URL {shown!r}: {name} {file!r} is not a file")
+            raise StoreError(f"bad PostgreSQL URL {shown}: {name} {file!r} is not a file")
     return parameters
 
 
 def _password(from_url: str | None, password_file: Path | None) -> str:
     if from_url:
-        return unquote(from_url)
+        return from_url
     if password_file is not None:
         return read_password_file(password_file)
     return os.environ.get("POSTGRES_PASSWORD", "")

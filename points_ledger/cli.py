@@ -50,7 +50,9 @@ if TYPE_CHECKING:
     "--store",
     metavar="URL",
     show_default=DEFAULT_STORE_URL,
-    help="Event store: sqlite:///FILE, postgresql://USER@HOST:PORT/DB[?sslmode=…] or memory:// (env LEDGER_STORE).",
+    help="Event store: sqlite:///FILE, postgresql://USER@HOST:PORT/DB[?sslmode=…] or memory:// (env LEDGER_STORE). "
+    "A password written into a URL given here is visible to other users of the machine (the process list): give "
+    "it with --store-password-file or PGPASSWORD, or the whole URL in LEDGER_STORE.",
 )
 @setting_option(
     "store",
@@ -59,7 +61,7 @@ if TYPE_CHECKING:
     type=click.Path(dir_okay=False, path_type=Path),
     metavar="FILE",
     help="PostgreSQL password on the first line of FILE (env LEDGER_STORE_PASSWORD_FILE; "
-    "PGPASSWORD and libpq's passfile work too).",
+    "PGPASSWORD and libpq's passfile work too). Used when the URL holds none; never shown.",
 )
 @setting_option(
     "",

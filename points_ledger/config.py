@@ -5,13 +5,16 @@ holds the store, the Kafka connection and its security, topics, group, batch siz
 address. pydantic-settings layers the sources and our pydantic models validate the result. Secrets
 (the Kafka SASL password, a TLS key's password) come from the environment or from a file named in any
 layer, never from a flag or from the config file itself, and are SecretStr everywhere after loading.
+A store URL may carry a password: the config file may not, and output shows the URL masked. Both follow
+one rule, the `Secret` mark on the setting.
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,7 +34,8 @@ from consumers.defaults import (
 from consumers.kafka_settings import KafkaSettings, check_topic_name
 from consumers.retry import RetryPolicy
 from ledger.limits import BATCH_SIZE_MAX, DEFAULT_STORE_URL
-from ledger.store import Store, StoreError, mask_url, parse_store_url, read_password_file
+from ledger.store import Store, StoreError, parse_store_url, read_password_file
+from ledger.store_urls import holds_password, mask_url
 
 #: The config file read when neither --config nor LEDGER_CONFIG names one (if it exists).
 DEFAULT_CONFIG_FILE = Path("points-ledger.toml")
@@ -43,12 +47,47 @@ class ConfigError(ValueError):
     """The config file, an environment variable or a secret file cannot be used as it is."""
 
 
+def _is_set(value: Any) -> bool:
+    return value is not None
+
+
+def _masked(value: Any) -> Any:
+    return None if value is None else MASK
+
+
+def _url_holds_password(value: Any) -> bool:
+    return isinstance(value, str) and holds_password(value)
+
+
+@dataclass(frozen=True)
+class Secret:
+    """Marks a setting that is, or may hold, a secret. One rule for every such setting: a config file must not
+    hold the secret (the environment, or the file that `file_setting` names, does), and output shows
+    `shown(value)`, never the value itself."""
+
+    #: The setting of the same section that names a file holding the secret instead.
+    file_setting: str
+    #: Does a value (as a config file gives it) hold the secret?
+    held_in: Callable[[Any], bool] = _is_set
+    #: What the refusal says of such a value, after the setting's name ("" when all of it is the secret).
+    holding: str = ""
+    #: Environment variables that may carry the secret, besides the setting's own.
+    also_in: tuple[str, ...] = ()
+    shown: Callable[[Any], Any] = _masked
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class StoreSection(_Section):
-    url: str = DEFAULT_STORE_URL
+    url: Annotated[
+        str,
+        Secret(
+            "password_file", _url_holds_password, " with a password (or one that cannot be parsed, which may hide one)",
+            also_in=("PGPASSWORD",), shown=mask_url,
+        ),
+    ] = DEFAULT_STORE_URL  # fmt: skip
     #: A file holding the PostgreSQL password (one line); PGPASSWORD and libpq's passfile work too.
     password_file: Path | None = None
 
@@ -60,17 +99,28 @@ class KafkaSection(_Section):
     sasl_mechanism: SaslMechanism | None = None
     sasl_username: str | None = None
     #: From KAFKA_SASL_PASSWORD only; or name a file in any layer.
-    sasl_password: SecretStr | None = None
+    sasl_password: Annotated[SecretStr | None, Secret("sasl_password_file")] = None
     sasl_password_file: Path | None = None
     ssl_cafile: Path | None = None
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
-    ssl_key_password: SecretStr | None = None
+    ssl_key_password: Annotated[SecretStr | None, Secret("ssl_key_password_file")] = None
     ssl_key_password_file: Path | None = None
     ssl_check_hostname: bool = True
     compression: Compression = "none"
     session_timeout_ms: Annotated[int, Field(ge=1_000, le=300_000)] = KafkaSettings.session_timeout_ms
     idempotent_producer: bool = False
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _no_credentials(cls, servers: str) -> str:
+        """A server list never holds a login; one written into it would be printed wherever the list is."""
+        if "@" in servers:
+            raise ValueError(
+                "a server list holds no credentials ('@'): give the SASL user as sasl_username and its password "
+                "in KAFKA_SASL_PASSWORD or a file named by sasl_password_file"
+            )
+        return servers
 
 
 class ConsumeSection(_Section):
@@ -128,8 +178,6 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "LEDGER_METRICS_PORT": ("metrics", "port"),
     "LEDGER_METRICS_ADDRESS": ("metrics", "address"),
 }
-#: Settings whose value is a secret: masked in every output.
-SECRETS = {("kafka", "sasl_password"), ("kafka", "ssl_key_password")}
 
 
 def _nest(flat: Mapping[tuple[str, str], Any]) -> dict[str, Any]:
@@ -169,11 +217,13 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {error}") from error
     if "config_file" in data:
         raise ConfigError(f"config file {path}: config_file cannot be set inside a config file")
-    for section, name in SECRETS:
-        if name in data.get(section, {}):
+    for (section, name), secret in SECRETS.items():
+        written = data.get(section)
+        if isinstance(written, dict) and name in written and secret.held_in(written[name]):
+            environment = ", ".join((_env_name(section, name), *secret.also_in))
             raise ConfigError(
-                f"config file {path}: {section}.{name} must not be written in the file; put it in the "
-                f"environment ({_env_name(section, name)}) or in a file named by {section}.{name}_file"
+                f"config file {path}: {section}.{name}{secret.holding} must not be written in the file; put it in "
+                f"the environment ({environment}) or in a file named by {section}.{secret.file_setting}"
             )
     return data
 
@@ -247,12 +297,28 @@ class LedgerSettings(BaseSettings):
             raise ConfigError(f"Kafka settings: {error}") from error
 
 
+def _secrets() -> dict[tuple[str, str], Secret]:
+    """Every setting marked as a Secret, by (section, name)."""
+    found: dict[tuple[str, str], Secret] = {}
+    for section, section_field in LedgerSettings.model_fields.items():
+        model = section_field.annotation
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            for name, setting in model.model_fields.items():
+                found.update(((section, name), mark) for mark in setting.metadata if isinstance(mark, Secret))
+    return found
+
+
+#: The settings that are, or may hold, secrets: refused in a config file, shown masked.
+SECRETS = _secrets()
+
+
 def load_settings(flags: Mapping[str, Any]) -> tuple[LedgerSettings, Sources]:
     """The effective settings for `flags` ({section: {name: value}}, unset flags left out)."""
     try:
         settings = LedgerSettings(**flags)
     except ValidationError as error:
-        raise ConfigError(f"bad settings: {describe_validation(error)}") from error
+        # Not chained: pydantic's own text quotes the values given, which may be secrets.
+        raise ConfigError(f"bad settings: {describe_validation(error)}") from None
     file_data = read_config_file(settings.config_file) if settings.config_file else {}
     sources = Sources(flags, EnvironmentVariables(LedgerSettings)(), file_data, settings.config_file)
     return _secret_files_given_by_flag_win(settings, sources), sources
@@ -313,14 +379,13 @@ def effective_rows(settings: LedgerSettings, sources: Sources) -> list[dict[str,
 
 
 def _row(section: str, name: str, value: Any, sources: Sources) -> dict[str, Any]:
-    if (section, name) in SECRETS:
-        shown: Any = None if value is None else MASK
+    secret = SECRETS.get((section, name))
+    if secret is not None:
+        shown: Any = secret.shown(value)
     elif isinstance(value, Path):
         shown = str(value)
     elif isinstance(value, tuple):
         shown = list(value)
-    elif section == "store" and name == "url":
-        shown = mask_url(value)
     else:
         shown = value
     source = sources.of(section, name)

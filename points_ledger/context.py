@@ -10,7 +10,7 @@ stays unset and the environment, the config file or the default can speak (point
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -73,26 +73,38 @@ class Context:
 
         return load_program(self.settings.program)
 
-    @contextmanager
-    def ledger(self, *, must_exist: bool) -> Iterator[LedgerApplication]:
-        from ledger.application import LedgerApplication
-        from points_ledger.preflight import check_reachable
-
-        with reported_errors(self.describe_store):
-            store = self.store()
-            if must_exist:
-                store.require_existing()
-            check_reachable(store)
-            app = LedgerApplication(store, self.program())
-            try:
-                yield app
-            finally:
-                app.close()
+    def ledger(self, *, must_exist: bool) -> AbstractContextManager[LedgerApplication]:
+        return open_ledger(self.store, self.program, self.describe_store, must_exist=must_exist)
 
     def describe_store(self) -> str:
-        from ledger.store import mask_url
+        from ledger.store_urls import mask_url
 
         return mask_url(self.settings.store.url)
+
+
+@contextmanager
+def open_ledger(
+    store_of: Callable[[], Store],
+    program_of: Callable[[], Program],
+    description: Callable[[], str],
+    *,
+    must_exist: bool,
+) -> Iterator[LedgerApplication]:
+    """The ledger in the store `store_of` gives, once a first connection says it can be reached; failures
+    reported as one line naming the store by `description` (never a password)."""
+    from ledger.application import LedgerApplication
+    from points_ledger.preflight import check_reachable
+
+    with reported_errors(description):
+        store = store_of()
+        if must_exist:
+            store.require_existing()
+        check_reachable(store)
+        app = LedgerApplication(store, program_of())
+        try:
+            yield app
+        finally:
+            app.close()
 
 
 class UtcTime(click.ParamType[datetime]):

@@ -14,8 +14,8 @@ import click
 
 from consumers.defaults import CORRECT_BATCH
 from points_ledger import output
-from points_ledger.context import TIME, Context, batch_size_option, format_option, pass_context
-from points_ledger.errors import BAD_ROWS_SHOWN, CommandError, UsageProblemError, list_bad_rows, reported_errors, say
+from points_ledger.context import TIME, Context, batch_size_option, format_option, open_ledger, pass_context
+from points_ledger.errors import BAD_ROWS_SHOWN, CommandError, UsageProblemError, list_bad_rows, say
 from points_ledger.files import check_target, force_option, text_output
 from points_ledger.kafka_commands import crash_hook
 from projections.defaults import CONTEXT_EVENTS
@@ -23,6 +23,7 @@ from projections.defaults import CONTEXT_EVENTS
 if TYPE_CHECKING:
     from consumers.corrections import Correction, CorrectionResult, MemberNow
     from ledger.application import LedgerApplication
+    from ledger.store import Store
     from projections import reconcile
 
 REPORT_CSV_COLUMNS = (
@@ -46,20 +47,19 @@ def _balances_of(
 
 
 def _other_ledger(
-    context: Context, url: str, as_of: datetime | None
+    context: Context, url: str, password_file: Path | None, as_of: datetime | None
 ) -> tuple[dict[str, reconcile.Side], dict[str, Any]]:
-    from ledger.application import LedgerApplication
     from ledger.store import parse_store_url
+    from ledger.store_urls import mask_url
 
-    with reported_errors(lambda: url):
-        store = parse_store_url(url)
-        store.require_existing()
-        app = LedgerApplication(store, context.program())
-        try:
-            with _balances_of(app, as_of) as (sides, _, position):
-                return sides, {"store": store.describe(), "position": position}
-        finally:
-            app.close()
+    def store() -> Store:
+        return parse_store_url(url, password_file=password_file)
+
+    with (
+        open_ledger(store, context.program, lambda: mask_url(url), must_exist=True) as app,
+        _balances_of(app, as_of) as (sides, _, position),
+    ):
+        return sides, {"store": app.store.describe(), "position": position}
 
 
 def _balance_file(path: Path) -> tuple[dict[str, reconcile.Side], dict[str, Any]]:
@@ -98,7 +98,19 @@ def _write_report(path: Path, report: dict[str, Any], force: bool) -> None:
     "--against-ledger",
     "against_store",
     metavar="STORE_URL",
-    help="Another ledger, e.g. a shadow replayed with a corrected program or feed.",
+    envvar="LEDGER_AGAINST_LEDGER",
+    help="Another ledger, e.g. a shadow replayed with a corrected program or feed (env LEDGER_AGAINST_LEDGER). "
+    "A password written into a URL given here is visible to other users of the machine (the process list): give "
+    "it with --against-ledger-password-file, or the whole URL in LEDGER_AGAINST_LEDGER.",
+)
+@click.option(
+    "--against-ledger-password-file",
+    "against_password_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    envvar="LEDGER_AGAINST_LEDGER_PASSWORD_FILE",
+    help="The other ledger's PostgreSQL password on the first line of FILE (env LEDGER_AGAINST_LEDGER_PASSWORD_FILE; "
+    "POSTGRES_PASSWORD, PGPASSWORD and libpq's passfile work too). Used when its URL holds none; never shown.",
 )
 @click.option(
     "--as-of",
@@ -128,8 +140,8 @@ def _write_report(path: Path, report: dict[str, Any], force: bool) -> None:
 @format_option
 @pass_context
 def reconcile_command(  # noqa: PLR0917 (one parameter per option, as click passes them)
-    context: Context, against_file: Path | None, against_store: str | None, as_of: datetime | None,
-    report_path: Path, context_events: int, force: bool, output_format: str,
+    context: Context, against_file: Path | None, against_store: str | None, against_password_file: Path | None,
+    as_of: datetime | None, report_path: Path, context_events: int, force: bool, output_format: str,
 ) -> None:  # fmt: skip
     """Compare every member's balance (and tier) with another system's, and write each discrepancy.
 
@@ -142,12 +154,18 @@ def reconcile_command(  # noqa: PLR0917 (one parameter per option, as click pass
     from projections import reconcile
 
     if (against_file is None) == (against_store is None):
-        raise UsageProblemError("give exactly one of --against FILE.csv and --against-ledger STORE_URL")
+        raise UsageProblemError(
+            "give exactly one of --against FILE.csv and --against-ledger STORE_URL (env LEDGER_AGAINST_LEDGER)"
+        )
+    if against_password_file is not None and against_store is None:
+        raise UsageProblemError(
+            "--against-ledger-password-file (env LEDGER_AGAINST_LEDGER_PASSWORD_FILE) is for --against-ledger"
+        )
     check_target(report_path, force)
     if against_file is not None:
         other, against = _balance_file(against_file)
     else:
-        other, against = _other_ledger(context, str(against_store), as_of)
+        other, against = _other_ledger(context, str(against_store), against_password_file, as_of)
     with context.ledger(must_exist=True) as app, _balances_of(app, as_of) as (ledger, sql, position):
         found = reconcile.with_context(sql, reconcile.compare(ledger, other), context_events)
         compared = len(ledger.keys() | other.keys())

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import trustme
@@ -26,8 +29,11 @@ from ledger.pgconnect import connection_kwargs
 from ledger.program import Program
 from ledger.store import StoreError, parse_store_url
 from points_ledger.preflight import check_reachable, connect
-from tests.cli_helpers import SAMPLE, cli, one_line_error
+from tests.cli_helpers import SAMPLE, cli, cli_command, cli_env, one_line_error
+from tests.kafka_helpers import wait_for
 from tests.pg_server import PgServer, pg_server, write_as_postgres
+from tests.test_secrets import PIECES
+from tests.test_secrets import SECRET as PLANTED
 
 #: Distinctive, so finding it anywhere in output is never a coincidence.
 SECRET = "Pw-7f3e9c1a-ledger-sekrit"
@@ -39,6 +45,8 @@ AMBIENT = (
     "PGCONNECT_TIMEOUT", "POSTGRES_PASSWORD", "POSTGRES_USER", "POSTGRES_GET_PASSWORD_TOPIC",
 )  # fmt: skip
 TLS_ON = "SSL enabled"
+#: A role whose password holds every character that ends a URL's piece somewhere (`#/?@:%`).
+PLANTED_USER = "ledger_planted"
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,7 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsServer]:
     with pg_server(initdb_args=("--auth-local=trust", "--auth-host=scram-sha-256"), configure=configure) as server:
         with server.admin() as admin:
             admin.execute(f"CREATE ROLE {USER} LOGIN PASSWORD '{SECRET}'")
+            admin.execute(f"CREATE ROLE {PLANTED_USER} LOGIN PASSWORD '{PLANTED}'")
         yield TlsServer(server, files / "ca.pem", files / "other-ca.pem")
 
 
@@ -81,13 +90,18 @@ def no_ambient_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
     monkeypatch.setenv("HOME", str(tmp_path))
 
 
-@pytest.fixture
-def database(tls_server: TlsServer) -> str:
-    """A fresh database owned by the application's role (left for the module's server to take away)."""
+def new_database(tls_server: TlsServer, owner: str) -> str:
+    """A fresh database owned by `owner` (left for the module's server to take away)."""
     name = f"pl_{uuid.uuid4().hex[:10]}"
     with tls_server.server.admin() as admin:
-        admin.execute(f'CREATE DATABASE "{name}" OWNER {USER}')
+        admin.execute(f'CREATE DATABASE "{name}" OWNER {owner}')
     return name
+
+
+@pytest.fixture
+def database(tls_server: TlsServer) -> str:
+    """A fresh database owned by the application's role."""
+    return new_database(tls_server, USER)
 
 
 def url(tls_server: TlsServer, database: str, query: str = "", password: str | None = None) -> str:
@@ -121,6 +135,10 @@ def ingest_then_balances(store: str, env: dict[str, str] | None = None) -> None:
     assert rows and all(set(row) == {"member_id", "balance", "tier", "position"} for row in rows)
     no_secret_in(ingested, SECRET)
     no_secret_in(balances, SECRET)
+
+
+def has_connected(tls_server: TlsServer, application_name: str) -> bool:
+    return bool(connections_logged(tls_server, application_name))
 
 
 def connections_logged(tls_server: TlsServer, application_name: str) -> list[str]:
@@ -342,3 +360,101 @@ def test_check_names_a_wrong_password_and_tls_without_showing_the_password(
     assert "fix: check sslmode and sslrootcert" in untrusted.stdout
     for result in (good, bad, untrusted):
         no_secret_in(result, SECRET, WRONG)
+
+
+# ---- a password with every special character, against the real server ----------------------------------
+
+
+@pytest.fixture
+def planted_database(tls_server: TlsServer) -> str:
+    """A fresh database owned by the role whose password is PLANTED."""
+    return new_database(tls_server, PLANTED_USER)
+
+
+def no_piece_in(*texts: str) -> None:
+    """No piece of PLANTED between its special characters is in any of `texts`."""
+    for text in texts:
+        assert [piece for piece in PIECES if piece in text] == [], text
+
+
+def test_a_password_with_every_special_character_reaches_libpq_and_nothing_else(
+    tls_server: TlsServer, planted_database: str, tmp_path: Path
+) -> None:
+    secret_file = tmp_path / "db-password"
+    secret_file.write_text(f"{PLANTED}\n")
+    where = f"127.0.0.1:{tls_server.server.port}/{planted_database}?{verify_full(tls_server)}"
+    bare = f"postgresql://{PLANTED_USER}@{where}"
+    encoded = f"postgresql://{PLANTED_USER}:{quote(PLANTED, safe='')}@{where}"
+    partly = (
+        f"postgresql://{PLANTED_USER}:{PLANTED.replace('%', '%25').replace('/', '%2F').replace('@', '%40')}@{where}"
+    )
+    report = tmp_path / "diff.json"
+    against = ["--against-ledger", bare, "--against-ledger-password-file", str(secret_file)]
+    runs = [
+        (cli("ingest", str(SAMPLE), "--format", "json", "--dead-letter", "/dev/null", store=encoded), 0),
+        (cli("balances", "--format", "json", store=partly), 0),  # '#', '?' and ':' need no encoding
+        (cli("--store-password-file", str(secret_file), "balances", store=bare), 0),
+        (cli("balances", store=bare, env={"PGPASSWORD": PLANTED}), 0),
+        (cli("balances", store=bare, env={"LEDGER_STORE_PASSWORD_FILE": str(secret_file)}), 0),
+        (cli("check", "--bootstrap-servers", "127.0.0.1:1", store=encoded), 1),  # no Kafka here
+        (cli("reconcile", *against, "--report", str(report), "--format", "json", store=encoded), 0),
+        (cli("balances", store=f"postgresql://{PLANTED_USER}:{PLANTED}@{where}"), 2),  # as written: refused
+        (cli("balances", store=f"postgresql://{USER}:{quote(PLANTED, safe='')}@{where}"), 3),  # someone else's
+    ]
+    for result, status in runs:
+        assert result.returncode == status, (result.args, result.stdout, result.stderr)
+        no_piece_in(result.stdout, result.stderr)
+    check = runs[5][0].stdout
+    shown = bare.split("?", maxsplit=1)[0].replace(PLANTED_USER, f"{PLANTED_USER}:***")
+    assert f"ok   store: {shown}" in check, check
+    assert "ok   store privileges: " in check
+    assert json.loads(runs[6][0].stdout)["discrepancies"] == 0
+    written = report.read_text()
+    no_piece_in(written)
+    assert json.loads(written)["ledger"]["store"].startswith(f"postgresql://{PLANTED_USER}:***@127.0.0.1:")
+    assert "password authentication failed" in runs[8][0].stderr
+    no_piece_in(tls_server.server.log.read_text(errors="replace"))  # nor in the server's log
+
+
+def test_the_process_list_shows_a_password_only_when_a_flag_holds_it(
+    tls_server: TlsServer, planted_database: str, tmp_path: Path
+) -> None:
+    """`/proc/PID/cmdline` is readable by every user of the machine; the environment (`/proc/PID/environ`) only
+    by the same user and root, and a password file by whoever its mode allows."""
+    secret_file = tmp_path / "db-password"
+    secret_file.write_text(f"{PLANTED}\n")
+    secret_file.chmod(0o600)
+    for given_by in ("--store-password-file", "PGPASSWORD", "LEDGER_STORE", "--store"):
+        name = f"pl-ps-{uuid.uuid4().hex[:8]}"
+        where = (
+            f"127.0.0.1:{tls_server.server.port}/{planted_database}?{verify_full(tls_server)}&application_name={name}"
+        )
+        bare, encoded = (
+            f"postgresql://{PLANTED_USER}@{where}",
+            f"postgresql://{PLANTED_USER}:{quote(PLANTED, safe='')}@{where}",
+        )
+        args = ["projections", "follow", "--poll-interval", "0.5"]
+        env: dict[str, str] = {}
+        store: str | None = bare
+        if given_by == "--store-password-file":
+            args = ["--store-password-file", str(secret_file), *args]
+        elif given_by == "PGPASSWORD":
+            env[given_by] = PLANTED
+        elif given_by == "LEDGER_STORE":
+            env[given_by], store = encoded, None
+        else:
+            store = encoded
+        follower = subprocess.Popen(cli_command(*args, store=store), env=cli_env(env), text=True,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        try:
+            wait_for(partial(has_connected, tls_server, name), 60, f"{given_by}: the follower connected")
+            listed = Path(f"/proc/{follower.pid}/cmdline").read_bytes().decode()
+        finally:
+            follower.send_signal(signal.SIGTERM)
+            out, err = follower.communicate(timeout=60)
+        assert follower.returncode in {0, -signal.SIGTERM}, err  # the signal may come before its handler
+        no_piece_in(out, err)
+        if given_by == "--store":
+            assert quote(PLANTED, safe="") in listed  # what --help warns of
+        else:
+            no_piece_in(listed)
