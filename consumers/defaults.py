@@ -28,6 +28,11 @@ SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 #: Producer compression codecs; "none" sends uncompressed batches.
 Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
+#: What a consumer reads of transactional producers' records: only committed transactions' (the default), or
+#: every record, aborted transactions' included.
+IsolationLevel = Literal["read_committed", "read_uncommitted"]
+DEFAULT_ISOLATION_LEVEL: IsolationLevel = "read_committed"
 SECURITY_PROTOCOLS: tuple[str, ...] = get_args(SecurityProtocol)
 SASL_MECHANISMS: tuple[str, ...] = get_args(SaslMechanism)
 COMPRESSION_CODECS: tuple[str, ...] = get_args(Compression)
+ISOLATION_LEVELS: tuple[str, ...] = get_args(IsolationLevel)

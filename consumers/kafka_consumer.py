@@ -351,8 +351,18 @@ class LedgerConsumer:
         for partition, recorded in positions.items():
             highwater = self.consumer.highwater(partition)
             if highwater is not None:
-                lag = max(highwater - (recorded + 1 if recorded is not None else 0), 0)
+                lag = max(highwater - self._next_offset(partition, recorded), 0)
                 self.metrics.lag_of(partition.topic, partition.partition, lag)
+
+    def _next_offset(self, partition: TopicPartition, recorded: int | None) -> int:
+        """The first offset not yet applied: after the recorded position, and after the offsets the client has
+        moved past without a record to apply (transaction markers; with read_committed, aborted records)."""
+        after_recorded = recorded + 1 if recorded is not None else 0
+        try:
+            fetched = self.consumer.position(partition, timeout_ms=0)
+        except Exception:  # advisory: a partition given away meanwhile has no position to ask for
+            return after_recorded
+        return max(after_recorded, fetched if isinstance(fetched, int) else 0)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -11,6 +11,8 @@ from pydantic import SecretStr
 from consumers.defaults import (
     COMPRESSION_CODECS,
     DEFAULT_BOOTSTRAP_SERVERS,
+    DEFAULT_ISOLATION_LEVEL,
+    ISOLATION_LEVELS,
     SASL_MECHANISMS,
     SECURITY_PROTOCOLS,
 )
@@ -67,12 +69,17 @@ class KafkaSettings:
     ssl_keyfile: str | None = None
     ssl_key_password: SecretStr | None = None
     ssl_check_hostname: bool = True
+    #: Consumers see committed transactions only: a transactional producer's aborted records never reach the
+    #: ledger (the brokers' control records between transactions leave gaps in the offsets).
+    isolation_level: str = DEFAULT_ISOLATION_LEVEL
 
     def __post_init__(self) -> None:
         if self.security_protocol not in SECURITY_PROTOCOLS:
             raise ValueError(f"security protocol must be one of {', '.join(SECURITY_PROTOCOLS)}")
         if self.compression not in COMPRESSION_CODECS:
             raise ValueError(f"compression must be one of {', '.join(COMPRESSION_CODECS)}")
+        if self.isolation_level not in ISOLATION_LEVELS:
+            raise ValueError(f"isolation level must be one of {', '.join(ISOLATION_LEVELS)}")
         uses_sasl = self.security_protocol.startswith("SASL_")
         if uses_sasl and self.sasl_mechanism not in SASL_MECHANISMS:
             raise ValueError(f"{self.security_protocol} needs a SASL mechanism: one of {', '.join(SASL_MECHANISMS)}")
@@ -115,6 +122,7 @@ class KafkaSettings:
             "auto_offset_reset": "earliest",
             "allow_auto_create_topics": False,
             "max_poll_records": max_poll_records,
+            "isolation_level": self.isolation_level,
             "session_timeout_ms": self.session_timeout_ms,
             "heartbeat_interval_ms": self.heartbeat_interval_ms,
         }

@@ -34,6 +34,9 @@ CLOCK_SKEW_MAX = timedelta(seconds=60)
 KAFKA_TIMEOUT_MS = 5_000
 #: Milliseconds to read one record when sampling a topic's newest timestamp.
 SAMPLE_TIMEOUT_MS = 3_000
+#: Offsets read back from a partition's end to sample its newest record: a transactional producer's commit
+#: marker takes the last offset, and the newest record is the one before it.
+SAMPLE_OFFSETS_BACK = 2
 
 
 @dataclass(frozen=True)
@@ -273,7 +276,7 @@ def _newest_timestamp(consumer: KafkaConsumer, topic: str) -> datetime | None:
     consumer.assign(partitions)
     ends = consumer.end_offsets(partitions, timeout_ms=KAFKA_TIMEOUT_MS)
     for partition in partitions:
-        consumer.seek(partition, max(ends.get(partition, 0) - 1, 0))
+        consumer.seek(partition, max(ends.get(partition, 0) - SAMPLE_OFFSETS_BACK, 0))
     newest: datetime | None = None
     deadline = time.monotonic() + SAMPLE_TIMEOUT_MS / 1000
     while time.monotonic() < deadline:

@@ -26,8 +26,10 @@ from consumers.defaults import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_BOOTSTRAP_SERVERS,
     DEFAULT_GROUP,
+    DEFAULT_ISOLATION_LEVEL,
     DEFAULT_TOPIC,
     Compression,
+    IsolationLevel,
     SaslMechanism,
     SecurityProtocol,
 )
@@ -108,6 +110,7 @@ class KafkaSection(_Section):
     ssl_key_password_file: Path | None = None
     ssl_check_hostname: bool = True
     compression: Compression = "none"
+    isolation_level: IsolationLevel = DEFAULT_ISOLATION_LEVEL
     session_timeout_ms: Annotated[int, Field(ge=1_000, le=300_000)] = KafkaSettings.session_timeout_ms
     idempotent_producer: bool = False
 
@@ -171,6 +174,7 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "KAFKA_SSL_KEY_PASSWORD_FILE": ("kafka", "ssl_key_password_file"),
     "KAFKA_SSL_CHECK_HOSTNAME": ("kafka", "ssl_check_hostname"),
     "KAFKA_COMPRESSION": ("kafka", "compression"),
+    "KAFKA_ISOLATION_LEVEL": ("kafka", "isolation_level"),
     "LEDGER_TOPICS": ("consume", "topics"),
     "LEDGER_GROUP": ("consume", "group"),
     "LEDGER_DEAD_LETTER_TOPIC": ("consume", "dead_letter_topic"),
@@ -280,6 +284,7 @@ class LedgerSettings(BaseSettings):
             "heartbeat_interval_ms": max(kafka.session_timeout_ms // 3, 100),
             "enable_idempotence": kafka.idempotent_producer,
             "compression": kafka.compression,
+            "isolation_level": kafka.isolation_level,
             "security_protocol": kafka.security_protocol,
             "sasl_mechanism": kafka.sasl_mechanism,
             "sasl_username": kafka.sasl_username,

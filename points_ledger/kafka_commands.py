@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import click
 
-from consumers.defaults import DEFAULT_BATCH_SIZE, PARTITIONS_PER_POLL_MAX, REPLAY_BATCH_SIZE
+from consumers.defaults import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_ISOLATION_LEVEL,
+    ISOLATION_LEVELS,
+    PARTITIONS_PER_POLL_MAX,
+    REPLAY_BATCH_SIZE,
+)
 from ledger.limits import BATCH_SIZE_MAX
 from points_ledger import output
 from points_ledger.context import Context, format_option, pass_context, setting_option
@@ -79,6 +85,16 @@ def stop_on_signals() -> Iterator[threading.Event]:
     "Default: run until stopped.",
 )
 @metrics_options
+@setting_option(
+    "kafka",
+    "isolation_level",
+    "--isolation-level",
+    type=click.Choice(ISOLATION_LEVELS),
+    show_default=DEFAULT_ISOLATION_LEVEL,
+    help="read_committed: of a transactional producer's records only those of committed transactions are "
+    "applied; read_uncommitted also applies those of aborted ones (env KAFKA_ISOLATION_LEVEL). Producers that "
+    "do not use transactions are read the same either way.",
+)
 @setting_option(
     "kafka",
     "session_timeout_ms",

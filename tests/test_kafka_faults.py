@@ -25,6 +25,7 @@ from tests.kafka_helpers import (
     ledger_contents,
     positions,
     produce,
+    read_topic,
     recorded_count,
     start_consume,
     unique,
@@ -212,3 +213,35 @@ def test_a_partition_is_applied_in_transactions_of_at_most_the_batch_size(
     process.communicate(timeout=120)  # a poll asks for 10 per partition held: up to 40 of the one with data
     assert process.returncode == -signal.SIGKILL
     assert 0 < recorded(postgres_url, topic) <= 30  # a poll may bring less than a batch, never a bigger one
+
+
+def test_a_database_restart_under_a_running_consume_neither_loses_nor_doubles_nor_dead_letters_twice(
+    kafka_bootstrap: str, own_postgres: tuple[str, PgServer], postgres_url: str
+) -> None:
+    """The review's experiment: PostgreSQL stopped in immediate mode (a crash) while `consume` applies a stream,
+    then started again. Balances end exact, and each invalid message is dead-lettered once."""
+    store, server = own_postgres
+    topic, group = unique("restart-db"), unique("g")
+    create_topic(kafka_bootstrap, topic, PARTITIONS)
+    create_topic(kafka_bootstrap, f"{topic}.dlq", 1)
+    lines = generate(6_000, 300, 365, seed=83)
+    produce(kafka_bootstrap, topic, lines)
+    process = start_consume(store, kafka_bootstrap, topic, group, "--batch-size", "100", "--store-attempts", "10",
+                            "--until-idle", "4", env={"POSTGRES_CONNECT_TIMEOUT": "1"})  # fmt: skip
+    wait_for(lambda: recorded(store, topic) >= 1_500, 120, "part of the stream to be recorded")
+    assert recorded(store, topic) < 6_000  # still under way
+    server.stop()  # immediate: the transaction in flight is cut off
+    time.sleep(3)
+    server.start()
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr
+    assert recorded(store, topic) == 6_000
+
+    invalid = consume_to_end(postgres_url, kafka_bootstrap, topic, unique("g"))["invalid"]  # without the restart
+    assert ledger_contents(store) == ledger_contents(postgres_url)
+    sources = [
+        tuple(int(value) for name, value in record.headers if name in {"source_partition", "source_offset"})
+        for record in read_topic(kafka_bootstrap, f"{topic}.dlq")
+    ]
+    assert invalid > 0 and len(sources) == 2 * invalid  # the restarted run's and the clean run's, each once
+    assert len(set(sources)) == invalid
