@@ -8,8 +8,12 @@ from typing import Any
 
 from ledger.member import Member
 
-#: Event fields every event has, shown apart from an event's own details.
-COMMON_FIELDS = {"originator_id", "originator_version", "originator_topic", "timestamp", "effective_at", "provenance"}
+#: Event fields every event has, shown apart from an event's own details; and the outcomes' bookkeeping of
+#: their tier window (`credit_window_start`), which is no fact of the message and is not shown.
+COMMON_FIELDS = {
+    "originator_id", "originator_version", "originator_topic", "timestamp", "effective_at", "provenance",
+    "credit_window_start",
+}  # fmt: skip
 
 
 def replay(events: Iterable[Member.Event], as_of: datetime | None = None) -> Member | None:
