@@ -24,6 +24,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 import psycopg
 from eventsourcing.persistence import InterfaceError, OperationalError
 
+from ledger.chain import Chain
+
 #: Seconds to wait for PostgreSQL to accept a connection before giving up.
 POSTGRES_CONNECT_TIMEOUT_S = 5
 #: Seconds a writer waits for the events table lock (one writer at a time) before failing.
@@ -80,7 +82,8 @@ class Store:
     """A parsed store URL and the eventsourcing environment it stands for.
 
     `libpq` holds the PostgreSQL connection parameters from the URL's query (sslmode, ...), which
-    `ledger.pgconnect` gives to every connection: the CLI's first one and the library's pool.
+    `ledger.pgconnect` gives to every connection: the CLI's first one and the library's pool. `chain` is
+    how the ledger's tamper-evident chains are hashed (keyed when a chain key is configured).
     """
 
     url: str
@@ -88,6 +91,7 @@ class Store:
     env: dict[str, str]
     path: Path | None = None
     libpq: Mapping[str, str] = field(default_factory=dict)
+    chain: Chain = field(default_factory=Chain)
 
     def describe(self) -> str:
         """The URL with any password hidden, for messages."""

@@ -72,6 +72,8 @@ UNAVAILABLE = ("psycopg:OperationalError", "sqlite3:OperationalError", "eventsou
 BATCH_STOPPED = ("consumers.kafka_deadletters:DeadLetterWriteError", "consumers.kafka_consumer:UnreadableBatchError")
 #: A refused certificate or login, a UTF-16 file.
 REFUSED = ("consumers.kafka_clients:KafkaSecurityError", "consumers.jsonlines:InputEncodingError")
+#: A hash chain kept with another key (or none) than the one configured.
+CHAIN_MISMATCH = ("ledger.chain:ChainMismatchError",)
 INVARIANT = ("ledger.member:LedgerInvariantError",)
 REBUILD_STOPPED = ("projections.partitions:RebuildWorkerError",)
 
@@ -108,7 +110,7 @@ def _reported(error: Exception, store_description: Callable[[], str]) -> Command
         return StoreUnavailableError(f"store {store_description()} unavailable: {first_line(error)}")
     if isinstance(error, raised(BATCH_STOPPED)):
         return CommandError(f"{error}; stopped, nothing recorded for this batch")
-    if isinstance(error, raised(REFUSED)):
+    if isinstance(error, raised((*REFUSED, *CHAIN_MISMATCH))):
         return CommandError(str(error))
     if isinstance(error, raised(INVARIANT)):
         return CommandError(f"ledger invariant broken, nothing recorded for this batch: {error}")
