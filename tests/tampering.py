@@ -83,11 +83,13 @@ def verify_lines(store_url: str, *args: str, env: dict[str, str] | None = None) 
     return result.returncode, [json.loads(line) for line in result.stdout.splitlines()]
 
 
-def ingested(store_url: str, tmp_path: Path, messages: int = 1_200, members: int = 40) -> str:
-    """A ledger of generated messages (and its views, caught up)."""
+def ingested(
+    store_url: str, tmp_path: Path, messages: int = 1_200, members: int = 40, env: dict[str, str] | None = None
+) -> str:
+    """A ledger of generated messages (and its views, caught up), written in the environment `env`."""
     stream = tmp_path / "stream.jsonl"
     stream.write_bytes(b"\n".join(generate(messages, members, 400, seed=5)) + b"\n")
-    result = cli("ingest", str(stream), "--dead-letter", str(tmp_path / "dead.jsonl"), store=store_url)
+    result = cli("ingest", str(stream), "--dead-letter", str(tmp_path / "dead.jsonl"), store=store_url, env=env)
     assert result.returncode == 0, result.stderr
-    assert cli("balances", store=store_url).returncode == 0  # the views caught up
+    assert cli("balances", store=store_url, env=env).returncode == 0  # the views caught up
     return store_url

@@ -74,6 +74,29 @@ def test_workers_build_the_same_tables_as_one_process(postgres_url: str, stream_
         app.close()
 
 
+def test_verify_in_workers_finds_what_one_process_finds(postgres_url: str, stream_file: Path) -> None:
+    """verify replays the members by the rebuild's partitions: the same verdict, each worker one member at a time."""
+    ingested(postgres_url, stream_file)
+
+    def verified(workers: str) -> tuple[int, list[dict[str, object]]]:
+        result = cli("verify", "--workers", workers, "--format", "json", store=postgres_url)
+        return result.returncode, [json.loads(line) for line in result.stdout.splitlines()]
+
+    status, lines = verified("2")
+    assert status == 0 and lines[-1]["members"] == 120 and lines[-1]["discrepancies"] == 0
+    app = open_app(postgres_url)
+    try:
+        assert lines[-1]["events"] == app.recorder.max_notification_id()
+        with Projections(app).db.transaction(commit=True) as sql:  # one row wrong in each of many members
+            sql.execute("UPDATE pl_audit SET tier = 'platinum' WHERE version = 3")
+    finally:
+        app.close()
+    one, two = verified("1"), verified("2")
+    assert one[0] == two[0] == 1
+    assert sorted(map(str, one[1][:-1])) == sorted(map(str, two[1][:-1])) and len(one[1]) > 100
+    assert one[1][-1] == two[1][-1]
+
+
 def test_a_rebuild_killed_midway_takes_its_workers_with_it(postgres_url: str, stream_file: Path) -> None:
     ingested(postgres_url, stream_file)
     before = cli("balances", "--format", "json", store=postgres_url).stdout
