@@ -79,22 +79,25 @@ def verify(
     db = projections.db
     head = db.head()
     result.position = head
-    for state in projections.status():
-        if state.position != head:
-            result.report(state.name, "position", f"at {state.position}, the log head is {head}")
+    behind = [state for state in projections.status() if state.position != head]
+    for state in behind:
+        detail = f"at {state.position}, the log head is {head}: no view's rows were compared"
+        result.report(state.name, "position", detail)
     with db.transaction(commit=False) as sql:
         mode = AuditView.chain_mode(sql)
     problem = None if mode is None else mismatch("the audit trail's hash chain", mode, chain)
     if problem is not None:
         result.report("audit", "chain", f"{problem}: its hashes were not compared")
     parts = rebuild_workers(db.dialect, head, workers)
+    app = projections.app
     jobs = [
-        MemberCheckJob(projections.app.store, projections.app.program, head, part, parts, os.getpid(), problem is None)
+        MemberCheckJob(app.store, app.program, head, part, parts, os.getpid(), not behind, problem is None)
         for part in range(parts)
     ]
     _check_members(projections, jobs, result, on_events)
-    with db.transaction(commit=False) as sql:
-        _check_unaccounted(projections, sql, head, result)
+    if not behind:
+        with db.transaction(commit=False) as sql:
+            _check_unaccounted(projections, sql, head, result)
     for upstream, detail in check_positions(projections.app.recorder, chain, _projection_tracking):
         result.report("positions", upstream, detail)
     if saved is not None:

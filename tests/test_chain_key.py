@@ -68,6 +68,9 @@ def test_a_keyed_ledger_verifies_with_its_key_and_says_plainly_when_run_without_
     assert cli("ingest", "-", stdin=more, store=ledger).returncode == 0  # the write side needs no key for events
     refused = cli("balance", "M000001", store=ledger)  # catching the trail up without the key would mix chains
     one_line_error(refused, 1, "the audit trail's hash chain is keyed", "without a chain key", "configure the key")
+    status, lines = verify_lines(ledger)  # the views cannot catch up: said once each, and rows not compared
+    assert status == 1 and [line["view"] for line in lines[:-1]] == ["views", "members", "audit", "audit"], lines
+    assert "cannot catch up" in lines[0]["detail"] and "no view's rows were compared" in lines[1]["detail"]
     assert cli("balance", "M000001", store=ledger, env=keyed).returncode == 0
 
 
