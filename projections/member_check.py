@@ -31,12 +31,13 @@ from ledger.micros import to_micros
 from ledger.program import Program
 from ledger.store import Store
 from projections.building import decode_one
-from projections.db import Sql, ViewDatabase, placeholders
+from projections.db import Sql, ViewDatabase
 from projections.member_log import MemberLog
 from projections.partitions import Report, checking_parent, opened
 from projections.views import (
     AUDIT_COLUMNS,
     LOT_CHANGE_COLUMNS,
+    LOT_COLUMNS,
     MEMBER_COLUMNS,
     ChainHead,
     LogEvent,
@@ -239,21 +240,15 @@ class _Checker:
         replayed = [member for member in members if not member.broken and member.aggregate is not None]
         if not replayed or self.compare is Compared.NOTHING:
             return
-        keys = [member.key for member in replayed]
-        marks = placeholders(len(keys))
         with self.db.transaction(commit=False) as sql:
+            among, keys = sql.among("member_key", [member.key for member in replayed])
             stored = {
                 r["member_key"]: tuple(r[c] for c in MEMBER_COLUMNS)
-                for r in sql.rows(f"SELECT * FROM pl_members WHERE member_key IN ({marks})", keys)
+                for r in sql.rows(f"SELECT * FROM pl_members WHERE {among}", keys)
             }
             stored_lots: dict[str, set[Row]] = {}
-            for r in sql.rows(
-                f"SELECT member_key, lot_id, points, remaining, expires_at FROM pl_lots WHERE member_key IN ({marks})",
-                keys,
-            ):
-                stored_lots.setdefault(r["member_key"], set()).add(
-                    (r["lot_id"], r["points"], r["remaining"], r["expires_at"])
-                )
+            for r in sql.rows(f"SELECT {', '.join(LOT_COLUMNS)} FROM pl_lots WHERE {among}", keys):
+                stored_lots.setdefault(r["member_key"], set()).add(tuple(r[c] for c in LOT_COLUMNS[1:]))
         for member in replayed:
             aggregate = member.aggregate
             if aggregate is None:
@@ -290,8 +285,8 @@ def _aggregate_row(key: str, member: Member) -> Row:
 def _rows_at(sql: Sql, table: str, columns: Sequence[str], positions: Sequence[int]) -> dict[int, list[Row]]:
     """`table`'s rows at the log positions given, by position."""
     rows: dict[int, list[Row]] = {}
-    statement = f"SELECT {', '.join(columns)} FROM {table} WHERE position IN ({placeholders(len(positions))})"
-    for r in sql.rows(statement, positions):
+    among, params = sql.among("position", positions)
+    for r in sql.rows(f"SELECT {', '.join(columns)} FROM {table} WHERE {among}", params):
         rows.setdefault(int(r["position"]), []).append(tuple(r[c] for c in columns))
     return rows
 

@@ -3,9 +3,11 @@
 Checks that look at one member at a time (its hash chain, its event ids, its snapshots, its rows in the
 views) then hold one member's state, never every member's: memory does not grow with the ledger. Pages
 come by keyset over the events table's primary key (member id, version), up to a log position; on
-PostgreSQL, optionally only the members of one partition (the partitions a rebuild uses,
-projections.partitions). Member ids come in the same order on both databases (PostgreSQL compares UUIDs
-byte by byte, SQLite their hex text), which is also the order of their text (`str(uuid)`).
+PostgreSQL, optionally only the members of one partition (a range of member ids, projections.partitions).
+The planner is told not to sort or use a bitmap there: with stale statistics it might otherwise sort the
+rest of the partition for every page instead of walking the key. Member ids come in the same order on
+both databases (PostgreSQL compares UUIDs byte by byte, SQLite their hex text), which is also the order of
+their text (`str(uuid)`).
 """
 
 from __future__ import annotations
@@ -21,11 +23,10 @@ from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
 from ledger.application import LedgerApplication
-from projections.partitions import PARTITION_FILTER
+from projections.partitions import member_range
 
 #: Events per page.
 MEMBER_PAGE = 2_000
-_FIRST = (UUID(int=0), 0)
 
 
 class MemberLog:
@@ -34,7 +35,7 @@ class MemberLog:
 
     def __init__(self, app: LedgerApplication, stop: int, part: int = 0, parts: int = 1) -> None:
         self.stop = stop
-        self.part, self.parts = part, parts
+        self.first, self.last = member_range(part, parts)
         datastore = getattr(app.recorder, "datastore", None)
         if parts > 1 and not isinstance(datastore, PostgresDatastore):
             raise TypeError("the log is read by partition on PostgreSQL only")
@@ -46,12 +47,10 @@ class MemberLog:
         self.events_table, self.snapshots_table = events, snapshots
         self.has_snapshots = snapshots is not None
         if isinstance(datastore, PostgresDatastore):
-            partition = f" AND {PARTITION_FILTER}" if parts > 1 else ""
             self._page = SQL(
                 "SELECT notification_id, originator_id, originator_version, topic, state FROM {schema}.{table} "
-                "WHERE (originator_id, originator_version) > (%s, %s) AND notification_id <= %s"
-                + partition
-                + " ORDER BY originator_id, originator_version LIMIT %s"
+                "WHERE (originator_id, originator_version) > (%s, %s) AND originator_id <= %s "
+                "AND notification_id <= %s ORDER BY originator_id, originator_version LIMIT %s"
             ).format(schema=Identifier(datastore.schema), table=Identifier(events))
             self._snapshots = SQL(
                 "SELECT originator_id, originator_version, topic, state FROM {schema}.{table} "
@@ -60,7 +59,7 @@ class MemberLog:
 
     def pages(self, page_size: int = MEMBER_PAGE) -> Iterator[list[Notification]]:
         """The partition's events up to `stop`, `page_size` at a time, in (member id, version) order."""
-        after = _FIRST
+        after = (self.first, 0)
         while True:
             rows = self._page_rows(after, page_size)
             if not rows:
@@ -90,14 +89,14 @@ class MemberLog:
     def _page_rows(self, after: tuple[UUID, int], size: int) -> list[tuple[Any, ...]]:
         datastore = self.datastore
         if isinstance(datastore, PostgresDatastore):
-            partition = (self.parts, self.part) if self.parts > 1 else ()
-            return _postgres_rows(datastore, self._page, (after[0], after[1], self.stop, *partition, size))
+            params = (after[0], after[1], self.last, self.stop, size)
+            return _postgres_rows(datastore, self._page, params, in_key_order=True)
         return _sqlite_rows(
             datastore,
             f"SELECT rowid, originator_id, originator_version, topic, state FROM {self.events_table} "
-            "WHERE (originator_id, originator_version) > (?, ?) AND rowid <= ? "
+            "WHERE (originator_id, originator_version) > (?, ?) AND originator_id <= ? AND rowid <= ? "
             "ORDER BY originator_id, originator_version LIMIT ?",
-            (after[0].hex, after[1], self.stop, size),
+            (after[0].hex, after[1], self.last.hex, self.stop, size),
         )
 
     def _snapshot_rows(self, member_ids: list[UUID]) -> list[tuple[Any, ...]]:
@@ -112,8 +111,17 @@ class MemberLog:
         )
 
 
-def _postgres_rows(datastore: PostgresDatastore, statement: Composed, params: tuple[Any, ...]) -> list[Any]:
-    with datastore.get_connection() as connection, connection.cursor(row_factory=tuple_row) as cursor:
+def _postgres_rows(
+    datastore: PostgresDatastore, statement: Composed, params: tuple[Any, ...], *, in_key_order: bool = False
+) -> list[Any]:
+    with (
+        datastore.get_connection() as connection,
+        connection.transaction(force_rollback=True),
+        connection.cursor(row_factory=tuple_row) as cursor,
+    ):
+        if in_key_order:  # walk the primary key, never sort a partition per page
+            cursor.execute("SET LOCAL enable_sort = off")
+            cursor.execute("SET LOCAL enable_bitmapscan = off")
         cursor.execute(statement, params, prepare=True)
         return cursor.fetchall()
 
