@@ -48,11 +48,13 @@ def _balances_of(
 def _other_ledger(
     context: Context, url: str, as_of: datetime | None
 ) -> tuple[dict[str, reconcile.Side], dict[str, Any]]:
+    from dataclasses import replace
+
     from ledger.application import LedgerApplication
     from ledger.store import parse_store_url
 
     with reported_errors(lambda: url):
-        store = parse_store_url(url)
+        store = replace(parse_store_url(url), chain=context.settings.chain())  # a shadow ledger keeps the same key
         store.require_existing()
         app = LedgerApplication(store, context.program())
         try:
