@@ -18,6 +18,9 @@ from ledger.position_log import POSITION_LOG_TABLE, PositionLogError, PositionRe
 from ledger.positions import Position
 from ledger.program import Program
 from ledger.store import parse_store_url
+from points_ledger.streamgen import generate
+from tests.cli_helpers import cli
+from tests.kafka_helpers import consume_args, create_topic, positions, produce, unique
 from tests.messages import purchase
 from tests.tampering import database, run, tracking_table, verify_lines
 
@@ -128,3 +131,23 @@ def test_an_older_ledger_adopts_the_positions_it_had(store_url: str) -> None:
     assert verify_lines(store_url)[0] == 0
     set_tracking(store_url, UPSTREAM, 20)
     assert verify_lines(store_url)[0] == 1
+
+
+def test_consume_records_each_batch_and_verify_holds_it_to_the_tracking_rows(
+    postgres_url: str, kafka_bootstrap: str
+) -> None:
+    topic = unique("positions")
+    create_topic(kafka_bootstrap, topic, 2)
+    produce(kafka_bootstrap, topic, generate(600, 30, 200, seed=41))
+    consumed = cli(*consume_args(kafka_bootstrap, topic, unique("g"), "--batch-size", "50", "--until-idle", "3"),
+                   store=postgres_url)  # fmt: skip
+    assert consumed.returncode == 0, consumed.stderr
+    last = positions(postgres_url, topic, 2)
+    logged = [row for row in records(postgres_url) if row[0].startswith(f"kafka:{topic}:")]
+    for partition, offset in last.items():
+        mine = [row[1] for row in logged if row[0] == f"kafka:{topic}:{partition}"]
+        assert len(mine) > 1 and mine[-1] == offset  # batches of at most 50, each recorded, the last at the head
+    assert verify_lines(postgres_url)[0] == 0
+    set_tracking(postgres_url, f"kafka:{topic}:1", (last[1] or 0) + 100)
+    status, lines = verify_lines(postgres_url)
+    assert status == 1 and [line["where"] for line in lines[:-1]] == [f"kafka:{topic}:1"]
