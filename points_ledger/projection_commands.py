@@ -193,8 +193,11 @@ def rebuild(  # noqa: PLR0917 (one parameter per option, as click passes them)
     if accept is not None:
         change = rebuilt.accepted
         result["log_changes_accepted"] = 0 if change is None else change.differences
+        result["log_checked"] = rebuilt.log_checked
         if change is not None:
             warn(f"rebuilt from a changed log, as accepted ({change.describe()}); recorded in {ACCEPTANCES_TABLE}")
+        if not rebuilt.log_checked:
+            warn(f"the log was not checked against the trail replaced (another key); recorded in {ACCEPTANCES_TABLE}")
     _print(result, "rebuild", output_format)
 
 

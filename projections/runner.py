@@ -205,13 +205,13 @@ class Projections:
             change = self._compare(views, check, accept)
         if self.db.dialect == "postgresql":
             self.db.vacuum([table + REBUILD_SUFFIX for view in views for table in view.tables])
+        checked = check is None or check.mode in {self.chain.mode, UNKEYED}  # else keyed with another key
 
         def record(sql: Sql) -> None:
             if accept is not None and check is not None:
-                checked = check.mode in {self.chain.mode, UNKEYED}  # else a trail keyed with another key
                 record_acceptance(sql, accept, check, change, checked=checked, mode=self.chain.mode)
 
-        return Rebuilt(self._swap(views, stop, record), change)
+        return Rebuilt(self._swap(views, stop, record), change, checked)
 
     def _trail_check(self, views: Sequence[View]) -> TrailCheck | None:
         """The old audit trail a rebuild of `views` must check the log against; None if it replaces none."""
@@ -318,6 +318,8 @@ class Rebuilt:
 
     position: int
     accepted: LogChange | None = None
+    #: False when the trail it replaced was keyed with another key, so the log could not be checked against it.
+    log_checked: bool = True
 
 
 class RebuildWorkersError(ValueError):

@@ -155,3 +155,22 @@ def test_the_chain_key_is_a_secret_setting(sqlite_url: str, tmp_path: Path) -> N
     refused = cli("--config", str(in_file), "config", "show")
     one_line_error(refused, 2, "store.chain_key must not be written in the file", "LEDGER_CHAIN_KEY")
     assert key not in refused.stderr
+
+
+def test_a_rebuild_with_another_key_cannot_check_the_log_and_needs_a_decision(
+    sqlite_url: str, tmp_path: Path, keyed: dict[str, str]
+) -> None:
+    """Rotating the key: the trail keyed with the old one cannot be recomputed with the new."""
+    ledger = keyed_ledger(sqlite_url, tmp_path, keyed)
+    other, _ = key_file(tmp_path, "new.key")
+    rotated = {"LEDGER_CHAIN_KEY_FILE": str(other)}
+    one_line_error(cli("rebuild", store=ledger, env=rotated), 1, "it cannot check the log against that trail")
+    accepted = cli("rebuild", "--accept-log-changes", "--reason", "key rotation", "--format", "json", store=ledger,
+                   env=rotated)  # fmt: skip
+    assert accepted.returncode == 0, accepted.stderr
+    assert json.loads(accepted.stdout)["log_checked"] is False and "was not checked" in accepted.stderr
+    with database(ledger) as connection:
+        [(checked, old, new)] = run(connection, ledger, "SELECT checked, trail_chain, new_chain FROM "
+                                    "pl_log_changes_accepted")  # fmt: skip
+    assert checked == 0 and old != new and KEY_ID.fullmatch(old) and KEY_ID.fullmatch(new)
+    assert verify_lines(ledger, env=rotated)[0] == 0
