@@ -44,7 +44,7 @@ from ledger.store import parse_store_url
 from points_ledger.broker import kafka_cluster
 from points_ledger.streamgen import DEFAULT_START, StreamGenerator, generate
 from projections import kpis, periods, queries
-from projections.digest import digest_from_views
+from projections.digest import log_digest
 from projections.runner import Projections, rebuild_workers, select_views
 from projections.verify import verify
 
@@ -168,7 +168,8 @@ def main() -> None:
         loaded[0] = time.perf_counter()
 
     figures["rebuild_workers"] = rebuild_workers("postgresql", figures["events"], None)
-    position, seconds = _timed(lambda: projections.rebuild(select_views(), on_batch))
+    rebuilt, seconds = _timed(lambda: projections.rebuild(select_views(), on_batch))
+    position = rebuilt.position
     figures["rebuild_load_seconds"] = round(loaded[0] - started, 2)  # the rest: keys, indexes, VACUUM, swap
     figures["rebuild_seconds"] = round(seconds, 2)
     figures["rebuild_events_per_s"] = round(position / seconds)
@@ -199,8 +200,7 @@ def main() -> None:
         _, figures["kpis_by_month_s"] = _timed(
             lambda: kpis.kpi_rows(months, kpis.counts_from_views(sql, months), app.program)
         )
-    with projections.reading() as (sql, head):
-        _, figures["digest_s"] = _timed(lambda: digest_from_views(sql, head))
+    _, figures["digest_s"] = _timed(lambda: log_digest(app, figures["events"], app.store.chain))
     result, figures["verify_s"] = _timed(lambda: verify(projections, None))
     figures["verify_discrepancies"] = result.found
     if not args.no_follow:

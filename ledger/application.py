@@ -46,6 +46,7 @@ from ledger.originators import StoredHistory, stored_histories
 from ledger.outcomes import FAILED, RECORDED, Decision, Failure
 from ledger.pgbinary import use_binary_inserts
 from ledger.pgconnect import configure_pool, schema_lock
+from ledger.position_log import record_positions
 from ledger.positions import PositionConflictError, guard_positions
 from ledger.program import Program
 from ledger.recollection import BatchRecall, Notes, Stored, stored_purchases
@@ -174,6 +175,7 @@ class LedgerApplication(Application[UUID]):
         use_binary_inserts(recorder)
         guard_positions(recorder)
         guard_ledger_time(recorder)
+        record_positions(recorder, self.store)
         self.claims: ClaimIndex = claim_index(recorder, lambda: schema_lock(self.store))
         self.claims.install()
         return recorder

@@ -36,6 +36,8 @@ BACKFILL_PAGE_SIZE = 5_000
 ClaimRow = tuple[UUID, str, str, int, str | None]
 #: Which member asks about which id.
 Wanted = tuple[UUID, Kind, str]
+#: One of a member's rows: (kind code, id, the claiming event's version).
+IndexedClaim = tuple[str, str, int]
 
 
 def claim_rows(originator_id: UUID, version: int, claims: Iterable[Claim]) -> list[ClaimRow]:
@@ -61,6 +63,9 @@ class ClaimIndex(Protocol):
     def purchase_events(self, wanted: Collection[tuple[UUID, str]]) -> list[StoredEvent]:
         """The stored events (purchase, then its refunds) of each (member, transaction id) in `wanted`, in
         member and version order."""
+
+    def rows_of(self, originator_ids: Collection[UUID]) -> dict[UUID, set[IndexedClaim]]:
+        """What the index holds of each of these members (for `verify`)."""
 
 
 def claim_index(recorder: Any, schema_lock: Callable[[], AbstractContextManager[None]]) -> ClaimIndex:
@@ -195,6 +200,19 @@ class _PostgresClaims:
         return [StoredEvent(_as_uuid(r["originator_id"]), r["originator_version"], r["topic"], bytes(r["state"]))
                 for r in rows]  # fmt: skip
 
+    def rows_of(self, originator_ids: Collection[UUID]) -> dict[UUID, set[IndexedClaim]]:
+        query = SQL(
+            "SELECT originator_id, kind, key, originator_version FROM {table} "
+            "WHERE originator_id = ANY(%s::{id_type}[])"
+        ).format(table=self.table, id_type=self.id_type)
+        found: dict[UUID, set[IndexedClaim]] = {originator_id: set() for originator_id in originator_ids}
+        with self.recorder.datastore.transaction(commit=False) as cursor:
+            cursor.execute(query, ([self._key(originator_id) for originator_id in originator_ids],))
+            rows = cursor.fetchall()
+        for r in rows:
+            found[_as_uuid(r["originator_id"])].add((r["kind"], r["key"], r["originator_version"]))
+        return found
+
 
 def _as_uuid(value: Any) -> UUID:
     return value if isinstance(value, UUID) else UUID(value)
@@ -280,6 +298,19 @@ class _SQLiteClaims:
             events.extend(StoredEvent(UUID(hex=row[0]), row[1], row[2], bytes(row[3])) for row in rows)
         return events
 
+    def rows_of(self, originator_ids: Collection[UUID]) -> dict[UUID, set[IndexedClaim]]:
+        statement = (
+            "WITH w(id) AS (VALUES {values}) SELECT c.originator_id, c.kind, c.key, c.originator_version FROM w "
+            f"JOIN {TABLE} c ON c.originator_id = w.id"
+        )
+        found: dict[UUID, set[IndexedClaim]] = {originator_id: set() for originator_id in originator_ids}
+        for _, rows in self._query_in_chunks(
+            list(originator_ids), "(?)", statement, lambda chunk: [originator_id.hex for originator_id in chunk]
+        ):
+            for row in rows:
+                found[UUID(hex=row[0])].add((row[1], row[2], row[3]))
+        return found
+
 
 class _MemoryClaims:
     """The in-memory store's index: a dict, checked and filled under the recorder's own lock."""
@@ -322,3 +353,10 @@ class _MemoryClaims:
             for version in versions:
                 events.extend(self.recorder.select_events(originator_id, gt=version - 1, lte=version))
         return events
+
+    def rows_of(self, originator_ids: Collection[UUID]) -> dict[UUID, set[IndexedClaim]]:
+        found: dict[UUID, set[IndexedClaim]] = {originator_id: set() for originator_id in originator_ids}
+        for (member, kind, key), (version, _) in self.rows.items():
+            if member in found:
+                found[member].add((kind, key, version))
+        return found

@@ -26,6 +26,7 @@ from urllib.parse import unquote, urlsplit
 import psycopg
 from eventsourcing.persistence import InterfaceError, OperationalError
 
+from ledger.chain import Chain
 from ledger.store_urls import POSTGRES_SCHEMES, UrlError, mask_url, quoted, scheme_of, split_postgres_url
 
 #: The port of a PostgreSQL URL that names none, and the highest there is.
@@ -71,7 +72,8 @@ class Store:
     """A parsed store URL and the eventsourcing environment it stands for.
 
     `libpq` holds the PostgreSQL connection parameters from the URL's query (sslmode, ...), which
-    `ledger.pgconnect` gives to every connection: the CLI's first one and the library's pool.
+    `ledger.pgconnect` gives to every connection: the CLI's first one and the library's pool. `chain` is
+    how the ledger's tamper-evident chains are hashed (keyed when a chain key is configured).
     """
 
     url: str
@@ -79,6 +81,7 @@ class Store:
     env: dict[str, str]
     path: Path | None = None
     libpq: Mapping[str, str] = field(default_factory=dict)
+    chain: Chain = field(default_factory=Chain)
 
     def describe(self) -> str:
         """The URL with any password hidden, for messages."""

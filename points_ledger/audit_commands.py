@@ -1,4 +1,5 @@
-"""`digest` and `verify`: tamper evidence for finance, and proof that the views agree with the log."""
+"""`digest` and `verify`: tamper evidence for finance, and proof that the log holds together and the views agree
+with it."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from points_ledger import output
 from points_ledger.context import Context, format_option, pass_context
 from points_ledger.errors import CommandError, warn
 from points_ledger.progress import count_progress
+from points_ledger.projection_commands import workers_option
 
 if TYPE_CHECKING:
     from projections.digest import Digest
@@ -25,16 +27,17 @@ DIGEST_FILE_BYTES_MAX = 4096
 @format_option
 @pass_context
 def digest(context: Context, output_format: str) -> None:
-    """One hash that commits to the whole log up to its position: keep it at each period close.
+    """One hash that commits to the log itself up to its position: keep it at each period close.
 
-    Prints {"position", "digest", "members", "events"}. `verify --digest FILE` (FILE being this command's
-    --format json output) later proves the log up to that position has not changed since.
+    Read from the stored events, never from the views (one pass over the log). Prints {"position",
+    "digest", "members", "events", "chain"}: SHA-256, or HMAC-SHA-256 with the chain key when one is
+    configured (`chain` says which). `verify --digest FILE` (FILE being this command's --format json output)
+    later proves the log up to that position has not changed since.
     """
-    from projections.digest import digest_from_views
-    from projections.runner import Projections
+    from projections.digest import log_digest
 
-    with context.ledger(must_exist=True) as app, Projections(app).reading() as (sql, position):
-        result = digest_from_views(sql, position).as_dict()
+    with context.ledger(must_exist=True) as app:
+        result = log_digest(app, app.recorder.max_notification_id() or 0, app.store.chain).as_dict()
     if output_format == "json":
         output.print_json(result)
     else:
@@ -49,17 +52,22 @@ def digest(context: Context, output_format: str) -> None:
     default=None,
     help="A saved `digest --format json`: also prove the log up to its position is unchanged since.",
 )
+@workers_option("replay the log")
 @format_option
 @pass_context
-def verify(context: Context, digest_file: Path | None, output_format: str) -> None:
-    """Recompute everything from the log and compare every view with it; exit 1 on any discrepancy.
+def verify(context: Context, digest_file: Path | None, workers: int | None, output_format: str) -> None:
+    """Check the log against itself and every view against the log; exit 1 on any discrepancy.
 
-    Members are replayed with the domain's own code; balances, tiers, lots, lot movements and audit rows
-    (hash chains included) are compared with the views row by row. The views are first caught up to the
-    log head. Costs one pass over the whole log, like a rebuild.
+    Members are replayed from the log with the domain's own code, one at a time: their audit hash chains
+    (recomputed from the stored bytes, keyed with the chain key when one is configured), event ids (each
+    message recorded once), snapshots (each equal to the replay at its version), balances, tiers, lots,
+    lot movements and audit rows, compared with the views row by row. Each upstream's tracking position
+    must be the last one the ledger recorded. The views are first caught up to the log head. Costs one
+    pass over the whole log, like a rebuild (and one more with --digest).
     """
-    from projections.runner import Projections
-    from projections.verify import verify as verify_views
+    from projections.runner import Projections, RebuildWorkersError
+    from projections.verify import VerifyWorkerError
+    from projections.verify import verify as verify_ledger
 
     saved = _read_digest(digest_file) if digest_file is not None else None
     show_progress = sys.stderr.isatty()
@@ -67,10 +75,17 @@ def verify(context: Context, digest_file: Path | None, output_format: str) -> No
         projections = Projections(app)
         head = projections.db.head()
         with count_progress("verify", head or None, enabled=show_progress) as progress:
-            result = verify_views(projections, saved, lambda position: progress(position, f"{position:,}/{head:,}"))
+            try:
+                result = verify_ledger(
+                    projections, saved, lambda done: progress(done, f"{done:,}/{head:,} events"), workers
+                )
+            except RebuildWorkersError as error:
+                raise click.BadParameter(str(error), param_hint="--workers") from error
+            except VerifyWorkerError as error:
+                raise CommandError(f"{error}; verify stopped without a verdict") from error
     summary = {
         "position": result.position, "events": result.events, "members": result.members,
-        "discrepancies": result.found, "digest": result.digest,
+        "snapshots": result.snapshots, "chain": result.chain, "discrepancies": result.found, "digest": result.digest,
     }  # fmt: skip
     rows = [{"view": d.view, "where": d.where, "detail": d.detail} for d in result.discrepancies]
     if output_format == "json":
@@ -85,7 +100,7 @@ def verify(context: Context, digest_file: Path | None, output_format: str) -> No
         warn(f"{result.found - len(rows)} more discrepancies not shown")
     if result.found:
         raise CommandError(
-            f"{result.found} discrepancies between the views and the log"
+            f"{result.found} discrepancies between the log, itself and the views"
             + ("; the log differs from the saved digest" if result.digest == "differs" else "")
         )
 

@@ -64,6 +64,15 @@ if TYPE_CHECKING:
     "PGPASSWORD and libpq's passfile work too). Used when the URL holds none; never shown.",
 )
 @setting_option(
+    "store",
+    "chain_key_file",
+    "--chain-key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="The key of the keyed hash chains (tamper evidence) on the first line of FILE, at least 32 bytes; "
+    "keep it outside the database (env LEDGER_CHAIN_KEY_FILE, or the key itself in LEDGER_CHAIN_KEY).",
+)
+@setting_option(
     "",
     "program",
     "--program",

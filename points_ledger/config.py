@@ -3,10 +3,10 @@
 One TOML file (`points-ledger.toml` in the working directory, or `--config FILE` / `LEDGER_CONFIG`)
 holds the store, the Kafka connection and its security, topics, group, batch size and the metrics
 address. pydantic-settings layers the sources and our pydantic models validate the result. Secrets
-(the Kafka SASL password, a TLS key's password) come from the environment or from a file named in any
-layer, never from a flag or from the config file itself, and are SecretStr everywhere after loading.
-A store URL may carry a password: the config file may not, and output shows the URL masked. Both follow
-one rule, the `Secret` mark on the setting.
+(the Kafka SASL password, a TLS key's password, the chain key) come from the environment or from a file
+named in any layer, never from a flag or from the config file itself, and are SecretStr everywhere after
+loading. A store URL may carry a password: the config file may not, and output shows the URL masked. All
+follow one rule, the `Secret` mark on the setting.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -35,6 +35,7 @@ from consumers.defaults import (
 )
 from consumers.kafka_settings import KafkaSettings, check_topic_name
 from consumers.retry import RetryPolicy
+from ledger.chain import Chain, ChainKeyError
 from ledger.limits import BATCH_SIZE_MAX, DEFAULT_STORE_URL
 from ledger.store import Store, StoreError, parse_store_url, read_password_file
 from ledger.store_urls import holds_password, mask_url
@@ -92,6 +93,9 @@ class StoreSection(_Section):
     ] = DEFAULT_STORE_URL  # fmt: skip
     #: A file holding the PostgreSQL password (one line); PGPASSWORD and libpq's passfile work too.
     password_file: Path | None = None
+    #: The key of the keyed hash chains (LEDGER_CHAIN_KEY only), or a file holding it (one line).
+    chain_key: Annotated[SecretStr | None, Secret("chain_key_file")] = None
+    chain_key_file: Path | None = None
 
 
 class KafkaSection(_Section):
@@ -159,6 +163,8 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "LEDGER_CONFIG": ("", "config_file"),
     "LEDGER_STORE": ("store", "url"),
     "LEDGER_STORE_PASSWORD_FILE": ("store", "password_file"),
+    "LEDGER_CHAIN_KEY": ("store", "chain_key"),
+    "LEDGER_CHAIN_KEY_FILE": ("store", "chain_key_file"),
     "LEDGER_PROGRAM": ("", "program"),
     "KAFKA_BOOTSTRAP_SERVERS": ("kafka", "bootstrap_servers"),
     "KAFKA_CLIENT_ID": ("kafka", "client_id"),
@@ -272,7 +278,18 @@ class LedgerSettings(BaseSettings):
     # ---- what the commands need, built from the settings --------------------------------------
 
     def store_config(self) -> Store:
-        return parse_store_url(self.store.url, password_file=self.store.password_file)
+        store = parse_store_url(self.store.url, password_file=self.store.password_file)
+        return replace(store, chain=self.chain())
+
+    def chain(self) -> Chain:
+        """How the ledger's chains are hashed: keyed when a chain key is configured, its file read now."""
+        secret = self.store.chain_key or _read_secret(self.store.chain_key_file, "store.chain_key_file")
+        if secret is None:
+            return Chain()
+        try:
+            return Chain(secret.get_secret_value().encode())
+        except ChainKeyError as error:
+            raise ConfigError(f"store.chain_key: {error}") from None
 
     def kafka_settings(self, **overrides: Any) -> KafkaSettings:
         """The Kafka client settings, secrets read from their files now; `overrides` for tests and the demo."""
@@ -332,14 +349,12 @@ def load_settings(flags: Mapping[str, Any]) -> tuple[LedgerSettings, Sources]:
 def _secret_files_given_by_flag_win(settings: LedgerSettings, sources: Sources) -> LedgerSettings:
     """A secret and a file for it both set: the one from the higher layer wins. Secrets come only from the
     environment, so only a flag naming the file outranks them; otherwise the secret itself is used."""
-    dropped = {
-        secret: None
-        for secret in ("sasl_password", "ssl_key_password")
-        if getattr(settings.kafka, secret) is not None and sources.of("kafka", f"{secret}_file") == "flag"
-    }
-    if not dropped:
-        return settings
-    return settings.model_copy(update={"kafka": settings.kafka.model_copy(update=dropped)})
+    for (section, name), secret in sorted(SECRETS.items()):
+        held = getattr(settings, section)
+        whole = isinstance(getattr(held, name), SecretStr)  # all of it the secret (a URL is more than its password)
+        if whole and sources.of(section, secret.file_setting) == "flag":
+            settings = settings.model_copy(update={section: held.model_copy(update={name: None})})
+    return settings
 
 
 def describe_validation(error: ValidationError) -> str:

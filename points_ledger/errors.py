@@ -83,6 +83,8 @@ REFUSED = (
     "consumers.kafka_clients:KafkaSecurityError", "consumers.jsonlines:InputEncodingError",
     "points_ledger.broker:BrokerError",
 )  # fmt: skip
+#: A hash chain kept with another key (or none) than the one configured.
+CHAIN_MISMATCH = ("ledger.chain:ChainMismatchError",)
 INVARIANT = ("ledger.invariants:LedgerInvariantError",)
 REBUILD_STOPPED = ("projections.partitions:RebuildWorkerError",)
 
@@ -119,7 +121,7 @@ def _reported(error: Exception, store_description: Callable[[], str]) -> Command
         return StoreUnavailableError(f"store {store_description()} unavailable: {first_line(error)}")
     if isinstance(error, raised(BATCH_STOPPED)):
         return CommandError(f"{error}; stopped, nothing recorded for this batch")
-    if isinstance(error, raised(REFUSED)):
+    if isinstance(error, raised((*REFUSED, *CHAIN_MISMATCH))):
         return CommandError(str(error))
     if isinstance(error, raised(INVARIANT)):
         return CommandError(f"ledger invariant broken, nothing recorded for this batch: {error}")

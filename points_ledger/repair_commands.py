@@ -49,11 +49,13 @@ def _balances_of(
 def _other_ledger(
     context: Context, url: str, password_file: Path | None, as_of: datetime | None
 ) -> tuple[dict[str, reconcile.Side], dict[str, Any]]:
+    from dataclasses import replace
+
     from ledger.store import parse_store_url
     from ledger.store_urls import mask_url
 
-    def store() -> Store:
-        return parse_store_url(url, password_file=password_file)
+    def store() -> Store:  # a shadow ledger keeps the same chain key
+        return replace(parse_store_url(url, password_file=password_file), chain=context.settings.chain())
 
     with (
         open_ledger(store, context.program, lambda: mask_url(url), must_exist=True) as app,

@@ -16,6 +16,7 @@ from uuid import UUID
 from eventsourcing.persistence import Notification
 
 from ledger.application import LedgerApplication
+from ledger.chain import Chain
 from ledger.member import Member
 from projections.db import Rows, ViewDatabase
 from projections.views import LogEvent, View
@@ -41,17 +42,18 @@ def decode(
     """The member events of `notifications`, decoded; anything else in the log is an error. `keys` keeps each
     member's key (the text of its id) from one call to the next: formatting a UUID costs more than a lookup."""
     keys = {} if keys is None else keys
-    events: list[LogEvent] = []
-    to_domain_event = app.mapper.to_domain_event
-    for notification in notifications:
-        event = to_domain_event(notification)
-        if not isinstance(event, Member.Event):
-            raise TypeError(f"unexpected event {type(event).__name__} at log position {notification.id}")
-        originator_id = notification.originator_id
-        if (key := keys.get(originator_id)) is None:
-            key = keys[originator_id] = str(originator_id)
-        events.append(LogEvent(notification.id, event, notification, key))
-    return events
+    return [decode_one(app, notification, keys) for notification in notifications]
+
+
+def decode_one(app: LedgerApplication, notification: Notification, keys: dict[UUID | str, str]) -> LogEvent:
+    """One member event of the log, decoded (see `decode`)."""
+    event = app.mapper.to_domain_event(notification)
+    if not isinstance(event, Member.Event):
+        raise TypeError(f"unexpected event {type(event).__name__} at log position {notification.id}")
+    originator_id = notification.originator_id
+    if (key := keys.get(originator_id)) is None:
+        key = keys[originator_id] = str(originator_id)
+    return LogEvent(notification.id, event, notification, key)
 
 
 def build_fresh(
@@ -60,11 +62,13 @@ def build_fresh(
     views: Sequence[View],
     pages: Iterable[Sequence[Notification]],
     on_batch: OnBatch | None,
+    *,
+    chain: Chain,
 ) -> None:
-    """Append to the views' fresh tables (named with REBUILD_SUFFIX) the rows of the events in `pages`:
-    every member's state is kept in memory between pages (nothing is read back), and each page's rows are
-    appended in one transaction while the next page is computed."""
-    builders = [view.builder(REBUILD_SUFFIX) for view in views]
+    """Append to the views' fresh tables (named with REBUILD_SUFFIX) the rows of the events in `pages`, the
+    audit trail hashed with `chain`: every member's state is kept in memory between pages (nothing is read
+    back), and each page's rows are appended in one transaction while the next page is computed."""
+    builders = [view.builder(REBUILD_SUFFIX, chain) for view in views]
     # The collector is paused while building: the members' states kept in memory would otherwise be walked
     # over and over, and the batch's own objects are freed by reference counting anyway.
     collecting = gc.isenabled()

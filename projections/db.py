@@ -76,6 +76,13 @@ class Sql:
             return
         self.executemany(f"INSERT INTO {rows.table} ({names}) VALUES ({placeholders(len(rows.columns))})", rows.rows)
 
+    def among(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        """A condition that `column` is one of `values`, and its parameters: one array parameter on PostgreSQL
+        (psycopg parses a statement of thousands of placeholders anew each time), a list on SQLite."""
+        if self.dialect == "postgresql":
+            return f"{column} = ANY(?)", [list(values)]
+        return f"{column} IN ({placeholders(len(values))})", list(values)
+
     def rows(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
         """All result rows; each is indexable by column name."""
         self.execute(statement, params)

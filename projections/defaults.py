@@ -18,3 +18,7 @@ BREAKAGE_WINDOW_DAYS = 365
 PARALLEL_REBUILD_MIN_EVENTS = 50_000
 #: The most worker processes a rebuild starts.
 REBUILD_WORKERS_MAX = 16
+#: Where a rebuild records the log changes it was told to accept (projections.log_check).
+ACCEPTANCES_TABLE = "pl_log_changes_accepted"
+#: Longest reason (and login name) an acceptance records.
+ACCEPTANCE_TEXT_CHARS_MAX = 256

@@ -7,6 +7,9 @@ its own. One Python process spends most of a rebuild decoding and computing rows
 database is idle most of the time); workers put the other cores to work. SQLite takes one writer at a time,
 so it rebuilds in one process.
 
+`verify` splits its replay of the log over workers too (projections.verify), by ranges of member ids
+(`member_range`): the worker machinery here runs any job that reports lines of JSON.
+
 A worker dies with the process that started it (Linux: the parent-death signal; elsewhere it checks its
 parent before each batch): it never writes into the fresh tables of a later rebuild.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import pickle
 import queue
@@ -23,9 +27,10 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
+from uuid import UUID
 
 from eventsourcing.persistence import Notification
 from eventsourcing.postgres import PostgresDatastore
@@ -33,6 +38,7 @@ from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
 from ledger.application import LedgerApplication
+from ledger.chain import Chain
 from ledger.program import Program
 from ledger.store import Store
 from projections.building import REBUILD_BATCH, OnBatch, PageReader, build_fresh, prefetched_pages
@@ -43,15 +49,60 @@ from projections.views import VIEWS, View
 WORKER_ERROR_CHARS = 4_000
 #: Linux prctl option: the signal a process gets when its parent dies.
 _PR_SET_PDEATHSIG = 1
+T = TypeVar("T")
 
 
-class RebuildWorkerError(RuntimeError):
-    """A rebuild worker failed or died: the rebuild stops, and the old views keep serving."""
+class WorkerError(RuntimeError):
+    """A worker failed or died: the work it shared stops."""
+
+    #: What the workers do, as the error names it.
+    label = "worker"
 
     def __init__(self, message: str, output: str = "") -> None:
         super().__init__(message)
         #: The end of what the worker wrote to stderr (its traceback).
         self.output = output
+
+
+class RebuildWorkerError(WorkerError):
+    """A rebuild worker failed or died: the rebuild stops, and the old views keep serving."""
+
+    label = "rebuild"
+
+
+#: What a worker reports, one JSON object a line.
+Report = dict[str, Any]
+
+
+class WorkerJob(Protocol):
+    """What one worker process does: its partition `part` of `parts` of the members, reporting as it goes.
+    `parent` is the process that started it, which it dies with."""
+
+    @property
+    def part(self) -> int: ...
+
+    @property
+    def parts(self) -> int: ...
+
+    @property
+    def parent(self) -> int: ...
+
+    def run(self, report: Callable[[Report], None]) -> None: ...
+
+
+#: Member ids are UUIDs: 128 bits.
+_MEMBER_IDS = 2**128
+
+
+def member_range(part: int, parts: int) -> tuple[UUID, UUID]:
+    """The first and last member id of partition `part` of `parts`: an equal share of the id space. Member ids
+    are name-based UUIDs (a SHA-1 of the member's own id), spread evenly over it.
+
+    `verify` reads its partition in member order, where a range of ids is a range of the events table's
+    primary key; under the rebuild's hash filter the planner sorted the rest of the partition for every page
+    (EXPLAIN). The rebuild reads by log position, where the hash filter costs nothing and a range of ids made
+    the planner scan half the key for every page: each keeps its own."""
+    return UUID(int=part * _MEMBER_IDS // parts), UUID(int=(part + 1) * _MEMBER_IDS // parts - 1)
 
 
 def partition_reader(app: LedgerApplication, part: int, parts: int) -> PageReader:
@@ -84,7 +135,8 @@ def partition_reader(app: LedgerApplication, part: int, parts: int) -> PageReade
 
 @dataclass(frozen=True, slots=True)
 class PartitionJob:
-    """What one worker builds: partition `part` of `parts` of the log up to `stop`, for `view_names`."""
+    """What one rebuild worker builds: partition `part` of `parts` of the log up to `stop`, for `view_names`,
+    its audit trail hashed with `chain`."""
 
     store: Store
     program: Program
@@ -92,50 +144,88 @@ class PartitionJob:
     part: int
     parts: int
     stop: int
-    #: The process that started the worker, which it dies with.
     parent: int
+    chain: Chain
+
+    def run(self, report: Callable[[Report], None]) -> None:
+        """Build this partition of the views' fresh tables, reporting each committed batch."""
+
+        def on_batch(events: int, position: int) -> None:
+            report({"events": events, "position": position})
+
+        with opened(self.store, self.program) as app:
+            pages = prefetched_pages(partition_reader(app, self.part, self.parts), REBUILD_BATCH, self.stop)
+            views = [VIEWS[name] for name in self.view_names]
+            pages = checking_parent(pages, self.parent)
+            build_fresh(app, ViewDatabase(app), views, pages, on_batch, chain=self.chain)
+
+
+@contextlib.contextmanager
+def opened(store: Store, program: Program) -> Iterator[LedgerApplication]:
+    """The ledger, opened in a worker for the time of its job."""
+    app = LedgerApplication(store, program)
+    try:
+        yield app
+    finally:
+        app.close()
 
 
 def build_in_workers(
-    app: LedgerApplication, views: Sequence[View], stop: int, parts: int, on_batch: OnBatch | None
+    app: LedgerApplication, views: Sequence[View], stop: int, parts: int, on_batch: OnBatch | None, *, chain: Chain
 ) -> None:
     """Build the views' fresh tables from the log up to `stop` in `parts` worker processes, one partition of
     the members each; `on_batch` is told of every worker's batches (the position: the least any reached).
-    Raises RebuildWorkerError when a worker fails, after stopping the others.
+    Raises RebuildWorkerError when a worker fails, after stopping the others."""
+    names = tuple(view.name for view in views)
+    jobs = [PartitionJob(app.store, app.program, names, part, parts, stop, os.getpid(), chain) for part in range(parts)]
+    positions = [0] * parts
+
+    def on_report(part: int, report: Report | None) -> None:
+        if report is None:  # done
+            positions[part] = stop
+            return
+        positions[part] = int(report["position"])
+        if on_batch is not None:
+            on_batch(int(report["events"]), min(positions))
+
+    run_in_workers(jobs, on_report, RebuildWorkerError)
+
+
+def run_in_workers(
+    jobs: Sequence[WorkerJob], on_report: Callable[[int, Report | None], None], error: type[WorkerError]
+) -> None:
+    """Run each job in a worker process of its own; `on_report(part, report)` is told each report as it comes,
+    and `on_report(part, None)` when that worker has ended well. Raises `error` when a worker fails, after
+    stopping the others.
 
     Workers are fresh interpreters (`python -m projections.partitions`), not multiprocessing's: its spawn
     method runs the caller's main script again in each child, and fork copies a process holding threads
     and open connections."""
-    names = tuple(view.name for view in views)
     reports: queue.Queue[tuple[int, str]] = queue.Queue()
     workers: list[subprocess.Popen[bytes]] = []
     with contextlib.ExitStack() as files:
-        errors = [files.enter_context(tempfile.TemporaryFile()) for _ in range(parts)]
+        errors = [files.enter_context(tempfile.TemporaryFile()) for _ in jobs]
         try:
-            for part in range(parts):
+            for job in jobs:
                 worker = subprocess.Popen(
                     [sys.executable, "-m", __name__],
-                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors[part], env=_worker_environment(),
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors[job.part], env=_worker_environment(),
                 )  # fmt: skip
                 workers.append(worker)
-                job = PartitionJob(app.store, app.program, names, part, parts, stop, os.getpid())
                 relay = threading.Thread(
-                    target=_relay, args=(worker, job, reports), name=f"rebuild-{part}", daemon=True
+                    target=_relay, args=(worker, job, reports), name=f"{error.label}-{job.part}", daemon=True
                 )
                 relay.start()
-            positions = [0] * parts
-            running = parts
+            running = len(jobs)
             while running:
                 part, line = reports.get()
-                if not line:  # the worker's output ended: it exited
-                    running -= 1
-                    if workers[part].wait() != 0:
-                        raise _failure(part, parts, workers[part].returncode, errors[part])
-                    positions[part] = stop
+                if line:
+                    on_report(part, json.loads(line))
                     continue
-                events, positions[part] = (int(word) for word in line.split())
-                if on_batch is not None:
-                    on_batch(events, min(positions))
+                running -= 1  # the worker's output ended: it exited
+                if workers[part].wait() != 0:
+                    raise _failure(error, part, len(jobs), workers[part].returncode, errors[part])
+                on_report(part, None)
         finally:
             for worker in workers:
                 if worker.poll() is None:
@@ -148,14 +238,14 @@ def _worker_environment() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
 
 
-def _relay(worker: subprocess.Popen[bytes], job: PartitionJob, reports: queue.Queue[tuple[int, str]]) -> None:
+def _relay(worker: subprocess.Popen[bytes], job: WorkerJob, reports: queue.Queue[tuple[int, str]]) -> None:
     """Hand the worker its job, then each line it reports (an empty one when it has exited)."""
     stdin, stdout = worker.stdin, worker.stdout
     if stdin is None or stdout is None:
         raise TypeError("a worker is started with pipes")
     try:
         with stdin:
-            stdin.write(pickle.dumps(job))  # the store may hold a password: never on a command line
+            stdin.write(pickle.dumps(job))  # the store may hold a password and a key: never on a command line
     except BrokenPipeError:
         pass  # it died before reading; its exit code says so
     for line in stdout:
@@ -163,37 +253,21 @@ def _relay(worker: subprocess.Popen[bytes], job: PartitionJob, reports: queue.Qu
     reports.put((job.part, ""))
 
 
-def _failure(part: int, parts: int, returncode: int, error_output: Any) -> RebuildWorkerError:
+def _failure(error: type[WorkerError], part: int, parts: int, returncode: int, error_output: Any) -> WorkerError:
     """The error of a worker that exited with `returncode`: the last line it wrote to stderr (its error), and
     the end of all it wrote (a traceback) kept as `output`."""
     error_output.seek(0)
     said = error_output.read().decode(errors="replace").strip()[-WORKER_ERROR_CHARS:]
     last = said.splitlines()[-1] if said else "it wrote nothing"
-    return RebuildWorkerError(f"rebuild worker {part + 1} of {parts} exited with code {returncode}: {last}", said)
+    return error(f"{error.label} worker {part + 1} of {parts} exited with code {returncode}: {last}", said)
 
 
-def _build_partition(job: PartitionJob) -> None:
-    """A worker: build its partition of the views' fresh tables, reporting each committed batch on stdout."""
-    die_with_parent(job.parent)
-    app = LedgerApplication(job.store, job.program)
-    try:
-
-        def on_batch(events: int, position: int) -> None:
-            print(events, position, flush=True)
-
-        pages = prefetched_pages(partition_reader(app, job.part, job.parts), REBUILD_BATCH, job.stop)
-        views = [VIEWS[name] for name in job.view_names]
-        build_fresh(app, ViewDatabase(app), views, _checking_parent(pages, job.parent), on_batch)
-    finally:
-        app.close()
-
-
-def _checking_parent(pages: Iterable[Sequence[Notification]], parent: int) -> Iterator[Sequence[Notification]]:
-    """The pages, stopping the worker as soon as its parent is gone (where no parent-death signal does)."""
-    for page in pages:
+def checking_parent(items: Iterable[T], parent: int) -> Iterator[T]:
+    """The items, stopping the worker as soon as its parent is gone (where no parent-death signal does)."""
+    for item in items:
         if os.getppid() != parent:
-            raise RebuildWorkerError("the rebuild that started this worker is gone")
-        yield page
+            raise WorkerError("the process that started this worker is gone")
+        yield item
 
 
 def die_with_parent(parent: int) -> None:
@@ -206,5 +280,11 @@ def die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+def _work(job: WorkerJob) -> None:
+    """A worker: do the job, each report a line of JSON on stdout."""
+    die_with_parent(job.parent)
+    job.run(lambda report: print(json.dumps(report), flush=True))
+
+
 if __name__ == "__main__":
-    _build_partition(pickle.loads(sys.stdin.buffer.read()))  # noqa: S301 (from the process that started it)
+    _work(pickle.loads(sys.stdin.buffer.read()))  # noqa: S301 (from the process that started it)

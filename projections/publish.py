@@ -37,6 +37,8 @@ from schemas.balance_events import (
 
 #: Log positions per page: their records sent, then one flush and one position save.
 PUBLISH_PAGE = 2_000
+#: A publisher's position is tracked as this and its topic.
+PUBLISH_TRACKING_PREFIX = "publish:"
 #: The roll-forward flow of a change → the reason a BalanceChanged gives.
 REASONS = {
     "issued": "earned",
@@ -150,7 +152,7 @@ class Publisher:
         self.db = projections.db
         self.sink = sink
         self.source = source
-        self.tracking_name = f"publish:{topic}"
+        self.tracking_name = f"{PUBLISH_TRACKING_PREFIX}{topic}"
         self.audit = VIEWS["audit"]
 
     def position(self) -> int:

@@ -11,12 +11,13 @@ a page of events per transaction is about 30 times faster.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ledger.application import LedgerApplication
+from ledger.chain import UNKEYED, Chain
 from ledger.micros import from_micros, to_micros
 from ledger.pgconnect import schema_lock
 from projections.building import (
@@ -30,8 +31,17 @@ from projections.building import (
 )
 from projections.db import Dialect, Sql, ViewDatabase, placeholders
 from projections.defaults import PARALLEL_REBUILD_MIN_EVENTS, REBUILD_WORKERS_MAX
+from projections.log_check import (
+    Acceptance,
+    LogChange,
+    TrailCheck,
+    first_change,
+    record_acceptance,
+    refusal,
+    unchecked,
+)
 from projections.partitions import build_in_workers
-from projections.views import VIEWS, LogEvent, View
+from projections.views import VIEWS, AuditView, LogEvent, View
 
 #: Log events per catch-up transaction.
 CATCH_UP_BATCH = 500
@@ -73,6 +83,8 @@ class Projections:
     def __init__(self, app: LedgerApplication) -> None:
         self.app = app
         self.db = ViewDatabase(app)
+        #: How the audit trail's hash chains are hashed (keyed when the ledger has a chain key).
+        self.chain = app.store.chain
         self._create_tables()
 
     def _create_tables(self) -> None:
@@ -116,7 +128,7 @@ class Projections:
         todo = [event for event in events if event.position > position]
         if not todo:
             return 0
-        view.apply(sql, todo, "")
+        view.apply(sql, todo, "", self.chain)
         self.db.insert_tracking(sql, view.tracking_name, todo[-1].position)
         sql.execute(f"UPDATE {STATE_TABLE} SET advanced_at = ? WHERE view = ?", (_now_micros(), view.name))
         return len(todo)
@@ -160,14 +172,59 @@ class Projections:
 
     # ---- rebuilding -------------------------------------------------------------------------------
 
-    def rebuild(self, views: Sequence[View], on_batch: OnBatch | None = None, *, workers: int | None = None) -> int:
+    def rebuild(
+        self,
+        views: Sequence[View],
+        on_batch: OnBatch | None = None,
+        *,
+        workers: int | None = None,
+        accept: Acceptance | None = None,
+    ) -> Rebuilt:
         """Build `views` from the whole log into fresh tables, then swap them in, in one transaction.
 
         Readers keep reading the old tables until the swap commits; a rebuild killed before it leaves the old
         views serving and fresh tables that the next rebuild drops first. `workers` processes build it, one
-        partition of the members each (see rebuild_workers for the default). Returns the position swapped in."""
+        partition of the members each (see rebuild_workers for the default).
+
+        Rebuilding the audit view, the fresh trail's hashes must equal the old trail's up to the position it
+        reflected (projections.log_check): where the log changed since, it raises LogChangedError and swaps
+        nothing in, unless `accept` says to rebuild from the log as it is (then recorded with the swap). The
+        first rebuild with a chain key over an unkeyed trail builds the trail unkeyed first to check it."""
         stop = self.db.head()
         parts = rebuild_workers(self.db.dialect, stop, workers)
+        check = self._trail_check(views)
+        change: LogChange | None = None
+        if check is not None and check.mode == UNKEYED and self.chain.keyed:
+            audit = [view for view in views if isinstance(view, AuditView)]
+            self._build(audit, stop, parts, None, Chain())
+            change = self._compare(audit, check, accept)
+        elif check is not None and check.mode != self.chain.mode and accept is None:
+            raise unchecked(check, self.chain.mode)
+        self._build(views, stop, parts, on_batch, self.chain)
+        if check is not None and check.mode == self.chain.mode:
+            change = self._compare(views, check, accept)
+        if self.db.dialect == "postgresql":
+            self.db.vacuum([table + REBUILD_SUFFIX for view in views for table in view.tables])
+        checked = check is None or check.mode in {self.chain.mode, UNKEYED}  # else keyed with another key
+
+        def record(sql: Sql) -> None:
+            if accept is not None and check is not None:
+                record_acceptance(sql, accept, check, change, checked=checked, mode=self.chain.mode)
+
+        return Rebuilt(self._swap(views, stop, record), change, checked)
+
+    def _trail_check(self, views: Sequence[View]) -> TrailCheck | None:
+        """The old audit trail a rebuild of `views` must check the log against; None if it replaces none."""
+        audit = [view for view in views if isinstance(view, AuditView)]
+        if not audit:
+            return None
+        with self.db.transaction(commit=False) as sql:
+            position, mode = self._position_in(sql, audit[0]), AuditView.chain_mode(sql)
+        return None if mode is None or position == 0 else TrailCheck(position, mode)
+
+    def _build(self, views: Sequence[View], stop: int, parts: int, on_batch: OnBatch | None, chain: Chain) -> None:
+        """The views' fresh tables, built from the log up to `stop`, the audit trail hashed with `chain`; on
+        PostgreSQL with their keys and indexes (built before the swap: readers wait for none of it)."""
         postgresql = self.db.dialect == "postgresql"  # keys and indexes after the load (SQLite cannot add a key)
         with self.db.transaction(commit=True) as sql:
             for view in views:
@@ -175,22 +232,38 @@ class Projections:
                     sql.execute(f"DROP TABLE IF EXISTS {table}{REBUILD_SUFFIX}")
                 for statement in view.create_statements(REBUILD_SUFFIX, keyed=not postgresql):
                     sql.execute(statement)
+                if isinstance(view, AuditView):
+                    view.continue_chain(sql, REBUILD_SUFFIX, chain)  # the fresh trail's mode
         if parts > 1:
-            build_in_workers(self.app, views, stop, parts, on_batch)
+            build_in_workers(self.app, views, stop, parts, on_batch, chain=chain)
         else:
             pages = prefetched_pages(whole_log(self.app), REBUILD_BATCH, stop)
-            build_fresh(self.app, self.db, views, pages, on_batch)
-        if postgresql:  # keys and indexes built before the swap: readers wait for none of it
+            build_fresh(self.app, self.db, views, pages, on_batch, chain=chain)
+        if postgresql:
             with self.db.transaction(commit=True) as sql:
                 for view in views:
                     indexes = [create for _, create in view.index_statements(REBUILD_SUFFIX)]
                     for statement in [*view.key_statements(REBUILD_SUFFIX), *indexes]:
                         sql.execute(statement)
-            self.db.vacuum([table + REBUILD_SUFFIX for view in views for table in view.tables])
-        return self._swap(views, stop)
 
-    def _swap(self, views: Sequence[View], built: int) -> int:
+    def _compare(self, views: Sequence[View], check: TrailCheck, accept: Acceptance | None) -> LogChange | None:
+        """The first difference between the old trail and the fresh one; without `accept`, a difference drops
+        the fresh tables and raises LogChangedError."""
+        with self.db.transaction(commit=False) as sql:
+            change = first_change(sql, check, "pl_audit" + REBUILD_SUFFIX)
+        if change is None or accept is not None:
+            return change
         with self.db.transaction(commit=True) as sql:
+            for view in views:
+                for table in view.tables:
+                    sql.execute(f"DROP TABLE IF EXISTS {table}{REBUILD_SUFFIX}")
+        raise refusal(change)
+
+    def _swap(self, views: Sequence[View], built: int, record: Callable[[Sql], None]) -> int:
+        """Swap the fresh tables in, after applying what the log recorded meanwhile; `record` writes in the
+        same transaction."""
+        with self.db.transaction(commit=True) as sql:
+            record(sql)
             for view in views:
                 lock_view(sql, view.name)
             while True:  # what was recorded while building, applied under the locks
@@ -198,7 +271,7 @@ class Projections:
                 if not events:
                     break
                 for view in views:
-                    view.apply(sql, events, REBUILD_SUFFIX)
+                    view.apply(sql, events, REBUILD_SUFFIX, self.chain)
                 built = events[-1].position
             for view in views:
                 for table in view.tables:
@@ -237,6 +310,16 @@ class Projections:
                 )
                 for view in VIEWS.values()
             ]
+
+
+@dataclass(frozen=True, slots=True)
+class Rebuilt:
+    """What a rebuild swapped in: the log position it reflects, and the log change it was told to accept."""
+
+    position: int
+    accepted: LogChange | None = None
+    #: False when the trail it replaced was keyed with another key, so the log could not be checked against it.
+    log_checked: bool = True
 
 
 class RebuildWorkersError(ValueError):

@@ -1,45 +1,45 @@
-"""`verify`: never trust a view over the log. Recompute everything from the log and compare every view with it.
+"""`verify`: never trust a view over the log. Read the log itself, check it against itself, and compare every
+view with it.
 
-One pass over the log, in pages:
-- the members replayed with the domain's own `mutate` (independent of the views' code): their balance,
-  debt, tier, ledger time, version and open lots must equal `pl_members` and `pl_lots`, and each audit
-  row's running balance and tier must equal the member's state after that event;
-- the rows the views would hold (`fold_member_row`, `audit_row` with the chain recomputed from genesis)
-  must equal `pl_lot_changes` and `pl_audit` row for row, hashes included: a row edited, dropped or added
-  by hand is caught;
-- with a saved digest, the digest recomputed from the log at its position must equal it: a stored event
-  edited, deleted or inserted since is caught, whatever the views say.
+- The members, replayed from the log one at a time (projections.member_check): their hash chains (keyed with
+  the chain key when one is configured), event ids, snapshots and every view row. On PostgreSQL worker
+  processes take the member partitions a rebuild uses (projections.partitions), each holding one member at
+  a time: memory grows with neither the members nor the events.
+- Rows the log does not account for: view rows at positions the log does not hold, or of members it never
+  enrolled, and snapshots of events it does not hold.
+- The upstream positions: each tracking position must be the last one the position log recorded, and that
+  log's chain must hold (ledger.position_log).
+- With a saved digest, the digest recomputed from the log at its position must equal it: a stored event
+  edited, deleted or inserted since is caught, whatever the views say (projections.digest).
+A trail or digest chained in another mode than this run's (another key, or none) is one discrepancy saying so,
+not one per row.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledger.member import Member
-from ledger.micros import to_micros
+from ledger.chain import mismatch
+from ledger.position_log import check_positions
 from projections.db import Sql
-from projections.digest import Digest, digest_of
-from projections.runner import Projections
-from projections.views import (
-    AUDIT_COLUMNS,
-    LOT_CHANGE_COLUMNS,
-    MEMBER_COLUMNS,
-    ChainHead,
-    LogEvent,
-    MemberRow,
-    audit_row,
-    fold_member_row,
-)
+from projections.digest import Digest, legacy_digest, log_digest
+from projections.member_check import DISCREPANCIES_KEPT_MAX, MemberCheckJob
+from projections.partitions import Report, WorkerError, run_in_workers
+from projections.publish import PUBLISH_TRACKING_PREFIX
+from projections.runner import Projections, rebuild_workers
+from projections.views import VIEWS, AuditView
 
-#: Log events read per page.
-VERIFY_PAGE = 2_000
-#: Discrepancies kept for printing (all are counted).
-DISCREPANCIES_KEPT_MAX = 1_000
+#: Told the number of events checked so far.
+OnEvents = Callable[[int], None]
 
-OnPage = Callable[[int], None]
-Row = tuple[Any, ...]
+
+class VerifyWorkerError(WorkerError):
+    """A verify worker failed or died: verify stops without a verdict."""
+
+    label = "verify"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +54,12 @@ class Verification:
     position: int = 0
     events: int = 0
     members: int = 0
+    snapshots: int = 0
+    #: The chain's mode this run checks with (ledger.chain).
+    chain: str = ""
     found: int = 0
     discrepancies: list[Discrepancy] = field(default_factory=list)
-    digest: str | None = None  # "matches" | "differs" | None (no digest given)
+    digest: str | None = None  # "matches" | "differs" | "unchecked" | None (no digest given)
 
     def report(self, view: str, where: str, detail: str) -> None:
         self.found += 1
@@ -64,157 +67,159 @@ class Verification:
             self.discrepancies.append(Discrepancy(view, where, detail))
 
 
-def verify(projections: Projections, saved: Digest | None = None, on_page: OnPage | None = None) -> Verification:
-    result = Verification()
+def verify(
+    projections: Projections, saved: Digest | None = None, on_events: OnEvents | None = None, workers: int | None = None
+) -> Verification:
+    chain = projections.chain
+    result = Verification(chain=chain.mode)
     try:
         projections.catch_up()
-    except Exception as error:  # a view too damaged to catch up is a finding, not a crash
+    except Exception as error:  # a view too damaged (or chained with another key) to catch up is a finding
         result.report("views", "catch-up", f"cannot catch up: {type(error).__name__}: {error}")
-    head = projections.db.head()
+    db = projections.db
+    head = db.head()
     result.position = head
-    for state in projections.status():
-        if state.position != head:
-            result.report(state.name, "position", f"at {state.position}, the log head is {head}")
-    if saved is not None and saved.position > head:
-        result.report("log", "digest", f"the digest is at position {saved.position}, the log ends at {head}")
-        result.digest = "differs"
-    replay = _Replay(result, saved)
-    start = 1
-    while start <= head:
-        events = projections.read_log(start, VERIFY_PAGE, head)
-        if not events:
-            break
-        with projections.db.transaction(commit=False) as sql:
-            replay.page(sql, events)
-        start = events[-1].position + 1
-        if on_page is not None:
-            on_page(events[-1].position)
-    with projections.db.transaction(commit=False) as sql:
-        replay.finish(sql, head)
-    result.events, result.members = replay.events, len(replay.members)
+    behind = [state for state in projections.status() if state.position != head]
+    for state in behind:
+        detail = f"at {state.position}, the log head is {head}: no view's rows were compared"
+        result.report(state.name, "position", detail)
+    with db.transaction(commit=False) as sql:
+        mode = AuditView.chain_mode(sql)
+    problem = None if mode is None else mismatch("the audit trail's hash chain", mode, chain)
+    if problem is not None:
+        result.report("audit", "chain", f"{problem}: its hashes were not compared")
+    parts = rebuild_workers(db.dialect, head, workers)
+    app = projections.app
+    jobs = [
+        MemberCheckJob(app.store, app.program, head, part, parts, os.getpid(), not behind, problem is None)
+        for part in range(parts)
+    ]
+    _check_members(projections, jobs, result, on_events)
+    if not behind:
+        with db.transaction(commit=False) as sql:
+            _check_unaccounted(projections, sql, head, result)
+    for upstream, detail in check_positions(projections.app.recorder, chain, _projection_tracking):
+        result.report("positions", upstream, detail)
+    if saved is not None:
+        _check_digest(projections, saved, head, result)
     return result
 
 
-class _Replay:
-    def __init__(self, result: Verification, saved: Digest | None) -> None:
-        self.result = result
-        self.saved = saved
-        self.members: dict[str, Member] = {}
-        self.rows: dict[str, MemberRow] = {}
-        self.chain: dict[str, ChainHead] = {}
-        self.versions: dict[str, int] = {}
-        self.events = 0
-        if saved is not None and saved.position == 0:
-            self._check_digest(0)
+def _check_members(
+    projections: Projections, jobs: Sequence[MemberCheckJob], result: Verification, on_events: OnEvents | None
+) -> None:
+    """Run the member checks, in workers when there is more than one partition."""
 
-    def page(self, sql: Sql, events: Sequence[LogEvent]) -> None:
-        first, last = events[0].position, events[-1].position
-        stored_audit = _rows_by_position(sql, "pl_audit", AUDIT_COLUMNS, first, last)
-        stored_changes = _rows_by_position(sql, "pl_lot_changes", LOT_CHANGE_COLUMNS, first, last)
-        for log_event in events:
-            self._one(log_event, stored_audit.pop(log_event.position, []), stored_changes.pop(log_event.position, []))
-        for position, rows in {**stored_audit, **stored_changes}.items():
-            for _ in rows:
-                self.result.report("views", f"position {position}", "a row for an event the log does not hold")
-
-    def _one(
-        self, log_event: LogEvent, stored_audit: list[tuple[Any, ...]], stored_changes: list[tuple[Any, ...]]
-    ) -> None:
-        key, position = log_event.member_key, log_event.position
-        self.events += 1
-        try:
-            member = log_event.event.mutate(self.members.get(key))
-            if not isinstance(member, Member):
-                raise TypeError("a member's events must start with Enrolled")
-            self.members[key] = member
-            expected_changes = fold_member_row(self.rows, log_event)
-            expected_audit = audit_row(log_event, self.chain.get(key))
-        except Exception as error:  # an event the log cannot replay is itself a finding
-            self.result.report("log", f"position {position}", f"cannot replay: {type(error).__name__}: {error}")
+    def on_report(part: int, report: Report | None) -> None:
+        if report is None:
             return
-        row = expected_audit
-        self.chain[key] = ChainHead(row[3], row[10], row[12], row[-1])
-        self.versions[key] = log_event.event.originator_version
-        where = f"member {row[3]} version {row[1]} (position {position})"
-        if (row[10], row[12]) != (member.balance, member.tier):
-            self.result.report("audit", where, f"the views' fold gives {row[10]}/{row[12]}, "
-                               f"the aggregate {member.balance}/{member.tier}")  # fmt: skip
-        if stored_audit != [expected_audit]:
-            self.result.report("audit", where, _difference(AUDIT_COLUMNS, expected_audit, stored_audit))
-        if sorted(stored_changes) != sorted(expected_changes):
-            self.result.report(
-                "members", where, f"lot movements {stored_changes} differ from the log's {expected_changes}"
-            )
-        if self.saved is not None and position == self.saved.position:
-            self._check_digest(position)
+        if "events" in report:
+            result.events += int(report["events"])
+            if on_events is not None:
+                on_events(result.events)
+        elif "discrepancy" in report:
+            result.report(*report["discrepancy"])
+        else:
+            totals = report["totals"]
+            result.members += int(totals["members"])
+            result.snapshots += int(totals["snapshots"])
+            result.found += int(totals["found"]) - min(int(totals["found"]), DISCREPANCIES_KEPT_MAX)
 
-    def finish(self, sql: Sql, head: int) -> None:
-        if self.saved is not None and self.saved.position <= head and self.result.digest is None:
-            self._check_digest(self.saved.position)  # a position past the last event read (an empty log)
-        for position in _positions_after(sql, head):
-            self.result.report("views", f"position {position}", "a row beyond the log's head")
-        stored = {r["member_key"]: tuple(r[c] for c in MEMBER_COLUMNS) for r in sql.rows("SELECT * FROM pl_members")}
-        stored_lots: dict[str, set[tuple[Any, ...]]] = {}
-        for r in sql.rows("SELECT member_key, lot_id, points, remaining, expires_at FROM pl_lots"):
-            stored_lots.setdefault(r["member_key"], set()).add(
-                (r["lot_id"], r["points"], r["remaining"], r["expires_at"])
-            )
-        for key, row in self.rows.items():
-            member = self.members[key]
-            expected = tuple(getattr(row, column) for column in MEMBER_COLUMNS)
-            from_aggregate = _aggregate_row(key, member)
-            where = f"member {row.member_id}"
-            if expected != from_aggregate:
-                self.result.report(
-                    "members", where, f"the views' fold gives {expected}, the aggregate {from_aggregate}"
-                )
-            stored_row = stored.pop(key, None)
-            if stored_row != expected:
-                self.result.report("members", where, _difference(MEMBER_COLUMNS, expected, [stored_row]))
-            lots = {(lot.lot_id, lot.points, lot.remaining, to_micros(lot.expires_at)) for lot in member.lots}
-            if stored_lots.pop(key, set()) != lots:
-                self.result.report("members", where, "open lots differ from the log's")
-        for key in [*stored, *stored_lots]:
-            self.result.report("members", f"member key {key}", "a row for a member the log does not hold")
+    if len(jobs) > 1:
+        run_in_workers(jobs, on_report, VerifyWorkerError)
+    else:
+        jobs[0].check(projections.app, lambda report: on_report(0, report))
 
-    def _check_digest(self, position: int) -> None:
-        if self.saved is None:
+
+def _projection_tracking(name: str) -> bool:
+    """A tracking row of the views or a publisher (SQLite keeps them in the ledger's tracking table)."""
+    return name in {view.tracking_name for view in VIEWS.values()} or name.startswith(PUBLISH_TRACKING_PREFIX)
+
+
+#: (table, what its rows stand for, the column naming one): view rows keyed by log position.
+_BY_POSITION = (("pl_audit", "an audit row"), ("pl_lot_changes", "a lot movement"))
+#: View rows keyed by member.
+_BY_MEMBER = (("pl_members", "a member row"), ("pl_lots", "an open lot"))
+
+
+def _check_unaccounted(projections: Projections, sql: Sql, head: int, result: Verification) -> None:
+    """Rows the member checks never meet: at positions the log does not hold (or beyond its head), of members
+    it never enrolled, and snapshots of events it does not hold."""
+    log = _LogTables(projections)
+    for table, what in _BY_POSITION:
+        for (position,) in _some(sql, f"SELECT DISTINCT position FROM {table} a WHERE position > ? "
+                                      "ORDER BY position", (head,)):  # fmt: skip
+            result.report("views", f"position {position}", f"{what} beyond the log's head")
+        statement = (
+            f"SELECT DISTINCT position FROM {table} a WHERE position <= ? AND NOT EXISTS "
+            f"(SELECT 1 FROM {log.events} e WHERE e.{log.position} = a.position) ORDER BY position"
+        )
+        for (position,) in _some(sql, statement, (head,)):
+            result.report("views", f"position {position}", f"{what} for an event the log does not hold")
+    for table, what in _BY_MEMBER:
+        statement = (
+            f"SELECT DISTINCT member_key FROM {table} m WHERE NOT EXISTS (SELECT 1 FROM {log.events} e "
+            f"WHERE e.originator_id = {log.member_id('m.member_key')} AND e.originator_version = 1 "
+            f"AND e.{log.position} <= ?) ORDER BY member_key"
+        )
+        for (member_key,) in _some(sql, statement, (head,)):
+            result.report("members", f"member key {member_key}", f"{what} of a member the log does not hold")
+    if log.snapshots is not None:
+        statement = (
+            f"SELECT originator_id, originator_version FROM {log.snapshots} s WHERE NOT EXISTS (SELECT 1 FROM "
+            f"{log.events} e WHERE e.originator_id = s.originator_id AND e.originator_version = s.originator_version) "
+            "ORDER BY originator_id, originator_version"
+        )
+        for member_id, version in _some(sql, statement, ()):
+            result.report("snapshots", f"member key {member_id} version {version}",
+                          "a snapshot of an event the log does not hold")  # fmt: skip
+
+
+class _LogTables:
+    """The log's tables as a view query names them, in either database."""
+
+    def __init__(self, projections: Projections) -> None:
+        app = projections.app
+        self.postgresql = projections.db.dialect == "postgresql"
+        self.events: str = app.recorder.events_table_name  # type: ignore[attr-defined]
+        self.snapshots: str | None = (
+            None if app.snapshots is None else app.snapshots.recorder.events_table_name  # type: ignore[attr-defined]
+        )
+        self.position = "notification_id" if self.postgresql else "rowid"
+
+    def member_id(self, member_key: str) -> str:
+        """SQL for the log's id of the member whose key (`str(uuid)`) is `member_key` (NULL if it is none)."""
+        if self.postgresql:
+            pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+            return f"(CASE WHEN {member_key} ~ '{pattern}' THEN CAST({member_key} AS uuid) END)"
+        return f"replace({member_key}, '-', '')"  # SQLite holds a UUID as its hex text
+
+
+def _some(sql: Sql, statement: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """The first rows of a query for discrepancies (at most as many as are printed)."""
+    rows = sql.rows(f"{statement} LIMIT {DISCREPANCIES_KEPT_MAX}", params)
+    return [tuple(row.values()) if isinstance(row, dict) else tuple(row) for row in rows]
+
+
+def _check_digest(projections: Projections, saved: Digest, head: int, result: Verification) -> None:
+    """Recompute the saved digest from the log at its position (never from the views)."""
+    if saved.position > head:
+        result.digest = "differs"
+        result.report("log", "digest", f"the digest is at position {saved.position}, the log ends at {head}")
+        return
+    chain = projections.chain
+    if saved.chain is None:
+        recomputed = legacy_digest(projections.app, saved.position)
+    else:
+        problem = mismatch("the saved digest", saved.chain, chain)
+        if problem is not None:
+            result.digest = "unchecked"
+            result.report("log", "digest", f"{problem}: it cannot be recomputed")
             return
-        heads = ((key, self.versions[key], head.hash) for key, head in self.chain.items())
-        recomputed = digest_of(position, heads, self.events)
-        if recomputed == self.saved:
-            self.result.digest = "matches"
-            return
-        self.result.digest = "differs"
-        self.result.report("log", f"digest at position {position}",
-                           f"saved {self.saved.as_dict()}, the log now gives {recomputed.as_dict()}")  # fmt: skip
-
-
-def _aggregate_row(key: str, member: Member) -> Row:
-    """A `pl_members` row as the domain aggregate, replayed from the log, has it."""
-    return (
-        key, member.member_id, member.balance, member.debt, member.tier, to_micros(member.last_effective_at),
-        to_micros(member.enrolled_at), member.version,
-    )  # fmt: skip
-
-
-def _rows_by_position(sql: Sql, table: str, columns: Sequence[str], first: int, last: int) -> dict[int, list[Row]]:
-    rows: dict[int, list[Row]] = {}
-    for r in sql.rows(f"SELECT {', '.join(columns)} FROM {table} WHERE position BETWEEN ? AND ?", (first, last)):
-        rows.setdefault(int(r["position"]), []).append(tuple(r[c] for c in columns))
-    return rows
-
-
-def _positions_after(sql: Sql, head: int) -> Iterator[int]:
-    for table in ("pl_audit", "pl_lot_changes"):
-        for r in sql.rows(f"SELECT DISTINCT position FROM {table} WHERE position > ? ORDER BY position", (head,)):
-            yield int(r["position"])
-
-
-def _difference(columns: Sequence[str], expected: Row, stored: Sequence[Row | None]) -> str:
-    if not stored or stored[0] is None:
-        return "row missing"
-    if len(stored) > 1:
-        return f"{len(stored)} rows where the log has one"
-    changed = [f"{c}: {s!r} (log: {e!r})" for c, e, s in zip(columns, expected, stored[0], strict=True) if e != s]
-    return "; ".join(changed)
+        recomputed = log_digest(projections.app, saved.position, chain)
+    if recomputed == saved:
+        result.digest = "matches"
+        return
+    result.digest = "differs"
+    result.report("log", f"digest at position {saved.position}",
+                  f"saved {saved.as_dict()}, the log now gives {recomputed.as_dict()}")  # fmt: skip

@@ -3,7 +3,8 @@
 - `members`: one row per member (balance, debt, tier, ledger time, version), the open lots (remaining
   points, expiry) and every lot movement (for lots and expiring points as of any time).
 - `audit`: one row per recorded change (the audit trail), with the running balance, the tier after,
-  provenance, and a SHA-256 chain per member over the stored event's bytes (tamper evidence).
+  provenance, and a hash chain per member over the stored event's bytes (tamper evidence): SHA-256, or
+  HMAC-SHA-256 under the chain key when one is configured (ledger.chain); `pl_audit_chain` records which.
 
 A view applies a batch of events to its tables in the caller's transaction. It reads only its own
 tables, so views can be caught up and rebuilt apart. Table names take a suffix: a rebuild writes
@@ -12,7 +13,6 @@ tables, so views can be caught up and rebuilt apart. Table names take a suffix: 
 
 from __future__ import annotations
 
-import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +24,7 @@ from uuid import UUID
 import orjson
 from eventsourcing.persistence import Notification
 
+from ledger.chain import UNKEYED, Chain, ChainMismatchError, mismatch
 from ledger.member import FLOW_SIGNS, Member, move_lots_by_id
 from ledger.micros import from_micros, to_micros
 from ledger.rules import Lot
@@ -100,11 +101,12 @@ class View(ABC):
         """(index name, CREATE INDEX statement) of each secondary index, named after its table."""
 
     @abstractmethod
-    def apply(self, sql: Sql, events: Sequence[LogEvent], suffix: str) -> None:
-        """Apply `events` (in log order, none applied before) to the tables named with `suffix`."""
+    def apply(self, sql: Sql, events: Sequence[LogEvent], suffix: str, chain: Chain) -> None:
+        """Apply `events` (in log order, none applied before) to the tables named with `suffix`; `chain` hashes
+        the audit trail (the one view that keeps a chain)."""
 
     @abstractmethod
-    def builder(self, suffix: str) -> ViewBuilder:
+    def builder(self, suffix: str, chain: Chain) -> ViewBuilder:
         """What builds this view's fresh tables from the start of the log (a rebuild)."""
 
 
@@ -186,7 +188,7 @@ class MembersView(View):
             index(f"{changes}_by_time", changes, "effective_at"),
         ]
 
-    def apply(self, sql: Sql, events: Sequence[LogEvent], suffix: str) -> None:
+    def apply(self, sql: Sql, events: Sequence[LogEvent], suffix: str, chain: Chain) -> None:
         members_table, lots_table = (table + suffix for table in self.tables[:2])
         grouped = by_member(events)
         rows = self._load(sql, members_table, lots_table, [key for key, es in grouped.items() if _needs_load(es)])
@@ -226,7 +228,7 @@ class MembersView(View):
         )
         sql.copy(self.rows("pl_lot_changes", suffix, LOT_CHANGE_COLUMNS, lot_changes))
 
-    def builder(self, suffix: str) -> ViewBuilder:
+    def builder(self, suffix: str, chain: Chain) -> ViewBuilder:
         return _MembersBuilder(self, suffix)
 
     @staticmethod
@@ -326,7 +328,7 @@ class ChainHead:
     hash: str
 
 
-def audit_row(log_event: LogEvent, head: ChainHead | None) -> tuple[Any, ...]:
+def audit_row(log_event: LogEvent, head: ChainHead | None, chain: Chain) -> tuple[Any, ...]:
     """The audit row of one event after `head` (None for an enrollment), hash included."""
     event = log_event.event
     if isinstance(event, Member.Enrolled):
@@ -361,7 +363,7 @@ def audit_row(log_event: LogEvent, head: ChainHead | None) -> tuple[Any, ...]:
     )
     # `details` (the last column) presents the stored bytes as the current code reads them; the bytes
     # themselves are hashed, so an upcast that changes the presentation leaves every hash and digest as is
-    return (*content, chain_hash(head.hash, content[:-1], log_event.notification))
+    return (*content, chain_hash(head.hash, content[:-1], log_event.notification, chain))
 
 
 def _json_default(value: Any) -> Any:
@@ -377,12 +379,12 @@ def _compact_json(value: Any) -> str:
     return orjson.dumps(value, default=_json_default, option=orjson.OPT_SORT_KEYS).decode()
 
 
-def chain_hash(previous: str, content: Sequence[Any], notification: Notification) -> str:
-    """SHA-256 over the previous row's hash, this row's own content (every column but `details`, which the
-    stored bytes already commit to) and the stored event: a JSON array of the previous hash, the content,
-    the event's topic and its length in bytes, then the bytes themselves."""
+def chain_hash(previous: str, content: Sequence[Any], notification: Notification, chain: Chain) -> str:
+    """The chain's hash (SHA-256, or HMAC-SHA-256 under the key) over the previous row's hash, this row's own
+    content (every column but `details`, which the stored bytes already commit to) and the stored event: a
+    JSON array of the previous hash, the content, the event's topic and its length in bytes, then the bytes."""
     framed = orjson.dumps([previous, content, notification.topic, len(notification.state)])
-    return hashlib.sha256(framed + notification.state).hexdigest()
+    return chain.hash(framed + notification.state)
 
 
 class AuditView(View):
@@ -395,7 +397,9 @@ class AuditView(View):
             "tier TEXT NOT NULL, event_id TEXT, source TEXT NOT NULL, operator TEXT, reason TEXT, "
             "details TEXT NOT NULL, hash TEXT NOT NULL",
             "member_key, version",
-        )
+        ),
+        # one row: the chain's mode (ledger.chain), so that a run with another key (or none) is refused plainly
+        "pl_audit_chain": ("chain TEXT NOT NULL", "chain"),
     }
 
     def index_statements(self, suffix: str) -> list[tuple[str, str]]:
@@ -409,21 +413,45 @@ class AuditView(View):
             index(f"{table}_by_member_time", table, "member_key, effective_at, version, balance, tier"),
         ]
 
-    def apply(self, sql: Sql, events: Sequence[LogEvent], suffix: str) -> None:
+    def apply(self, sql: Sql, events: Sequence[LogEvent], suffix: str, chain: Chain) -> None:
         table = self.tables[0] + suffix
+        self.continue_chain(sql, suffix, chain)
         grouped = by_member(events)
         heads = self._heads(sql, table, [key for key, es in grouped.items() if _needs_load(es)])
         rows: list[tuple[Any, ...]] = []
         for key, member_events in grouped.items():
             head = heads.get(key)
             for log_event in member_events:
-                row = audit_row(log_event, head)
+                row = audit_row(log_event, head, chain)
                 rows.append(row)
                 head = ChainHead(row[3], row[10], row[12], row[-1])
         sql.copy(self.rows("pl_audit", suffix, AUDIT_COLUMNS, rows))
 
-    def builder(self, suffix: str) -> ViewBuilder:
-        return _AuditBuilder(self, suffix)
+    def builder(self, suffix: str, chain: Chain) -> ViewBuilder:
+        return _AuditBuilder(self, suffix, chain)
+
+    @staticmethod
+    def chain_mode(sql: Sql, suffix: str = "") -> str | None:
+        """The mode the trail named with `suffix` is chained in (ledger.chain); None for an empty trail that
+        records none. A trail from before modes were recorded holds SHA-256 chains."""
+        recorded = _recorded_chain(sql, suffix)
+        if recorded is not None:
+            return recorded
+        return None if _empty_trail(sql, suffix) else UNKEYED
+
+    @staticmethod
+    def continue_chain(sql: Sql, suffix: str, chain: Chain) -> None:
+        """Refuse to append to a trail chained in another mode (another key, or none): rows hashed two ways
+        would never verify. A trail that records no mode yet is given its own (`chain`'s, if it is empty)."""
+        mode = _recorded_chain(sql, suffix)
+        if mode is None:
+            mode = chain.mode if _empty_trail(sql, suffix) else UNKEYED
+            sql.execute(f"INSERT INTO pl_audit_chain{suffix} (chain) VALUES (?)", (mode,))
+        problem = mismatch("the audit trail's hash chain", mode, chain)
+        if problem is not None:
+            raise ChainMismatchError(
+                f"{problem}: configure the key it was built with, or rebuild the audit view with this one"
+            )
 
     @staticmethod
     def _heads(sql: Sql, table: str, keys: list[str]) -> dict[str, ChainHead]:
@@ -439,16 +467,26 @@ class AuditView(View):
         return {r["member_key"]: ChainHead(r["member_id"], r["balance"], r["tier"], r["hash"]) for r in found}
 
 
+def _recorded_chain(sql: Sql, suffix: str) -> str | None:
+    found = sql.scalar(f"SELECT chain FROM pl_audit_chain{suffix}")
+    return None if found is None else str(found)
+
+
+def _empty_trail(sql: Sql, suffix: str) -> bool:
+    return sql.row(f"SELECT 1 FROM pl_audit{suffix} LIMIT 1") is None
+
+
 class _AuditBuilder(ViewBuilder):
-    def __init__(self, view: AuditView, suffix: str) -> None:
+    def __init__(self, view: AuditView, suffix: str, chain: Chain) -> None:
         self.view = view
         self.suffix = suffix
+        self.chain = chain
         self.heads: dict[str, ChainHead] = {}
 
     def add(self, events: Sequence[LogEvent]) -> list[Rows]:
         rows = []
         for log_event in events:
-            row = audit_row(log_event, self.heads.get(log_event.member_key))
+            row = audit_row(log_event, self.heads.get(log_event.member_key), self.chain)
             self.heads[log_event.member_key] = ChainHead(row[3], row[10], row[12], row[-1])
             rows.append(row)
         return [self.view.rows("pl_audit", self.suffix, AUDIT_COLUMNS, rows)]

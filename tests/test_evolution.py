@@ -24,7 +24,7 @@ from ledger.store import parse_store_url
 from points_ledger.output import jsonable
 from points_ledger.streamgen import DEFAULT_START
 from projections import kpis, periods, queries
-from projections.digest import digest_from_views
+from projections.digest import legacy_digest
 from projections.runner import Projections, select_views
 from schemas import Invalid, Redemption, parse_message
 from tests.cli_helpers import cli
@@ -63,7 +63,7 @@ def answers_of(app: LedgerApplication) -> dict[str, Any]:
         months = periods.split(DEFAULT_START - timedelta(days=2), TIMES[-1], "month")
         answers["rollforward"] = queries.rollforwards(sql, months)
         answers["kpis"] = kpis.kpi_rows(months, kpis.counts_from_views(sql, months), app.program)
-        answers["digest"] = digest_from_views(sql, position).as_dict()
+    answers["digest"] = legacy_digest(app, position).as_dict()  # the digest version 1 took, from the log
     return jsonable(answers)  # type: ignore[no-any-return]
 
 

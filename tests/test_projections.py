@@ -219,7 +219,7 @@ def test_an_empty_ledger_has_empty_views(tmp_path: Path) -> None:
     try:
         projections = Projections(app)
         assert projections.catch_up() == 0
-        assert projections.rebuild(select_views()) == 0
+        assert projections.rebuild(select_views()).position == 0
         with projections.reading() as (sql, position):
             assert position == 0
             assert sql.scalar("SELECT COUNT(*) FROM pl_members") == 0
