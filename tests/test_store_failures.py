@@ -108,7 +108,7 @@ def inject(app: LedgerApplication, step: str, fault: Fault, monkeypatch: pytest.
 #: Each step with the fault it meets: a read fails a few times (each try of the consumer's reads once); a write
 #: fails longer than the library's own retries of an insert, so that the consumer tries the batch again too.
 STEPS: dict[str, Callable[[], Fault]] = {
-    "decide: load members": lambda: Fault(3, _library_error, skip=3),
+    "decide: load members": lambda: Fault(3, _library_error),  # few batches load: the first ones
     "decide: ledger time": lambda: Fault(3, _library_error),
     "decide: claim index": lambda: Fault(3, _library_error, skip=3),
     "write: events": lambda: Fault(LONGER_THAN_THE_LIBRARYS_RETRIES, ConnectionCutError, skip=3),
