@@ -300,6 +300,10 @@ class LedgerApplication(Application[UUID]):
         )
         self._take_snapshots(processing_event)
 
+    def forget_members(self) -> None:
+        """Drop the cached members: a job that meets each member once (a file's rows) only pays memory for them."""
+        self._forget()
+
     def ledger_time(self) -> datetime | None:
         """The ledger's own time, the last sweep's (None before the first); nothing is effective before it."""
         if not self._ledger_time_known:
