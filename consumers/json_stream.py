@@ -83,12 +83,15 @@ class _Reader:
                 if self.ended:
                     raise JsonStreamError(f"{self.name} is not valid JSON: {error.msg}") from error
             else:
+                if end - self.at > VALUE_MAX_CHARS:
+                    break
                 if end < len(self.text) or self.ended:
                     self.at = end
                     return found
             if len(self.text) - self.at > VALUE_MAX_CHARS:
-                raise JsonStreamError(f"{self.name} holds a value longer than {VALUE_MAX_CHARS} characters")
+                break
             self._more()
+        raise JsonStreamError(f"{self.name} holds a value longer than {VALUE_MAX_CHARS} characters")
 
 
 def fields(binary: IO[bytes], name: str, streamed: str) -> Iterator[tuple[str, Any]]:

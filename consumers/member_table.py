@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from types import TracebackType
 
 #: SQLite's page cache for the table, in KiB: what it holds in memory, whatever the number of members.
-CACHE_KIB = 8 * 1024
+CACHE_KIB = 2 * 1024
 #: Members inserted per transaction.
 COMMIT_EVERY = 10_000
 #: Rows fetched at once when reading the members back in order.
@@ -64,5 +64,6 @@ class MemberTable:
         try:
             while page := cursor.fetchmany(FETCH_ROWS):
                 yield from page
+                del page  # not held while the next one is fetched
         finally:
             cursor.close()

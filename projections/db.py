@@ -117,6 +117,7 @@ class Sql:
             cursor.execute(self._sql(statement), tuple(params))
             while page := cursor.fetchmany(STREAM_PAGE_ROWS):
                 yield from page
+                del page  # not held while the next one is fetched
         finally:
             cursor.close()
 
@@ -178,9 +179,8 @@ class ViewDatabase:
             with self._sqlite_write_transaction() as sql:
                 yield sql
             return
-        with self.datastore.transaction(commit=commit) as cursor:
-            with closing_streams(Sql(cursor, self.dialect)) as sql:
-                yield sql
+        with self.datastore.transaction(commit=commit) as cursor, closing_streams(Sql(cursor, self.dialect)) as sql:
+            yield sql
 
     @contextmanager
     def _sqlite_write_transaction(self) -> Iterator[Sql]:

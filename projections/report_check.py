@@ -107,8 +107,10 @@ class ItemChecker:
         self.number = 0
         self.previous: str | None = None
 
-    def check(self, sql: Sql, item: Any) -> CheckedItem:
-        """The next item recomputed from the ledger, or ReportError naming it and what does not agree."""
+    def check(self, sql: Sql, item: Any, *, now: bool = True) -> CheckedItem:
+        """The next item recomputed from the ledger, or ReportError naming it and what does not agree. Without
+        `now`, what the ledger holds of the member now is not read (`corrected_since` empty, `ledger_time` None):
+        enough to check, not to correct."""
         self.number += 1
         member_id, kind = self._fields(item)
         where = f"{self.name}, item {self.number} (member {member_id})"
@@ -131,7 +133,7 @@ class ItemChecker:
                 f"{where}: kind {kind} and difference {item['difference']} do not follow from its balances "
                 f"(kind {kind_of(then, other)}, difference {expected})"
             )
-        corrected, ledger_time = now_of(sql, member_id, self.header.position)
+        corrected, ledger_time = now_of(sql, member_id, self.header.position) if now else ((), None)
         return CheckedItem(
             self.number, member_id, kind, item["ledger_balance"], item["other_balance"], expected, corrected,
             ledger_time,

@@ -47,7 +47,7 @@ def test_a_report_that_does_not_agree_with_its_ledger_is_refused_whole(sqlite_ur
     head = log_head(sqlite_url)
 
     def forged(change: Any) -> dict[str, Any]:
-        copy = json.loads(json.dumps(report))
+        copy: dict[str, Any] = json.loads(json.dumps(report))
         change(copy)
         return copy
 
