@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import stat
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -35,35 +35,42 @@ class ReportWriter:
         self.items = 0
         if as_csv:
             self.rows = csv.writer(file)
-            self.rows.writerow(REPORT_CSV_COLUMNS)
+            self._written(self.rows.writerow, REPORT_CSV_COLUMNS)
         else:
             opening = output.dumps(dict(header))[:-1]  # the header's fields, the object left open
-            file.write(f'{opening}{", " if header else ""}"{REPORT_ITEMS}": [')
+            self._written(file.write, f'{opening}{", " if header else ""}"{REPORT_ITEMS}": [')
 
     def item(self, item: Mapping[str, Any]) -> None:
         if self.as_csv:
             cells = output.jsonable({column: item[column] for column in REPORT_CSV_COLUMNS})
             cells["last_events"] = json.dumps(cells["last_events"])
-            self.rows.writerow(cells.values())
+            self._written(self.rows.writerow, cells.values())
         else:
-            self.file.write(("\n" if self.items == 0 else ",\n") + output.dumps(item))
+            self._written(self.file.write, ("\n" if self.items == 0 else ",\n") + output.dumps(item))
         self.items += 1
 
     def finish(self, summary: Mapping[str, Any]) -> None:
         """Close the report with the summary fields (JSON only: a CSV report is its rows)."""
         if not self.as_csv:
             fields = output.dumps(dict(summary))[1:]  # the summary's fields, after the items
-            self.file.write(f"{chr(10) if self.items else ''}]{', ' if summary else ''}{fields}\n")
+            self._written(self.file.write, f"{chr(10) if self.items else ''}]{', ' if summary else ''}{fields}\n")
+
+    def _written(self, write: Callable[[Any], object], content: Any) -> None:
+        try:
+            write(content)
+        except OSError as error:
+            raise CommandError(f"cannot write the report to {self.file.name}: {error.strerror or error}") from error
 
 
 @contextmanager
 def report_writer(path: Path, header: Mapping[str, Any]) -> Iterator[ReportWriter]:
     """A ReportWriter on `path`: CSV when it ends in .csv, JSON otherwise."""
     try:
-        with path.open("w", encoding="utf-8", newline="") as file:
-            yield ReportWriter(file, header, as_csv=path.suffix.lower() == ".csv")
+        file = path.open("w", encoding="utf-8", newline="")
     except OSError as error:
         raise CommandError(f"cannot write the report to {path}: {error.strerror or error}") from error
+    with file:
+        yield ReportWriter(file, header, as_csv=path.suffix.lower() == ".csv")
 
 
 def require_rereadable(path: Path, why: str, size_max: int) -> None:
