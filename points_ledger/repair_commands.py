@@ -133,9 +133,12 @@ def reconcile_command(  # noqa: PLR0917 (one parameter per option, as click pass
 
     A discrepancy is a member whose balance differs, whose tier differs (when the other side states one),
     or who is on one side only. `difference` is the ledger's balance minus the other's: `correct --from
-    REPORT.json` appends the adjustments that remove it. Exit 0 whatever was found; with --format json the
-    last line is {members_compared, discrepancies, balance, tier, balance_and_tier, missing_in_ledger,
-    missing_in_other, net_difference, position, report}.
+    REPORT.json` appends the adjustments that remove it. The report names the ledger's id and the log
+    position the comparison was made at, which `correct` checks it against. Both sides are read in member
+    id order and merged, a member at a time (a balance file, which may be a pipe, is sorted in a temporary
+    table on disk); the report is written as discrepancies are found. Exit 0 whatever was found; with
+    --format json the last line is {members_compared, discrepancies, balance, tier, balance_and_tier,
+    missing_in_ledger, missing_in_other, net_difference, position, report}.
     """
     from consumers.member_table import MemberTable
     from ledger.identity import ledger_id

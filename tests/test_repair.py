@@ -7,7 +7,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import random
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -212,3 +214,22 @@ def test_reconcile_and_correct_refuse_what_they_cannot_use(sqlite_url: str, tmp_
     missing = cli("reconcile", "--against-ledger", f"sqlite:///{tmp_path / 'nowhere.db'}", "--report", report,
                   store=sqlite_url)  # fmt: skip
     assert missing.returncode != 0 and not (tmp_path / "nowhere.db").exists()
+
+
+def test_reconcile_reads_a_balance_file_from_a_pipe_once(sqlite_url: str, tmp_path: Path) -> None:
+    ledger_with_stream(sqlite_url, tmp_path)
+    ours = balances(sqlite_url)
+    theirs = {member: balance + 1 for member, (balance, _) in sorted(ours.items(), reverse=True)}  # any order
+    pipe = tmp_path / "export.csv"
+    os.mkfifo(pipe)
+    content = legacy_file(tmp_path / "export-file.csv", theirs).read_bytes()
+
+    def feed() -> None:
+        with pipe.open("wb") as writer:
+            writer.write(content)
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    summary = ok("reconcile", "--against", str(pipe), "--report", str(tmp_path / "r.json"), store=sqlite_url)[-1]
+    feeder.join()
+    assert summary["discrepancies"] == summary["balance"] == len(ours) and summary["net_difference"] == -len(ours)
