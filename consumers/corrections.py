@@ -1,39 +1,79 @@
 """`correct`: a reconcile report's discrepancies turned into compensating adjustments, never edits.
 
-Each discrepancy whose balance differs gets one `adjustment` of -difference points (what makes the ledger
-agree with the other side), with the operator and reason given, effective at the member's ledger time and
-recorded now (history is never rewritten). Event and adjustment ids derive from the report's content and the member:
-running the same report again corrects nothing twice, and a member's correction is one message, so it is
-in the ledger whole or not at all. Tier-only differences and members the other side lacks are listed, not
-corrected: points cannot fix a tier, and the ledger never removes a member because another system forgot it.
+Each item comes checked against the ledger first (projections/report_check.py): its balances and difference
+recomputed as of the report's position. A balance discrepancy then gets one `adjustment` of -difference
+points (what makes the ledger agree with the other side as it stood at that position), with the operator and
+reason given, effective at the member's ledger time and recorded now (history is never rewritten). Later
+activity (purchases, redemptions, expiries) is not a reason to refuse: both systems see it; a correction
+recorded since the report (by `correct` or an adjustment message) is, and the member is left alone.
+
+Event and adjustment ids derive from the ledger, the report's position and time, the member and both
+balances: the same discrepancy corrects once however often its report (or another report of the same
+position) is run, and a member's correction is one message, so it is in the ledger whole or not at all.
+Not corrected, and listed: tier-only differences (points do not change a tier), members only the ledger
+has (it never removes a member because another system forgot it), and members only the other system has
+(`correct` never creates a member: carry them over with `migrate`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Container
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from consumers.defaults import CORRECT_BATCH
 from consumers.file_batches import decided_rows, refusal
 from ledger.application import LedgerApplication
 from ledger.outcomes import Outcome
 from schemas import Adjustment, Invalid, parse_message
 
 #: The discrepancy kinds a points adjustment corrects.
-CORRECTABLE = ("balance", "balance_and_tier", "missing_in_ledger")
+CORRECTABLE = ("balance", "balance_and_tier")
+#: Why each other kind is not corrected.
+NOT_CORRECTABLE = {
+    "tier": "a tier differs; points do not change a tier",
+    "missing_in_other": "not in the other system; the ledger never removes a member",
+    "missing_in_ledger": "not in the ledger; correct never creates a member (carry it over with migrate)",
+}
 
 
-class ReportError(ValueError):
-    """The file is not a reconcile report."""
+class ReportMade(Protocol):
+    """Where a report was made (projections.report_check.ReportHeader)."""
+
+    @property
+    def ledger_id(self) -> str: ...
+    @property
+    def position(self) -> int: ...
+    @property
+    def as_of(self) -> datetime | None: ...
+
+
+class CheckedDiscrepancy(Protocol):
+    """A report item as recomputed from the ledger (projections.report_check.CheckedItem)."""
+
+    @property
+    def number(self) -> int: ...
+    @property
+    def member_id(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def ledger_balance(self) -> int | None: ...
+    @property
+    def other_balance(self) -> int | None: ...
+    @property
+    def difference(self) -> int: ...
+    @property
+    def corrected_since(self) -> tuple[str, ...]: ...
+    @property
+    def ledger_time(self) -> datetime | None: ...
 
 
 @dataclass(frozen=True, slots=True)
 class Correction:
-    """One member's adjustment, and the report item (its `line`) it corrects."""
+    """One member's adjustment, and the report item (its number, as `line`) it corrects."""
 
     member_id: str
     line: int
@@ -43,113 +83,64 @@ class Correction:
     def messages(self) -> tuple[Adjustment]:
         return (self.message,)
 
+    def outcome(self, outcome: str, reason: str | None = None) -> dict[str, Any]:
+        """A line of `correct`'s output about this correction."""
+        found = {"member_id": self.member_id, "outcome": outcome, "points": self.message.points}
+        return {**found, "event_id": self.message.event_id} | ({"reason": reason} if reason else {})
 
-@dataclass(slots=True)
-class CorrectionResult:
-    corrected: list[dict[str, Any]] = field(default_factory=list)
-    already_corrected: list[str] = field(default_factory=list)
-    rejected: list[dict[str, Any]] = field(default_factory=list)
-    not_corrected: list[dict[str, Any]] = field(default_factory=list)
 
-    def as_dict(self) -> dict[str, Any]:
+def correction_id(made: ReportMade, item: CheckedDiscrepancy) -> str:
+    """The event (and adjustment) id of an item's correction: the same discrepancy, seen at the same position
+    of the same ledger, always gets the same one."""
+    seen = [made.ledger_id, made.position, None if made.as_of is None else made.as_of.isoformat()]
+    content = json.dumps([*seen, item.member_id, item.ledger_balance, item.other_balance])
+    return f"correct-{hashlib.sha256(content.encode()).hexdigest()[:16]}-{item.member_id}"
+
+
+def planned(made: ReportMade, item: CheckedDiscrepancy, *, reason: str, operator: str) -> Correction | dict[str, Any]:
+    """The adjustment a checked item asks for, or the output line saying why there is none."""
+    member_id = item.member_id
+    if item.kind not in CORRECTABLE:
         return {
-            "corrections": len(self.corrected),
-            "already_corrected": len(self.already_corrected),
-            "rejected": self.rejected,
-            "not_corrected": self.not_corrected,
-            "members_corrected": self.corrected,
+            "member_id": member_id,
+            "outcome": "not_corrected",
+            "kind": item.kind,
+            "reason": NOT_CORRECTABLE[item.kind],
         }
-
-
-@dataclass(frozen=True, slots=True)
-class MemberNow:
-    """What `correct` needs of a member as the ledger holds it now."""
-
-    balance: int
-    ledger_time: datetime
-    event_ids: Container[str]
-
-
-#: The member as the ledger holds it now; None for a member it does not have.
-MemberState = Callable[[str], MemberNow | None]
-
-
-def corrections(
-    content: bytes, name: str, result: CorrectionResult, *, reason: str, operator: str, now: datetime,
-    member_state: MemberState,
-) -> list[Correction]:  # fmt: skip
-    """The adjustments a report asks for (those it cannot make go to `result.not_corrected`).
-
-    Each lands at the member's ledger time, so it applies to the balance the report saw: a later time would
-    first expire lots and review the tier at that time, and the adjustment would no longer fit. A member whose
-    balance changed since the report is left alone (reconcile again)."""
-    try:
-        report = json.loads(content)
-        items = report["items"]
-        if not isinstance(items, list):
-            raise TypeError("items is not a list")
-    except (ValueError, KeyError, TypeError) as error:
-        raise ReportError(f"{name} is not a reconcile report (reconcile --report FILE.json): {error}") from error
-    digest = hashlib.sha256(content).hexdigest()[:16]
-    found = []
-    for number, item in enumerate(items, start=1):
-        member_id, kind, difference = item.get("member_id"), item.get("kind"), item.get("difference")
-        if not isinstance(member_id, str) or not isinstance(difference, int) or isinstance(difference, bool):
-            raise ReportError(f"{name}: item {number} has no member_id and whole-number difference")
-        if kind not in CORRECTABLE:
-            why = "a tier differs; points do not change a tier" if kind == "tier" else "not in the other system"
-            result.not_corrected.append({"member_id": member_id, "kind": kind, "reason": why})
-            continue
-        event_id = f"correct-{digest}-{member_id}"
-        state = member_state(member_id)
-        if state is not None and event_id in state.event_ids:
-            result.already_corrected.append(member_id)
-            continue
-        at = _correction_time(item, state, now)
-        if isinstance(at, str):
-            result.not_corrected.append({"member_id": member_id, "kind": kind, "reason": at})
-            continue
-        wire = {
-            "type": "adjustment", "event_id": event_id, "member_id": member_id,
-            "occurred_at": at.isoformat(), "adjustment_id": event_id,
-            "points": -difference, "reason": reason, "operator": operator,
-        }  # fmt: skip
-        message = parse_message(json.dumps(wire).encode())
-        if isinstance(message, Invalid) or not isinstance(message, Adjustment):
-            why = message.reason if isinstance(message, Invalid) else "not an adjustment"
-            result.not_corrected.append({"member_id": member_id, "kind": kind, "reason": why})
-            continue
-        found.append(Correction(member_id, number, message))
-    return found
-
-
-def _correction_time(item: dict[str, Any], state: MemberNow | None, now: datetime) -> datetime | str:
-    """When a member's correction takes effect, or why it cannot be made now."""
-    if item.get("kind") == "missing_in_ledger":
-        return now if state is None else "the member is in the ledger since the report: reconcile again"
-    if state is None:
-        return "the member is not in the ledger"
-    if state.balance != item.get("ledger_balance"):
-        then = item.get("ledger_balance")
-        return f"the balance changed since the report ({then} then, {state.balance} now): reconcile again"
-    return state.ledger_time
+    event_id = correction_id(made, item)
+    if event_id in item.corrected_since:
+        return {"member_id": member_id, "outcome": "already_corrected", "event_id": event_id}
+    if item.corrected_since:
+        why = f"corrected since the report (event {item.corrected_since[0]}): reconcile again"
+        return {"member_id": member_id, "outcome": "not_corrected", "kind": item.kind, "reason": why}
+    if item.ledger_time is None:  # the item was checked: the member had a balance at the report's position
+        raise LookupError(f"member {member_id} has a balance but no ledger time in the views: run verify")
+    wire = {
+        "type": "adjustment", "event_id": event_id, "member_id": member_id,
+        "occurred_at": item.ledger_time.isoformat(), "adjustment_id": event_id,
+        "points": -item.difference, "reason": reason, "operator": operator,
+    }  # fmt: skip
+    message = parse_message(json.dumps(wire).encode())
+    if isinstance(message, Invalid) or not isinstance(message, Adjustment):
+        why = message.reason if isinstance(message, Invalid) else "not an adjustment"
+        return {"member_id": member_id, "outcome": "not_corrected", "kind": item.kind, "reason": why}
+    return Correction(member_id, item.number, message)
 
 
 def apply_corrections(
     app: LedgerApplication,
-    found: list[Correction],
+    corrections: Iterable[Correction],
     name: str,
-    result: CorrectionResult,
     *,
-    batch_size: int = CORRECT_BATCH,
+    batch_size: int,
     on_batch: Callable[[int], None] | None = None,
-) -> CorrectionResult:
-    """Append the adjustments, `batch_size` per transaction, and sort each member's outcome."""
-    for correction, decision in decided_rows(app, found, name, batch_size, on_batch):
+) -> Iterator[dict[str, Any]]:
+    """Append the adjustments, `batch_size` per transaction; each one's output line as its batch commits:
+    `corrected`, `already_corrected` (the ledger had its id) or `rejected` (by the rules, with the reason)."""
+    for correction, decision in decided_rows(app, corrections, name, batch_size, on_batch):
         if decision.outcome is Outcome.RECORDED:
-            result.corrected.append({"member_id": correction.member_id, "points": correction.message.points})
+            yield correction.outcome("corrected")
         elif decision.outcome is Outcome.DUPLICATE:
-            result.already_corrected.append(correction.member_id)
+            yield correction.outcome("already_corrected")
         else:
-            result.rejected.append({"member_id": correction.member_id, "reason": refusal(decision)})
-    return result
+            yield correction.outcome("rejected", refusal(decision))

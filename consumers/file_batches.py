@@ -7,7 +7,8 @@ decision on its last message, the one that carries it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol, TypeVar
 
 from ledger.application import LedgerApplication
@@ -28,16 +29,19 @@ R = TypeVar("R", bound=FileRow)
 
 
 def decided_rows(
-    app: LedgerApplication, rows: Sequence[R], name: str, size: int, on_batch: Callable[[int], None] | None = None
+    app: LedgerApplication, rows: Iterable[R], name: str, size: int, on_batch: Callable[[int], None] | None = None
 ) -> Iterator[tuple[R, Decision]]:
     """Each row with the decision on its last message, `size` rows per transaction (sourced `name`, line);
-    `on_batch` is told each batch's row count after its commit."""
-    for start in range(0, len(rows), size):
-        batch = rows[start : start + size]
+    `on_batch` is told each batch's row count after its commit. Rows are taken from `rows` a batch at a time,
+    and the members of a batch are not kept once it is recorded (each row is a member of its own, seen once):
+    memory holds one batch, however many rows there are."""
+    chosen = iter(rows)
+    while batch := list(itertools.islice(chosen, size)):
         messages: list[tuple[Message, Source]] = [
             (message, {"file": name, "line": row.line}) for row in batch for message in row.messages
         ]
         decisions = iter(app.apply_batch(messages))
+        app.forget_members()
         for row in batch:
             yield row, [next(decisions) for _ in row.messages][-1]
         if on_batch is not None:

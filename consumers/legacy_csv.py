@@ -9,21 +9,26 @@ absent. Every row becomes wire messages (an `enrollment` when `enrolled_at` is g
 the same reasons a message would be. Event ids derive from the file's content (its SHA-256) and the
 member id: running the same file again changes nothing, and a corrected file cannot give a member a second
 opening balance (the ledger rejects it as `duplicate_opening_balance`).
+
+Files are read a line at a time (`FileLines`), and the members they name are kept on disk (`MemberTable`):
+memory does not grow with rows. `migrate` reads its file twice, checking every row before applying any.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
-import io
+import itertools
 import json
 import re
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import IO, Any
 
 from consumers.file_batches import decided_rows, refusal
+from consumers.member_table import MemberTable
 from ledger.application import LedgerApplication
 from ledger.outcomes import Outcome
 from schemas import Acceptance, Enrollment, Invalid, Message, OpeningBalance, parse_message
@@ -34,8 +39,13 @@ OPTIONAL_COLUMNS = ("tier", "expires_at", "enrolled_at")
 _WHOLE_NUMBER = re.compile(r"-?[0-9]+")
 #: Members applied per transaction (each up to two messages).
 MIGRATE_BATCH = 1_000
-#: Largest export read, in bytes (a legacy export of millions of members is a few hundred MB).
+#: Largest file read, in bytes, counted as it is read (a pipe is held to it too). A legacy export of millions of
+#: members is a few hundred MB; memory does not depend on it, the time and the temporary disk space do.
 CSV_MAX_BYTES = 2 * 1024**3
+#: Longest line, in bytes (a legacy export's line is under 200).
+LINE_MAX_BYTES = 64 * 1024
+#: Bytes hashed at once when a file's digest is taken.
+DIGEST_CHUNK_BYTES = 1024 * 1024
 
 
 class LegacyFileError(ValueError):
@@ -58,68 +68,89 @@ class BadRow:
     reason: str
 
 
-@dataclass(slots=True)
-class MigrationResult:
-    rows: int = 0
-    migrated: list[str] = field(default_factory=list)
-    skipped: list[dict[str, Any]] = field(default_factory=list)
-    rejected: list[dict[str, Any]] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "rows": self.rows,
-            "migrated": len(self.migrated),
-            "skipped": len(self.skipped),
-            "rejected": len(self.rejected),
-            "members_migrated": self.migrated,
-            "members_skipped": self.skipped,
-            "members_rejected": self.rejected,
-        }
+def file_digest(binary: IO[bytes], name: str) -> str:
+    """The SHA-256 of the whole file (what its rows' event ids derive from), read in chunks."""
+    digest = hashlib.sha256()
+    size = 0
+    while chunk := binary.read(DIGEST_CHUNK_BYTES):
+        size = _counted(size + len(chunk), name)
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
-def file_digest(content: bytes) -> str:
-    return hashlib.sha256(content).hexdigest()
+def _counted(size: int, name: str) -> int:
+    if size > CSV_MAX_BYTES:
+        raise LegacyFileError(f"{name} is over {CSV_MAX_BYTES} bytes, the most that is read (split it)")
+    return size
 
 
-def read_rows(content: bytes, name: str, at: datetime, acceptance: Acceptance) -> tuple[list[LegacyRow], list[BadRow]]:
-    """Every row of the export, valid or with the reason it is not (nothing is applied here)."""
-    export = _Export(name, file_digest(content)[:16], at, acceptance)
-    rows: list[LegacyRow] = []
-    bad: list[BadRow] = []
-    for row in _rows(content, name, OPTIONAL_COLUMNS):
-        if isinstance(row, BadRow):
-            bad.append(row)
-            continue
-        line, cells = row
-        parsed = _row_messages(cells, line, export)
-        if isinstance(parsed, str):
-            bad.append(BadRow(line, cells["member_id"] or None, parsed))
-        else:
-            rows.append(parsed)
-    return rows, bad
+class FileLines:
+    """A balance file's lines as text, read one at a time: UTF-8 (a byte-order mark at the start is skipped),
+    each line at most LINE_MAX_BYTES, the whole at most CSV_MAX_BYTES. Hashes what it reads (`digest`)."""
+
+    def __init__(self, binary: IO[bytes], name: str) -> None:
+        self.binary = binary
+        self.name = name
+        self._digest = hashlib.sha256()
+
+    def __iter__(self) -> Iterator[str]:
+        size = 0
+        while raw := self.binary.readline(LINE_MAX_BYTES + 1):
+            if len(raw) > LINE_MAX_BYTES:
+                raise LegacyFileError(f"{self.name} has a line longer than {LINE_MAX_BYTES} bytes at byte {size}")
+            self._digest.update(raw)
+            start, size = size, _counted(size + len(raw), self.name)
+            try:
+                yield raw.decode("utf-8-sig" if start == 0 else "utf-8")
+            except UnicodeDecodeError as error:
+                position = start + error.start + (3 if start == 0 and raw.startswith(codecs.BOM_UTF8) else 0)
+                raise LegacyFileError(f"{self.name} is not UTF-8 text: {error.reason} at byte {position}") from error
+
+    def digest(self) -> str:
+        """The SHA-256 of what was read (of the whole file, once every line was)."""
+        return self._digest.hexdigest()
 
 
-def _rows(content: bytes, name: str, optional: Sequence[str]) -> Iterator[tuple[int, dict[str, str]] | BadRow]:
+def read_rows(lines: FileLines, at: datetime, acceptance: Acceptance, digest: str) -> Iterator[LegacyRow | BadRow]:
+    """Every row of the export in file order, valid (with its messages, whose ids derive from the file's
+    `digest`) or with the reason it is not. Nothing is applied here."""
+    export = _Export(lines.name, digest[:16], at, acceptance)
+    with MemberTable() as members:
+        for row in _rows(lines, lines.name, OPTIONAL_COLUMNS, members):
+            if isinstance(row, BadRow):
+                yield row
+                continue
+            line, cells = row
+            parsed = _row_messages(cells, line, export)
+            yield BadRow(line, cells["member_id"] or None, parsed) if isinstance(parsed, str) else parsed
+
+
+def _rows(
+    lines: Iterable[str], name: str, optional: Sequence[str], members: MemberTable
+) -> Iterator[tuple[int, dict[str, str]] | BadRow]:
     """Each data row of a balance file as (line, cells stripped), or why it cannot be read as one: a wrong
-    number of cells, a member already on an earlier line, a balance that is not a whole number."""
-    reader = csv.DictReader(io.StringIO(_decoded(content, name), newline=""), strict=True)
-    _check_header(reader.fieldnames, name, optional)
-    first_line: dict[str, int] = {}
+    number of cells, a member already on an earlier line, a balance that is not a whole number. Every member
+    named goes into `members` with its first line (and its balance and tier, when they can be read)."""
+    reader = csv.DictReader(lines, strict=True)
     try:
+        _check_header(reader.fieldnames, name, optional)
         for record in reader:
             line = reader.line_num
             cells = {key.strip(): (value or "").strip() for key, value in record.items() if key is not None}
             member_id = cells.get("member_id") or None
+            whole = _WHOLE_NUMBER.fullmatch(cells.get("balance", ""))
+            first = None
+            if member_id is not None:
+                balance = int(cells["balance"]) if whole else None
+                first = members.add(member_id, line, balance, cells.get("tier") or None)
             if None in record or any(value is None for value in record.values()):
                 yield BadRow(line, member_id, "the row does not have one cell per column")
-            elif member_id is not None and member_id in first_line:
-                yield BadRow(line, member_id, f"member {member_id} is also on line {first_line[member_id]}")
-            elif not _WHOLE_NUMBER.fullmatch(cells["balance"]):
+            elif first is not None:
+                yield BadRow(line, member_id, f"member {member_id} is also on line {first}")
+            elif not whole:
                 yield BadRow(line, member_id, f"balance: must be a whole number of points, not {cells['balance']!r}")
             else:
                 yield line, cells
-            if member_id is not None:
-                first_line.setdefault(member_id, line)
     except csv.Error as error:
         raise LegacyFileError(f"{name}, line {reader.line_num}: not CSV: {error}") from error
 
@@ -137,37 +168,18 @@ def _check_header(columns: Sequence[str] | None, name: str, optional: Sequence[s
         )
 
 
-def _decoded(content: bytes, name: str) -> str:
-    try:
-        return content.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise LegacyFileError(f"{name} is not UTF-8 text: {error.reason} at byte {error.start}") from error
-
-
-@dataclass(frozen=True, slots=True)
-class Balance:
-    """A member's balance (and tier, when the file has one) as another system states it."""
-
-    balance: int
-    tier: str | None
-
-
-def read_balances(content: bytes, name: str) -> tuple[dict[str, Balance], list[BadRow]]:
-    """A balance file to reconcile against (`member_id,balance[,tier]`, as a legacy system, a POS or a CRM
-    exports it): each member's balance, or the rows that cannot be read and why."""
-    balances: dict[str, Balance] = {}
-    bad: list[BadRow] = []
-    for row in _rows(content, name, ("tier",)):
+def read_balances(lines: FileLines, members: MemberTable) -> Iterator[BadRow]:
+    """Read a balance file to reconcile against (`member_id,balance[,tier]`, as a legacy system, a POS or a CRM
+    exports it) into `members`; yields the rows that cannot be read and why. With none, `members.in_order()`
+    gives each member's balance and tier."""
+    for row in _rows(lines, lines.name, ("tier",), members):
         if isinstance(row, BadRow):
-            bad.append(row)
+            yield row
             continue
         line, cells = row
         member_id = cells["member_id"]
         if not 1 <= len(member_id) <= MEMBER_ID_MAX_CHARS:
-            bad.append(BadRow(line, member_id or None, f"member_id: must be 1 to {MEMBER_ID_MAX_CHARS} characters"))
-        else:
-            balances[member_id] = Balance(int(cells["balance"]), cells.get("tier") or None)
-    return balances, bad
+            yield BadRow(line, member_id or None, f"member_id: must be 1 to {MEMBER_ID_MAX_CHARS} characters")
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,19 +223,24 @@ def _row_messages(cells: dict[str, str], line: int, export: _Export) -> LegacyRo
 
 
 def migrate(
-    app: LedgerApplication,
-    rows: list[LegacyRow],
-    name: str,
-    result: MigrationResult,
-    on_batch: Callable[[int], None] | None = None,
-) -> MigrationResult:
-    """Apply each row's messages, MIGRATE_BATCH members per transaction; sort the members into migrated,
-    skipped (already migrated from this file) and rejected (by the ledger's rules)."""
-    for row, decision in decided_rows(app, rows, name, MIGRATE_BATCH, on_batch):
-        if decision.outcome is Outcome.RECORDED:
-            result.migrated.append(row.member_id)
-        elif decision.outcome is Outcome.DUPLICATE:
-            result.skipped.append({"member_id": row.member_id, "line": row.line, "reason": "already migrated"})
-        else:
-            result.rejected.append({"member_id": row.member_id, "line": row.line, "reason": refusal(decision)})
-    return result
+    app: LedgerApplication, rows: Iterable[LegacyRow | BadRow], name: str, on_batch: Callable[[int], None] | None = None
+) -> Iterator[tuple[LegacyRow | BadRow, str, str | None]]:
+    """Each row in file order with its outcome and, but for `migrated`, the reason: the valid rows of each
+    MIGRATE_BATCH rows applied in one transaction (`on_batch` is told how many after its commit), each
+    `migrated`, `skipped` (already migrated from this file) or `rejected` (by the ledger's rules); an invalid
+    row `skipped`. Holds one batch of rows at a time."""
+    chosen = iter(rows)
+    while batch := list(itertools.islice(chosen, MIGRATE_BATCH)):
+        valid = [row for row in batch if isinstance(row, LegacyRow)]
+        decided = iter([decision for _, decision in decided_rows(app, valid, name, MIGRATE_BATCH, on_batch)])
+        for row in batch:
+            if isinstance(row, BadRow):
+                yield row, "skipped", row.reason
+                continue
+            decision = next(decided)
+            if decision.outcome is Outcome.RECORDED:
+                yield row, "migrated", None
+            elif decision.outcome is Outcome.DUPLICATE:
+                yield row, "skipped", "already migrated"
+            else:
+                yield row, "rejected", refusal(decision)

@@ -419,6 +419,12 @@ class LedgerApplication(Application[UUID]):
         for member_id, stored, entries in snapshots:
             self._snapshot_versions[member_id] = (stored.originator_version, entries)
 
+    def forget_members(self) -> None:
+        """Drop the cached members: a job that meets each member once (a file's rows) only pays memory for them.
+        (What writes still in flight claimed is kept: it is not in the store yet.)"""
+        self._members.clear()
+        self._snapshot_versions.clear()
+
     def ledger_time(self) -> datetime | None:
         """The ledger's own time, the last sweep's (None before the first); nothing is effective before it."""
         if not self._ledger_time_known:

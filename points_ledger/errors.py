@@ -7,7 +7,8 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import click
 
@@ -56,13 +57,31 @@ def warn(text: str) -> None:
 
 #: Bad rows of an input file listed on stderr before the rest are only counted.
 BAD_ROWS_SHOWN = 50
+T = TypeVar("T")
 
 
-def list_bad_rows(name: str, bad: Sequence[BadRow]) -> str:
+@dataclass(slots=True)
+class FirstShown(Generic[T]):
+    """Entries met one by one (bad rows, refusals): every one counted, the first BAD_ROWS_SHOWN kept to show."""
+
+    shown: list[T] = field(default_factory=list)
+    count: int = 0
+
+    def add(self, entry: T) -> None:
+        self.count += 1
+        if len(self.shown) < BAD_ROWS_SHOWN:
+            self.shown.append(entry)
+
+    def more(self) -> str:
+        """What to add after listing `shown`: how many were not shown, if any."""
+        return f" ({self.count - len(self.shown)} more not shown)" if self.count > len(self.shown) else ""
+
+
+def list_bad_rows(name: str, bad: FirstShown[BadRow]) -> str:
     """List a file's bad rows on stderr, each with its line; returns what to add when some were not shown."""
-    for row in bad[:BAD_ROWS_SHOWN]:
+    for row in bad.shown:
         say(f"{name}, line {row.line} ({row.member_id or 'no member_id'}): {row.reason}")
-    return f" ({len(bad) - BAD_ROWS_SHOWN} more not shown)" if len(bad) > BAD_ROWS_SHOWN else ""
+    return bad.more()
 
 
 def first_line(error: BaseException) -> str:

@@ -1,17 +1,30 @@
-"""`migrate FILE.csv`: carry a legacy loyalty system's balances over, one opening balance per member."""
+"""`migrate FILE.csv`: carry a legacy loyalty system's balances over, one opening balance per member.
+
+The file is read twice, a line at a time: first every row is checked (and the file's digest taken, which the
+event ids derive from), then the rows are applied. Memory holds one batch of rows, whatever the file's size.
+"""
 
 from __future__ import annotations
 
 import sys
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from points_ledger import output
 from points_ledger.context import TIME, Context, format_option, pass_context
-from points_ledger.errors import BAD_ROWS_SHOWN, CommandError, list_bad_rows, reported_errors, say
+from points_ledger.errors import CommandError, FirstShown, list_bad_rows, reported_errors, say
 from points_ledger.progress import count_progress
+from points_ledger.report_files import opened, require_rereadable
+
+if TYPE_CHECKING:
+    from consumers.legacy_csv import BadRow
+    from ledger.application import LedgerApplication
+    from schemas import Acceptance
 
 
 @click.command("migrate")
@@ -37,36 +50,40 @@ def migrate_command(
     listed with their line numbers on stderr and nothing is applied (exit 1), unless --skip-invalid. Each
     member then gets one opening_balance (and an enrollment at enrolled_at when given), with event ids
     derived from the file's content: running the same file again changes nothing. A member who already has
-    an opening balance is rejected (duplicate_opening_balance). Prints the members migrated, skipped and
-    rejected.
+    an opening balance is rejected (duplicate_opening_balance). FILE must be a regular file (it is read
+    twice; a pipe is refused), at most 2 GiB. Prints the counts of members migrated, skipped and rejected;
+    with --format json first one line per row as it is applied.
     """
-    from consumers.legacy_csv import CSV_MAX_BYTES, LegacyFileError, MigrationResult, migrate, read_rows
+    from consumers.legacy_csv import CSV_MAX_BYTES, LegacyFileError
 
     at = cut_over or datetime.now(UTC)
-    size = file.stat().st_size
-    if size > CSV_MAX_BYTES:
-        raise CommandError(f"{file} is {size} bytes; at most {CSV_MAX_BYTES} are read (split the export)")
-    try:
-        content = file.read_bytes()
-    except OSError as error:
-        raise CommandError(f"cannot read {file}: {error.strerror}") from error
-    show_progress = sys.stdout.isatty() and sys.stderr.isatty()
+    require_rereadable(file, "migrate reads the file twice (it checks every row, then applies)", CSV_MAX_BYTES)
     with reported_errors(context.describe_store):  # every row checked before the ledger is opened
+        acceptance = context.program().acceptance()
         try:
-            rows, bad = read_rows(content, file.name, at, context.program().acceptance())
+            digest, rows, bad = _checked(file, at, acceptance)
         except LegacyFileError as error:
             raise CommandError(str(error)) from error
-    result = MigrationResult(rows=len(rows) + len(bad))
-    if bad and not skip_invalid:
+    if bad.count and not skip_invalid:
         more = list_bad_rows(file.name, bad)
         raise CommandError(
-            f"{len(bad)} of {result.rows} rows are invalid{more}; nothing was applied (fix them, or "
+            f"{bad.count} of {rows} rows are invalid{more}; nothing was applied (fix them, or "
             "--skip-invalid to apply the rest)"
         )
-    result.skipped.extend({"member_id": row.member_id, "line": row.line, "reason": row.reason} for row in bad)
+    counts: Counter[str] = Counter()
+    problems: FirstShown[dict[str, Any]] = FirstShown()
+
+    def counted(lines: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for line in lines:
+            counts[line["outcome"]] += 1
+            if line["outcome"] != "migrated":
+                problems.add(line)
+            yield line
+
+    show_progress = sys.stdout.isatty() and sys.stderr.isatty()
     with (
         context.ledger(must_exist=False) as app,
-        count_progress("migrate", len(rows), enabled=show_progress) as progress,
+        count_progress("migrate", rows - bad.count, enabled=show_progress) as progress,
     ):
         done = 0
 
@@ -75,14 +92,58 @@ def migrate_command(
             done += members
             progress(done, f"{done:,} members")
 
-        migrate(app, rows, file.name, result, on_batch)
+        lines = counted(_applied(app, file, at, acceptance, digest=digest, on_batch=on_batch))
+        if output_format == "json":
+            output.print_json_lines(lines)
+        else:
+            for _ in lines:
+                pass
+    summary = {"rows": rows, **{outcome: counts[outcome] for outcome in ("migrated", "skipped", "rejected")}}
     if output_format == "json":
-        output.print_json(result.as_dict())
+        output.print_json(summary)
     else:
-        summary = result.as_dict()
-        output.print_record("migrate", {key: summary[key] for key in ("rows", "migrated", "skipped", "rejected")})
-        for entry in [*result.skipped, *result.rejected][:BAD_ROWS_SHOWN]:
+        output.print_record("migrate", summary)
+        for entry in problems.shown:
             say(f"line {entry['line']} ({entry['member_id']}): {entry['reason']}")
+
+
+def _checked(file: Path, at: datetime, acceptance: Acceptance) -> tuple[str, int, FirstShown[BadRow]]:
+    """The file's digest, its number of rows and its invalid rows (the first ones kept to list)."""
+    from consumers.legacy_csv import BadRow, FileLines, file_digest, read_rows
+
+    with opened(file) as binary:
+        digest = file_digest(binary, file.name)
+        binary.seek(0)
+        lines = FileLines(binary, file.name)
+        bad: FirstShown[BadRow] = FirstShown()
+        rows = 0
+        for row in read_rows(lines, at, acceptance, digest):
+            rows += 1
+            if isinstance(row, BadRow):
+                bad.add(row)
+    if lines.digest() != digest:
+        raise CommandError(f"{file} changed while it was read; nothing was applied (migrate a file nobody writes)")
+    return digest, rows, bad
+
+
+def _applied(
+    app: LedgerApplication, file: Path, at: datetime, acceptance: Acceptance, *, digest: str,
+    on_batch: Callable[[int], None],
+) -> Iterator[dict[str, Any]]:  # fmt: skip
+    """The file read again and applied: each row's outcome as its batch commits. Every row is parsed again as
+    it is applied, so a file changed since it was checked applies nothing unchecked; it stops the command."""
+    from consumers.legacy_csv import FileLines, migrate, read_rows
+
+    with opened(file) as binary:
+        lines = FileLines(binary, file.name)
+        for row, outcome, reason in migrate(app, read_rows(lines, at, acceptance, digest), file.name, on_batch):
+            found = {"member_id": row.member_id, "line": row.line, "outcome": outcome}
+            yield found | ({"reason": reason} if reason else {})
+    if lines.digest() != digest:
+        raise CommandError(
+            f"{file} changed while it was migrated: the rows above were applied from it, each checked; migrate a "
+            "file nobody writes"
+        )
 
 
 COMMANDS = [migrate_command]

@@ -12,6 +12,7 @@ import json
 import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import IO, TYPE_CHECKING, Any
@@ -116,6 +117,33 @@ def print_rows(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
     for row in rows:
         table.add_row(*(shown(value) for value in row))
     console().print(table)
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A column of a table printed as it goes: its name and width (numbers are aligned right)."""
+
+    name: str
+    width: int
+    numeric: bool = False
+
+
+def print_rows_as_they_come(title: str, columns: Sequence[Column], rows: Iterable[Sequence[Any]]) -> None:
+    """A table for people that holds nothing in memory: the title, a header, then each row as it comes, each
+    cell padded to its column's fixed width (a longer value widens its own line, not the column) and shown as
+    `terminal_text`, as every table cell is."""
+
+    def line(cells: Iterable[str]) -> str:
+        padded = (
+            cell.rjust(c.width) if c.numeric else cell.ljust(c.width) for c, cell in zip(columns, cells, strict=True)
+        )
+        return "  ".join(padded).rstrip() + "\n"
+
+    sys.stdout.write(f"{terminal_text(title)}\n")
+    sys.stdout.write(line(terminal_text(column.name) for column in columns))
+    sys.stdout.write(line("-" * column.width for column in columns))
+    for row in rows:
+        sys.stdout.write(line(terminal_text(_cell(value)) for value in row))
 
 
 def spreadsheet_cell(value: Any) -> str | int | float | Decimal:

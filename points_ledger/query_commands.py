@@ -7,7 +7,7 @@ truth to compare with. Every JSON answer carries `position`: the last log positi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
@@ -40,6 +40,17 @@ def from_log_option(command: F) -> F:
     )(command)
 
 
+def report_format_option(command: F) -> F:
+    return click.option(
+        "--format",
+        "output_format",
+        type=click.Choice(["table", "json", "csv"]),
+        default="table",
+        show_default=True,
+        help="table for people, json for machines, csv for spreadsheets.",
+    )(command)
+
+
 @contextmanager
 def views(app: LedgerApplication) -> Iterator[tuple[Sql, int]]:
     """The views, caught up, in one read transaction, and the log position they reflect."""
@@ -49,20 +60,34 @@ def views(app: LedgerApplication) -> Iterator[tuple[Sql, int]]:
         yield sql, position
 
 
+@contextmanager
+def answering(
+    context: Context,
+    from_log: bool,
+    from_views: Callable[[Sql, LedgerApplication], T],
+    from_the_log: Callable[[LedgerApplication, int], T],
+) -> Iterator[tuple[T, int]]:
+    """The answer and the log position it reflects: from the caught-up views, or folded from the log up to
+    its head (`from_the_log` is given that position). The ledger (and the views' read transaction) stay open
+    for the context, so an answer may be an iterator read as it is printed."""
+    with context.ledger(must_exist=True) as app:
+        if from_log:
+            head = app.recorder.max_notification_id() or 0
+            yield from_the_log(app, head), head
+            return
+        with views(app) as (sql, position):
+            yield from_views(sql, app), position
+
+
 def answer(
     context: Context,
     from_log: bool,
     from_views: Callable[[Sql, LedgerApplication], T],
     from_the_log: Callable[[LedgerApplication, int], T],
 ) -> tuple[T, int]:
-    """The answer and the log position it reflects: from the caught-up views, or folded from the log up to
-    its head (`from_the_log` is given that position)."""
-    with context.ledger(must_exist=True) as app:
-        if from_log:
-            head = app.recorder.max_notification_id() or 0
-            return from_the_log(app, head), head
-        with views(app) as (sql, position):
-            return from_views(sql, app), position
+    """The answer, whole, and the log position it reflects (see `answering`)."""
+    with answering(context, from_log, from_views, from_the_log) as found:
+        return found
 
 
 @click.command()
@@ -95,31 +120,46 @@ def balance(context: Context, member_id: str, as_of: datetime | None, from_log: 
     )  # fmt: skip
 
 
+#: The columns of `balances` as a table, printed as the rows come.
+BALANCE_COLUMNS = (
+    output.Column("member_id", 16),
+    output.Column("balance", 12, numeric=True),
+    output.Column("tier", 10),
+)
+
+
 @click.command()
 @click.option("--as-of", "as_of", type=TIME, default=None, help="Balances as recorded up to this time.")
 @from_log_option
-@format_option
+@report_format_option
 @pass_context
 def balances(context: Context, as_of: datetime | None, from_log: bool, output_format: str) -> None:
-    """Every member's balance and tier, by member id: one JSON object per line with --format json."""
+    """Every member's balance and tier, by member id: one JSON object per line with --format json.
+
+    Rows are printed as they are read from the views, so memory does not grow with members; the table is in
+    fixed-width columns (a longer value widens its own line). --from-log folds the whole log first and holds
+    every member's figures."""
     from projections import queries
     from projections.figures import figures_as_of
     from projections.log import read_log
 
-    def from_the_log(app: LedgerApplication, head: int) -> list[dict[str, Any]]:
+    def from_the_log(app: LedgerApplication, head: int) -> Iterable[dict[str, Any]]:
         figures = figures_as_of(read_log(app, stop=head), as_of).members.values()
-        return [
+        return (
             {"member_id": m.member_id, "balance": m.balance, "tier": m.tier}
             for m in sorted(figures, key=lambda member: member.member_id)
-        ]
-
-    rows, position = answer(context, from_log, lambda sql, app: list(queries.balances(sql, as_of)), from_the_log)
-    if output_format == "json":
-        output.print_json_lines({**row, "position": position} for row in rows)
-    else:
-        output.print_rows(
-            f"balances (log position {position})", ["member_id", "balance", "tier"], (list(r.values()) for r in rows)
         )
+
+    with answering(context, from_log, lambda sql, app: queries.balances(sql, as_of), from_the_log) as found:
+        rows, position = found
+        if output_format == "json":
+            output.print_json_lines({**row, "position": position} for row in rows)
+        elif output_format == "csv":
+            columns = ("member_id", "balance", "tier", "position")
+            output.print_csv(columns, ({**row, "position": position} for row in rows))
+        else:
+            title = f"balances (log position {position})"
+            output.print_rows_as_they_come(title, BALANCE_COLUMNS, (list(row.values()) for row in rows))
 
 
 @click.command()
@@ -159,17 +199,6 @@ def _source_text(provenance: dict[str, Any]) -> str:
 
 
 # ---- finance reports -------------------------------------------------------------------------
-
-
-def report_format_option(command: F) -> F:
-    return click.option(
-        "--format",
-        "output_format",
-        type=click.Choice(["table", "json", "csv"]),
-        default="table",
-        show_default=True,
-        help="table for people, json for machines, csv for spreadsheets.",
-    )(command)
 
 
 def by_option(command: F) -> F:

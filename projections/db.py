@@ -8,7 +8,8 @@ the epoch (UTC): exact, indexable, compared the same way in both databases.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import itertools
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -17,6 +18,7 @@ import psycopg
 from eventsourcing.persistence import Tracking, TrackingRecorder
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
+from psycopg.rows import dict_row
 
 from ledger.application import LedgerApplication
 from ledger.pgconnect import connection_kwargs, schema_lock
@@ -25,6 +27,12 @@ Dialect = Literal["sqlite", "postgresql"]
 #: The views' tracking table on PostgreSQL (not `ledger_tracking`, the write side's own Kafka positions).
 #: SQLite has one tracking table for everything; the views' names (`view:…`) keep them apart there.
 VIEW_TRACKING_TABLE = "ledger_view_tracking"
+#: Rows fetched at once by `Sql.stream`: what a streamed answer holds in memory, whatever its size.
+STREAM_PAGE_ROWS = 2_000
+#: Seconds a streamed read on PostgreSQL may wait for its reader (a slow pipe) before the server ends it.
+STREAM_IDLE_S_MAX = 600
+#: Server-side cursors need names unique within their transaction.
+_stream_names = itertools.count()
 
 
 class ViewsUnavailableError(RuntimeError):
@@ -51,6 +59,7 @@ class Sql:
     def __init__(self, cursor: Any, dialect: Dialect) -> None:
         self.cursor = cursor
         self.dialect = dialect
+        self._streams: list[Generator[Any]] = []
 
     def _sql(self, statement: str) -> str:
         return statement.replace("?", "%s") if self.dialect == "postgresql" else statement
@@ -88,6 +97,37 @@ class Sql:
         self.execute(statement, params)
         return list(self.cursor.fetchall())
 
+    def stream(self, statement: str, params: Sequence[Any] = ()) -> Iterator[Any]:
+        """The result rows one at a time, STREAM_PAGE_ROWS fetched at once, whatever the result's size: a
+        server-side cursor on PostgreSQL (a client-side one would receive the whole result first), a cursor
+        of its own on SQLite. Other statements may run in this transaction while it is read; the stream ends
+        with the transaction at the latest (`close_streams`)."""
+        rows = self._stream(statement, params)
+        self._streams.append(rows)
+        return rows
+
+    def close_streams(self) -> None:
+        """Close the cursors of streams not read to their end, while their transaction is still open (closed
+        later, a server-side cursor's CLOSE would reach whatever transaction holds the connection then)."""
+        while self._streams:
+            self._streams.pop().close()
+
+    def _stream(self, statement: str, params: Sequence[Any]) -> Generator[Any]:
+        if self.dialect == "postgresql":
+            # A reader that stops for a while (a slow pipe) must not lose its transaction after the library's 5 s.
+            self.execute(f"SET LOCAL idle_in_transaction_session_timeout = '{STREAM_IDLE_S_MAX}s'")
+            cursor = self.cursor.connection.cursor(name=f"pl_stream_{next(_stream_names)}", row_factory=dict_row)
+            cursor.itersize = STREAM_PAGE_ROWS
+        else:
+            cursor = self.cursor.sqlite_cursor.connection.cursor()
+        try:
+            cursor.execute(self._sql(statement), tuple(params))
+            while page := cursor.fetchmany(STREAM_PAGE_ROWS):
+                yield from page
+                del page  # not held while the next one is fetched
+        finally:
+            cursor.close()
+
     def row(self, statement: str, params: Sequence[Any] = ()) -> Any:
         self.execute(statement, params)
         return self.cursor.fetchone()
@@ -102,6 +142,15 @@ class Sql:
         if self.dialect == "postgresql":
             return self.scalar("SELECT to_regclass(?) IS NOT NULL", (table,)) is True
         return self.row("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)) is not None
+
+
+@contextmanager
+def closing_streams(sql: Sql) -> Iterator[Sql]:
+    """`sql` for the body of its transaction; its streams end before the transaction does."""
+    try:
+        yield sql
+    finally:
+        sql.close_streams()
 
 
 class ViewDatabase:
@@ -137,8 +186,8 @@ class ViewDatabase:
             with self._sqlite_write_transaction() as sql:
                 yield sql
             return
-        with self.datastore.transaction(commit=commit) as cursor:
-            yield Sql(cursor, self.dialect)
+        with self.datastore.transaction(commit=commit) as cursor, closing_streams(Sql(cursor, self.dialect)) as sql:
+            yield sql
 
     @contextmanager
     def _sqlite_write_transaction(self) -> Iterator[Sql]:
@@ -152,7 +201,8 @@ class ViewDatabase:
             cursor = connection.cursor()
             try:
                 cursor.execute("BEGIN IMMEDIATE")
-                yield Sql(cursor, "sqlite")
+                with closing_streams(Sql(cursor, "sqlite")) as sql:
+                    yield sql
             except BaseException:
                 connection.rollback()
                 raise

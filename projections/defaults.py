@@ -11,6 +11,8 @@ POLL_INTERVAL_S_MAX = 60.0
 DEFAULT_SOURCE = "urn:points-ledger"
 #: The member's latest changes shown with each discrepancy, unless told otherwise.
 CONTEXT_EVENTS = 5
+#: The field of a reconcile report (JSON) that lists its discrepancies.
+REPORT_ITEMS = "items"
 #: The trailing window an estimated breakage rate looks back over, unless told otherwise.
 BREAKAGE_WINDOW_DAYS = 365
 #: A rebuild on PostgreSQL runs in worker processes only from this many log events: starting a worker

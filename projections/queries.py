@@ -77,13 +77,15 @@ def statement(sql: Sql, member_id: str, as_of: datetime | None) -> dict[str, Any
 
 
 def balances(sql: Sql, as_of: datetime | None) -> Iterator[dict[str, Any]]:
-    """`balances`: every member's balance and tier, by member id."""
+    """`balances`: every member's balance and tier, by member id in code point order (Python's, whatever the
+    database's collation: a merge with another sorted side relies on it), streamed (`Sql.stream`)."""
+    by_member_id = 'ORDER BY member_id COLLATE "C"' if sql.dialect == "postgresql" else "ORDER BY member_id"
     if as_of is None:
-        rows = sql.rows("SELECT member_id, balance, tier FROM pl_members ORDER BY member_id")
+        rows = sql.stream(f"SELECT member_id, balance, tier FROM pl_members {by_member_id}")
     else:
         states = _states_at(sql)
         at = to_micros(as_of)
-        rows = sql.rows(f"SELECT member_id, balance, tier FROM ({states}) AS states ORDER BY member_id", (at,))
+        rows = sql.stream(f"SELECT member_id, balance, tier FROM ({states}) AS states {by_member_id}", (at,))
     for row in rows:
         yield {"member_id": row["member_id"], "balance": row["balance"], "tier": row["tier"]}
 

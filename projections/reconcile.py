@@ -4,13 +4,18 @@ shadow ledger, member by member, with each discrepancy's context from the audit 
 A discrepancy is a member whose balance differs, whose tier differs (when the other side states one), or who
 is on one side only. `difference` is always the ledger's balance minus the other side's (a missing side
 counts as 0): the adjustment that would make the ledger agree is its negation.
+
+Both sides are read in member id order and merged, a member at a time: memory does not grow with members.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 from ledger.member import member_uuid
@@ -43,7 +48,8 @@ class Discrepancy:
         return asdict(self)
 
 
-def _kind(ledger: Side | None, other: Side | None) -> str | None:
+def kind_of(ledger: Side | None, other: Side | None) -> str | None:
+    """The kind of discrepancy between the two sides' view of a member (None: they agree)."""
     if ledger is None:
         return "missing_in_ledger"
     if other is None:
@@ -57,28 +63,56 @@ def _kind(ledger: Side | None, other: Side | None) -> str | None:
     return "tier" if tier else None
 
 
-def compare(ledger: dict[str, Side], other: dict[str, Side]) -> list[Discrepancy]:
-    """Every member on either side whose balance or tier differs, or who is on one side only, by member id."""
-    found = []
-    for member_id in sorted(ledger.keys() | other.keys()):
-        ours, theirs = ledger.get(member_id), other.get(member_id)
-        kind = _kind(ours, theirs)
-        if kind is None:
-            continue
-        ledger_balance = None if ours is None else ours.balance
-        other_balance = None if theirs is None else theirs.balance
-        found.append(
-            Discrepancy(
-                member_id,
-                kind,
-                ledger_balance,
-                other_balance,
-                (ledger_balance or 0) - (other_balance or 0),
-                None if ours is None else ours.tier,
-                None if theirs is None else theirs.tier,
-            )
-        )
-    return found
+#: A side of the comparison: (member id, that side's view of the member), in member id order.
+Sides = Iterable[tuple[str, Side]]
+
+
+class UnorderedSideError(ValueError):
+    """A side did not come in strictly increasing member id order: a merge would pair the wrong members."""
+
+
+def merged(ledger: Sides, other: Sides) -> Iterator[tuple[str, Side | None, Side | None]]:
+    """Every member on either side with both sides' view of it (None: not on that side), by member id.
+
+    Both sides come sorted by member id in code point order (Python's own `<` on str), so the merge holds
+    one member of each side at a time, whatever their sizes. A side out of order is an error, never a
+    quiet mismatch (a database collation other than code point order would do that)."""
+    tagged = heapq.merge(
+        ((member_id, 0, side) for member_id, side in _ordered(ledger, "the ledger")),
+        ((member_id, 1, side) for member_id, side in _ordered(other, "the other side")),
+    )  # ties in member id are broken by the tag: sides themselves are never compared
+    for member_id, group in itertools.groupby(tagged, key=itemgetter(0)):
+        views: list[Side | None] = [None, None]
+        for _, tag, side in group:
+            views[tag] = side
+        yield member_id, views[0], views[1]
+
+
+def _ordered(side: Sides, name: str) -> Iterator[tuple[str, Side]]:
+    previous: str | None = None
+    for member_id, found in side:
+        if previous is not None and not previous < member_id:
+            raise UnorderedSideError(f"{name} gave member {member_id!r} after {previous!r}: not in member id order")
+        previous = member_id
+        yield member_id, found
+
+
+def discrepancy(member_id: str, ours: Side | None, theirs: Side | None) -> Discrepancy | None:
+    """The discrepancy of one member (None: the sides agree)."""
+    kind = kind_of(ours, theirs)
+    if kind is None:
+        return None
+    ledger_balance = None if ours is None else ours.balance
+    other_balance = None if theirs is None else theirs.balance
+    return Discrepancy(
+        member_id,
+        kind,
+        ledger_balance,
+        other_balance,
+        (ledger_balance or 0) - (other_balance or 0),
+        None if ours is None else ours.tier,
+        None if theirs is None else theirs.tier,
+    )
 
 
 def last_changes(sql: Sql, member_id: str, limit: int) -> list[dict[str, Any]]:
@@ -103,31 +137,29 @@ def last_changes(sql: Sql, member_id: str, limit: int) -> list[dict[str, Any]]:
     return changes
 
 
-def with_context(sql: Sql, found: list[Discrepancy], limit: int) -> list[Discrepancy]:
-    """Each discrepancy with the member's latest changes in the ledger (none for a member it lacks)."""
-    return [
-        replace(d, last_events=[] if d.ledger_balance is None else last_changes(sql, d.member_id, limit)) for d in found
-    ]
+def with_context(sql: Sql, found: Discrepancy, limit: int) -> Discrepancy:
+    """The discrepancy with the member's latest changes in the ledger (none for a member it lacks)."""
+    return replace(found, last_events=[] if found.ledger_balance is None else last_changes(sql, found.member_id, limit))
 
 
-def summary(compared: int, found: list[Discrepancy]) -> dict[str, Any]:
-    kinds = Counter(d.kind for d in found)
-    return {
-        "members_compared": compared,
-        "discrepancies": len(found),
-        **{kind: kinds.get(kind, 0) for kind in KINDS},
-        "net_difference": sum(d.difference for d in found),
-    }
+@dataclass(slots=True)
+class Tally:
+    """The counts of a comparison, kept as it goes: members compared, discrepancies by kind, net difference."""
 
+    compared: int = 0
+    kinds: Counter[str] = field(default_factory=Counter)
+    net_difference: int = 0
 
-def report(
-    as_of: datetime | None, ledger: dict[str, Any], against: dict[str, Any], compared: int, found: list[Discrepancy]
-) -> dict[str, Any]:
-    """The whole reconciliation as one object: when, what was compared, the summary, every discrepancy."""
-    return {
-        "as_of": as_of,
-        "ledger": ledger,
-        "against": against,
-        **summary(compared, found),
-        "items": [d.as_dict() for d in found],
-    }
+    def add(self, found: Discrepancy | None) -> None:
+        self.compared += 1
+        if found is not None:
+            self.kinds[found.kind] += 1
+            self.net_difference += found.difference
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "members_compared": self.compared,
+            "discrepancies": self.kinds.total(),
+            **{kind: self.kinds.get(kind, 0) for kind in KINDS},
+            "net_difference": self.net_difference,
+        }

@@ -4,23 +4,38 @@ first, applied once however often it is run."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from consumers.legacy_csv import LINE_MAX_BYTES, file_digest
 from ledger.application import LedgerApplication
 from ledger.member import Member
 from ledger.program import Program
 from ledger.store import parse_store_url
+from points_ledger.errors import CommandError
+from points_ledger.migrate_command import _applied
 from points_ledger.streamgen import DEFAULT_START, LEGACY_TIERS, legacy_balances, legacy_csv
-from tests.cli_helpers import cli
+from tests.cli_helpers import cli, one_line_error
 
 CUT_OVER = DEFAULT_START - timedelta(days=1)
 AT = CUT_OVER.isoformat().replace("+00:00", "Z")
 
 
-def migrate(store: str, path: Path, *extra: str) -> tuple[int, dict[str, object] | None, str]:
+def migrate(store: str, path: Path, *extra: str) -> tuple[int, dict[str, Any] | None, str]:
+    """The exit status, the summary (the last line) with each outcome's rows gathered under `members_<outcome>`
+    (the lines before it, one per row), and stderr."""
     result = cli("migrate", str(path), "--at", AT, "--format", "json", *extra, store=store)
-    summary = json.loads(result.stdout.splitlines()[-1]) if result.returncode == 0 else None
+    if result.returncode != 0:
+        return result.returncode, None, result.stderr
+    *rows, summary = [json.loads(line) for line in result.stdout.splitlines()]
+    for outcome in ("migrated", "skipped", "rejected"):
+        summary[f"members_{outcome}"] = [row for row in rows if row["outcome"] == outcome]
+    summary["members_migrated"] = [row["member_id"] for row in summary["members_migrated"]]
     return result.returncode, summary, result.stderr
 
 
@@ -33,7 +48,8 @@ def test_a_legacy_export_is_carried_over_once_with_balances_tiers_expiries_and_e
     status, summary, err = migrate(store_url, export)
     assert status == 0, err
     assert summary is not None
-    assert summary["migrated"] == 150 and summary["members_migrated"] == [row.member_id for row in rows]
+    assert summary["rows"] == summary["migrated"] == 150
+    assert summary["members_migrated"] == [row.member_id for row in rows]  # one line per row, in file order
     assert summary["skipped"] == summary["rejected"] == 0
 
     app = LedgerApplication(parse_store_url(store_url), Program())
@@ -130,3 +146,34 @@ def test_a_file_that_is_not_a_legacy_export_is_refused_as_a_whole(sqlite_url: st
         path.write_bytes(content)
         status, _, err = migrate(sqlite_url, path)
         assert status == 1 and reasons[name] in err, (name, err)
+
+
+def test_a_pipe_or_an_overlong_line_is_refused_before_anything_is_applied(sqlite_url: str, tmp_path: Path) -> None:
+    fifo = tmp_path / "export.csv"
+    os.mkfifo(fifo)
+    one_line_error(migrate_raw(sqlite_url, fifo), 1, "is not a regular file", "reads the file twice")
+    long_line = tmp_path / "long.csv"
+    long_line.write_text("member_id,balance\nA," + "1" * (LINE_MAX_BYTES + 1) + "\n")
+    one_line_error(migrate_raw(sqlite_url, long_line), 1, f"a line longer than {LINE_MAX_BYTES} bytes")
+    assert not Path(sqlite_url.removeprefix("sqlite:///")).exists()  # nothing applied, no ledger created
+
+
+def migrate_raw(store: str, path: Path) -> subprocess.CompletedProcess[str]:
+    return cli("migrate", str(path), "--at", AT, store=store)
+
+
+def test_a_file_changed_between_its_check_and_its_application_stops_migrate(tmp_path: Path) -> None:
+    checked = legacy_csv(legacy_balances(20, seed=5))
+    export = tmp_path / "export.csv"
+    export.write_bytes(checked)
+    with open(export, "rb") as binary:
+        digest = file_digest(binary, export.name)
+    export.write_bytes(checked.replace(b"M000003,", b"M000003,1", 1))  # written again after it was checked
+    app = LedgerApplication(parse_store_url("memory://"), Program())
+    try:
+        applied = _applied(app, export, CUT_OVER, Program().acceptance(), digest=digest, on_batch=lambda _: None)
+        with pytest.raises(CommandError, match="changed while it was migrated"):
+            for _ in applied:
+                pass
+    finally:
+        app.close()

@@ -7,7 +7,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import random
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,11 @@ def ledger_with_stream(store: str, tmp_path: Path, program: Path | None = None) 
 
 def balances(store: str) -> dict[str, tuple[int, str]]:
     return {row["member_id"]: (row["balance"], row["tier"]) for row in ok("balances", store=store)}
+
+
+def outcomes(lines: list[Any]) -> dict[str, str]:
+    """Each member's outcome in `correct`'s output (every line but the summary)."""
+    return {line["member_id"]: line["outcome"] for line in lines[:-1]}
 
 
 def legacy_file(path: Path, rows: dict[str, int], tiers: dict[str, str] | None = None) -> Path:
@@ -95,17 +102,27 @@ def test_reconcile_correct_reconcile_reaches_zero_on_a_legacy_file_with_a_few_me
         assert item["last_events"] and item["last_events"][-1]["balance"] == ours[member][0]  # context, latest last
     assert items["LEGACY-ONLY"]["kind"] == "missing_in_ledger" and items["LEGACY-ONLY"]["last_events"] == []
 
+    assert report["ledger"]["id"] and report["ledger"]["position"] == summary["position"]
+
     before = corrections_of(store_url)
     planned = ok("correct", "--from", str(report_path), "--reason", "legacy sync", "--operator", "alice", "--dry-run",
                  store=store_url)  # fmt: skip
-    assert {p["member_id"]: p["points"] for p in planned[:-1]} == {m: -items[m]["difference"] for m in items}
+    assert {p["member_id"]: p["points"] for p in planned[:-1] if p["outcome"] == "planned"} == {
+        m: -items[m]["difference"] for m in off
+    }
+    assert outcomes(planned)["LEGACY-ONLY"] == "not_corrected"  # correct never creates a member
     assert corrections_of(store_url) == before  # a dry run changes nothing
 
     done = ok("correct", "--from", str(report_path), "--reason", "legacy sync", "--operator", "alice", store=store_url)
-    assert done[-1]["corrections"] == len(off) + 1 and done[-1]["rejected"] == []
+    assert done[-1]["corrections"] == len(off) and done[-1]["rejected"] == 0 and done[-1]["not_corrected"] == 1
+    assert {m: o for m, o in outcomes(done).items() if o == "corrected"} == dict.fromkeys(off, "corrected")
     again = ok("correct", "--from", str(report_path), "--reason", "legacy sync", "--operator", "alice", store=store_url)
-    assert again[-1]["corrections"] == 0 and again[-1]["already_corrected"] == len(off) + 1  # corrects once
+    assert again[-1]["corrections"] == 0 and again[-1]["already_corrected"] == len(off)  # corrects once
 
+    after = ok("reconcile", "--against", str(export), "--report", str(tmp_path / "after.json"), store=store_url)[-1]
+    assert after["discrepancies"] == after["missing_in_ledger"] == 1  # only the member the ledger never had
+    carried = legacy_file(tmp_path / "carry.csv", {"LEGACY-ONLY": 75})
+    assert cli("migrate", str(carried), store=store_url).returncode == 0  # carried over the way members come in
     after = ok("reconcile", "--against", str(export), "--report", str(tmp_path / "after.csv"), store=store_url)[-1]
     assert after["discrepancies"] == 0
     header = ["member_id", "kind", "ledger_balance", "other_balance", "difference", "ledger_tier", "other_tier"]
@@ -130,10 +147,14 @@ def test_every_kind_of_discrepancy_is_reported_and_only_balances_are_corrected(s
     report_path = tmp_path / "report.json"
     summary = ok("reconcile", "--against", str(export), "--report", str(report_path), store=sqlite_url)[-1]
     assert (summary["missing_in_other"], summary["tier"], summary["balance"]) == (1, 1, 1)
-    done = ok("correct", "--from", str(report_path), "--reason", "pos sync", "--operator", "bob", store=sqlite_url)[-1]
-    assert done["corrections"] == 0
-    assert done["rejected"] == [{"member_id": rich, "reason": "insufficient_points"}]
-    assert {entry["member_id"]: entry["kind"] for entry in done["not_corrected"]} == {
+    lines = ok("correct", "--from", str(report_path), "--reason", "pos sync", "--operator", "bob", store=sqlite_url)
+    assert (lines[-1]["corrections"], lines[-1]["rejected"], lines[-1]["not_corrected"]) == (0, 1, 2)
+    assert [line for line in lines if line.get("outcome") == "rejected"] == [
+        {"member_id": rich, "outcome": "rejected", "points": -(ours[rich][0] + 50),
+         "event_id": next(line["event_id"] for line in lines if line.get("member_id") == rich),
+         "reason": "insufficient_points"}
+    ]  # fmt: skip
+    assert {line["member_id"]: line["kind"] for line in lines if line.get("outcome") == "not_corrected"} == {
         members[0]: "missing_in_other", members[1]: "tier",
     }  # fmt: skip
 
@@ -165,7 +186,7 @@ def test_a_shadow_ledger_with_a_corrected_program_is_reconciled_and_its_differen
     after = ok("reconcile", "--against-ledger", shadow, "--report", str(tmp_path / "after.json"), store=postgres_url)[
         -1
     ]
-    assert done["not_corrected"] == done["rejected"] == []
+    assert done["not_corrected"] == done["rejected"] == 0
     assert after["discrepancies"] == 0  # the loop reaches zero
 
 
@@ -193,3 +214,22 @@ def test_reconcile_and_correct_refuse_what_they_cannot_use(sqlite_url: str, tmp_
     missing = cli("reconcile", "--against-ledger", f"sqlite:///{tmp_path / 'nowhere.db'}", "--report", report,
                   store=sqlite_url)  # fmt: skip
     assert missing.returncode != 0 and not (tmp_path / "nowhere.db").exists()
+
+
+def test_reconcile_reads_a_balance_file_from_a_pipe_once(sqlite_url: str, tmp_path: Path) -> None:
+    ledger_with_stream(sqlite_url, tmp_path)
+    ours = balances(sqlite_url)
+    theirs = {member: balance + 1 for member, (balance, _) in sorted(ours.items(), reverse=True)}  # any order
+    pipe = tmp_path / "export.csv"
+    os.mkfifo(pipe)
+    content = legacy_file(tmp_path / "export-file.csv", theirs).read_bytes()
+
+    def feed() -> None:
+        with pipe.open("wb") as writer:
+            writer.write(content)
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    summary = ok("reconcile", "--against", str(pipe), "--report", str(tmp_path / "r.json"), store=sqlite_url)[-1]
+    feeder.join()
+    assert summary["discrepancies"] == summary["balance"] == len(ours) and summary["net_difference"] == -len(ours)
