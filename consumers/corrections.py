@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from consumers.file_batches import decided_rows, refusal
 from ledger.application import LedgerApplication
+from ledger.claims import Kind
 from ledger.outcomes import Outcome
 from schemas import Adjustment, Invalid, parse_message
 
@@ -69,6 +70,11 @@ class CheckedDiscrepancy(Protocol):
     def corrected_since(self) -> tuple[str, ...]: ...
     @property
     def ledger_time(self) -> datetime | None: ...
+
+
+#: Why a correction whose id the ledger already holds, without its adjustment, is not made: the rules refused it
+#: when it was first tried (that refusal is what recorded the id).
+REFUSED_BEFORE = "refused by the rules when this correction was first tried: reconcile again"
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,11 +142,14 @@ def apply_corrections(
     on_batch: Callable[[int], None] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Append the adjustments, `batch_size` per transaction; each one's output line as its batch commits:
-    `corrected`, `already_corrected` (the ledger had its id) or `rejected` (by the rules, with the reason)."""
+    `corrected`, `already_corrected` (the ledger made that adjustment before) or `rejected` (by the rules, with
+    the reason, now or when this correction was first tried: its id is then recorded, with no adjustment)."""
     for correction, decision in decided_rows(app, corrections, name, batch_size, on_batch):
         if decision.outcome is Outcome.RECORDED:
             yield correction.outcome("corrected")
-        elif decision.outcome is Outcome.DUPLICATE:
+        elif decision.outcome is not Outcome.DUPLICATE:
+            yield correction.outcome("rejected", refusal(decision))
+        elif app.claimed(correction.member_id, Kind.ADJUSTMENT, correction.message.adjustment_id):
             yield correction.outcome("already_corrected")
         else:
-            yield correction.outcome("rejected", refusal(decision))
+            yield correction.outcome("rejected", REFUSED_BEFORE)

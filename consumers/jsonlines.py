@@ -99,8 +99,13 @@ def ingest_lines(
             yield _batch(batch, lines)
 
     def _batch(messages: list[tuple[Message, Source]], lines: list[bytes]) -> Batch:
+        written: set[int] = set()  # a batch tried again (a conflict, a write that failed) reports them again
+
         def dead_letter_failures(failures: Sequence[Failure]) -> None:
             for failure in failures:
+                if failure.index in written:
+                    continue
+                written.add(failure.index)
                 source = messages[failure.index][1]
                 letter = DeadLetter(source_name, int(source["line"]), lines[failure.index], failure.reason, RULE_FAILED)
                 dead_letters.write(letter)

@@ -456,10 +456,13 @@ class LedgerApplication(Application[UUID]):
             members = self._members_of(member_ids)
             unknown = [member_id for member_id in member_ids if member_id not in members]
             if unknown:
-                raise AssertionError(f"member {unknown[0]} is listed but cannot be loaded")
+                raise LedgerInvariantError(f"member {unknown[0]} is listed but cannot be loaded")
             changed = [member for member in members.values() if member.sweep(as_of, self.program)]
             if changed:
                 self.record(changed)
+            for member_id in member_ids:  # the members left unchanged are not cached: nor is their snapshot
+                if member_id not in self._members:
+                    self._snapshot_versions.pop(member_id, None)
             return len(changed)
 
         return self._retrying(once)
@@ -495,9 +498,10 @@ class LedgerApplication(Application[UUID]):
         except AggregateNotFoundError:
             return None
 
-    def applied(self, member_id: str, event_id: str) -> bool:
-        """Has a message with this event id been recorded for this member (a redelivery would be a duplicate)?"""
-        wanted = (member_uuid(member_id), Kind.EVENT, event_id)
+    def claimed(self, member_id: str, kind: Kind, key: str) -> bool:
+        """Has an event of this member claimed this id (ledger.claims): for an event id, was a message with it
+        recorded (a redelivery would be a duplicate); for an adjustment id, was that adjustment made?"""
+        wanted = (member_uuid(member_id), kind, key)
         return wanted in self.claims.find([wanted])
 
     def member_events(self, member_id: str) -> list[Member.Event]:

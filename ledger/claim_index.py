@@ -2,7 +2,8 @@
 
 `ledger.claims` says why the ids are not kept in the member's state. Here is where they are kept: the table
 `ledger_claims`, one row per claimed id, its primary key (member, kind, id). A batch's rows are inserted in
-the transaction that records its events, after them, so the insert itself refuses an id claimed twice
+the transaction that records its events (under the events table's lock, before the events themselves: see
+`install`), so the insert itself refuses an id claimed twice
 (the batch then fails as a whole with IntegrityError and is decided again). Deciding a batch asks the
 index once for every id its messages carry, and once for the purchases its refunds name (the rows of a
 refund also name their purchase, `ref`, with an index of its own).
@@ -23,7 +24,7 @@ from eventsourcing.persistence import IntegrityError, StoredEvent
 from psycopg.sql import SQL, Composed, Identifier
 
 from ledger.claims import Claim, Kind
-from ledger.originators import SQLITE_IDS_PER_QUERY_MAX
+from ledger.originators import SQLITE_IDS_PER_QUERY_MAX, stored_uuid
 
 #: The table's name on every store.
 TABLE = "ledger_claims"
@@ -132,10 +133,10 @@ class _PostgresClaims:
         ]
 
     def ensure(self, decode: Decoder, claiming_topics: Sequence[str]) -> None:
-        datastore = self.recorder.datastore
-        with self.schema_lock(), datastore.get_connection() as conn:
-            exists = conn.execute("SELECT to_regclass(%s)", (f"{datastore.schema}.{TABLE}",)).fetchone()
-            if exists is not None and next(iter(exists.values())) is not None:
+        if self._exists():  # a read: processes starting beside a writer do not wait for its lock
+            return
+        with self.schema_lock(), self.recorder.datastore.get_connection() as conn:
+            if self._exists():  # created by another process while this one waited for the lock
                 return
             with conn.transaction():
                 self.recorder._lock_table(conn.cursor())  # no event recorded while the index is filled
@@ -148,10 +149,18 @@ class _PostgresClaims:
                         (list(claiming_topics),),
                     )  # fmt: skip
                     tuples = ((r["originator_id"], r["originator_version"], r["topic"], r["state"]) for r in reader)
-                    rows = _backfill_rows(tuples, lambda value: value if isinstance(value, UUID) else UUID(value),
-                                          decode)  # fmt: skip
+                    rows = _backfill_rows(tuples, stored_uuid, decode)
                     for page in _pages(rows, BACKFILL_PAGE_SIZE):
-                        writer.execute(self.insert, self._columns(page))
+                        # A log that already claims an id twice keeps its first claim: the ledger still opens,
+                        # and `verify` names the id recorded twice.
+                        writer.execute(self.insert + SQL(" ON CONFLICT DO NOTHING"), self._columns(page))
+
+    def _exists(self) -> bool:
+        datastore = self.recorder.datastore
+        with datastore.transaction(commit=False) as cursor:
+            cursor.execute("SELECT to_regclass(%s) IS NOT NULL AS found", (f"{datastore.schema}.{TABLE}",))
+            row = cursor.fetchone()
+        return bool(row and row["found"])
 
     def install(self) -> None:
         """Insert the rows in `_insert_events`, not after the events in `_insert_stored_events`: the library
@@ -197,7 +206,7 @@ class _PostgresClaims:
         with self.recorder.datastore.transaction(commit=False) as cursor:
             cursor.execute(query, ([self._key(w[0]) for w in ordered], [w[1] for w in ordered]))
             rows = cursor.fetchall()
-        return [StoredEvent(_as_uuid(r["originator_id"]), r["originator_version"], r["topic"], bytes(r["state"]))
+        return [StoredEvent(stored_uuid(r["originator_id"]), r["originator_version"], r["topic"], bytes(r["state"]))
                 for r in rows]  # fmt: skip
 
     def rows_of(self, originator_ids: Collection[UUID]) -> dict[UUID, set[IndexedClaim]]:
@@ -210,12 +219,8 @@ class _PostgresClaims:
             cursor.execute(query, ([self._key(originator_id) for originator_id in originator_ids],))
             rows = cursor.fetchall()
         for r in rows:
-            found[_as_uuid(r["originator_id"])].add((r["kind"], r["key"], r["originator_version"]))
+            found[stored_uuid(r["originator_id"])].add((r["kind"], r["key"], r["originator_version"]))
         return found
-
-
-def _as_uuid(value: Any) -> UUID:
-    return value if isinstance(value, UUID) else UUID(value)
 
 
 class _SQLiteClaims:
@@ -223,6 +228,9 @@ class _SQLiteClaims:
         self.recorder = recorder
         self.events = recorder.events_table_name
         self.insert = f"INSERT INTO {TABLE} (originator_id, kind, key, originator_version, ref) VALUES (?, ?, ?, ?, ?)"
+        #: Filling the index from a log that already claims an id twice keeps the first claim: the ledger still
+        #: opens, and `verify` names the id recorded twice.
+        self.backfill = self.insert.replace("INSERT INTO", "INSERT OR IGNORE INTO")
 
     def ensure(self, decode: Decoder, claiming_topics: Sequence[str]) -> None:
         with self.recorder.datastore.transaction(commit=True) as cursor:
@@ -235,15 +243,19 @@ class _SQLiteClaims:
             )
             cursor.execute(f"CREATE INDEX {TABLE}_ref ON {TABLE} (originator_id, ref) WHERE ref IS NOT NULL")
             marks = ",".join("?" * len(claiming_topics))
-            cursor.execute(
-                f"SELECT originator_id, originator_version, topic, state FROM {self.events} "
-                f"WHERE topic IN ({marks}) ORDER BY rowid",
-                list(claiming_topics),
-            )
-            stored = [(r[0], r[1], r[2], r[3]) for r in cursor.fetchall()]
-            rows = _backfill_rows(stored, lambda value: UUID(hex=value), decode)
-            for page in _pages(rows, BACKFILL_PAGE_SIZE):
-                cursor.executemany(self.insert, [(row[0].hex, *row[1:]) for row in page])
+            after = 0
+            while True:  # a page of the log at a time: memory does not grow with the log
+                cursor.execute(
+                    f"SELECT rowid, originator_id, originator_version, topic, state FROM {self.events} "
+                    f"WHERE topic IN ({marks}) AND rowid > ? ORDER BY rowid LIMIT ?",
+                    [*claiming_topics, after, BACKFILL_PAGE_SIZE],
+                )
+                page = cursor.fetchall()
+                if not page:
+                    return
+                after = page[-1][0]
+                rows = list(_backfill_rows(((r[1], r[2], r[3], r[4]) for r in page), stored_uuid, decode))
+                cursor.executemany(self.backfill, [(row[0].hex, *row[1:]) for row in rows])
 
     def install(self) -> None:
         insert_events = self.recorder._insert_events

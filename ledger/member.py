@@ -184,10 +184,10 @@ class Member(Aggregate):
         window (the next message forgets those that no longer count), its ids left to the claim index."""
         state["lots"] = OpenLots(state["lots"])
         purchases: dict[str, PurchaseRecord] = state.pop("purchases")
-        in_time_order = sorted(purchases.values(), key=lambda purchase: purchase.effective_at)
-        state["credit_window"] = CreditWindow(
-            Credit(purchase.transaction_id, purchase.effective_at, purchase.credits) for purchase in in_time_order
-        )
+        window = state["credit_window"] = CreditWindow()
+        for purchase in sorted(purchases.values(), key=lambda purchase: purchase.effective_at):
+            if purchase.base > 0:  # what replaying its events keeps: a purchase refunded in full stays, at 0
+                window.restore(Credit(purchase.transaction_id, purchase.effective_at, purchase.credits))
         for ids in ("event_ids", "refund_ids", "redemption_ids", "adjustment_ids"):
             del state[ids]
 

@@ -35,6 +35,11 @@ _SQLITE_EVENTS_AFTER = (
 )
 
 
+def stored_uuid(value: Any) -> UUID:
+    """An aggregate id as a store gives it back (a UUID on PostgreSQL, hex or text elsewhere) as a UUID."""
+    return value if isinstance(value, UUID) else UUID(str(value))
+
+
 @dataclass(slots=True)
 class StoredHistory:
     """One aggregate as stored: its latest snapshot (if any) and its events after it, oldest first."""

@@ -29,12 +29,17 @@ from ledger.micros import to_micros
 from ledger.pgconnect import schema_lock
 from ledger.store import Store
 
+#: The chain positions were recorded in before the ledger had a key.
+UNKEYED_CHAIN = Chain()
 #: The record's table (the ledger's own tables on SQLite have fixed names: this one does not clash).
 POSITION_LOG_TABLE = "ledger_position_log"
 #: The hash each upstream's chain starts from.
 GENESIS = "0" * 64
 #: The library's own record of its table layout, not an upstream.
 MIGRATION = "__migration__"
+#: Tracking rows that hold no upstream position: the library's table layout, and the ledger's id
+#: (ledger.identity), which is written once and never advances.
+NOT_POSITIONS = frozenset({MIGRATION, "ledger-id"})
 #: Records read per page while checking.
 CHECK_PAGE = 5_000
 #: Below every position (Kafka offsets and the ledger's time are never negative).
@@ -96,7 +101,7 @@ def check_positions(recorder: Any, chain: Chain, skip: Callable[[str], bool]) ->
                                                              f"FROM {table.tracking} WHERE application_name <> ?",
                                                              (MIGRATION,))}  # fmt: skip
         logged = {name for (name,) in table.rows(cursor, f"SELECT DISTINCT upstream FROM {table.name}")}
-    for upstream in sorted(name for name in tracked.keys() | logged if not skip(name)):
+    for upstream in sorted(name for name in tracked.keys() | logged if not skip(name) and name not in NOT_POSITIONS):
         yield from _check_upstream(table, recorder, chain, upstream, tracked.get(upstream))
 
 
@@ -104,19 +109,27 @@ def _check_upstream(
     table: _Table, recorder: Any, chain: Chain, upstream: str, tracked: int | None
 ) -> Iterator[tuple[str, str]]:
     previous_hash, last = GENESIS, None
-    mode_told = False
+    mode_told = keyed_seen = False
     for record, stored_hash in table.records(recorder, upstream):
         if record.previous != last:
             yield (
                 upstream,
                 f"the record at {record.position} continues from {record.previous}, the one before ends at {last}",
             )
-        problem = mismatch(f"the record at {record.position}", record.chain, chain)
+        link_chain = chain
+        if record.chain == UNKEYED_CHAIN.mode and chain.keyed:
+            # Written before the ledger had its key: its link is checked as the unkeyed chain it is. Only the
+            # switch one way is a ledger's history; unkeyed after keyed is a record written without the key.
+            link_chain = UNKEYED_CHAIN
+            if keyed_seen:
+                yield upstream, f"the record at {record.position} is unkeyed, after keyed ones"
+        keyed_seen = keyed_seen or record.chain != UNKEYED_CHAIN.mode
+        problem = mismatch(f"the record at {record.position}", record.chain, link_chain)
         if problem is not None:
             if not mode_told:
                 yield upstream, f"{problem}: its links cannot be checked"
             mode_told = True
-        elif record.link(previous_hash, chain) != stored_hash:
+        elif record.link(previous_hash, link_chain) != stored_hash:
             yield upstream, f"the record at {record.position} does not hash as it was written"
         previous_hash, last = stored_hash, record.position
     if tracked is None:

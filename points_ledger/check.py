@@ -126,30 +126,36 @@ def _postgres_fix(reason: str) -> str:
     return "see the reason above"
 
 
+#: Tables of the ledger that a first start of this version creates beside an older ledger's (filled from it).
+LATER_TABLES = ("ledger_claims", "ledger_position_log")
+
+
 def _postgres_privileges(connection: psycopg.Connection[Any]) -> Check:
-    """The ledger creates its tables on first use, then inserts and reads. A ledger from before the claim index
-    (`ledger_claims`) gets it created and filled from its log on the first start, which needs CREATE."""
+    """The ledger creates its tables on first use, then inserts and reads. An older ledger gets the tables it
+    lacks (LATER_TABLES) created and filled on the first start of this version, which needs CREATE."""
     row = connection.execute(
-        "SELECT to_regclass('ledger_events') IS NOT NULL, to_regclass('ledger_claims') IS NOT NULL, current_user, "
-        "has_schema_privilege(current_user, current_schema(), 'CREATE'), current_schema()"
+        "SELECT to_regclass('ledger_events') IS NOT NULL, "
+        "array(SELECT t FROM unnest(%s::text[]) AS t WHERE to_regclass(t) IS NULL), current_user, "
+        "has_schema_privilege(current_user, current_schema(), 'CREATE'), current_schema()",
+        (list(LATER_TABLES),),
     ).fetchone()
     if row is None:
         return failed("store privileges", "cannot read the catalog", "grant the ledger's user access to the database")
-    exists, claims_exist, user, can_create, schema = row
+    exists, missing, user, can_create, schema = row
     if exists:
-        tables = ["ledger_events", "ledger_claims"] if claims_exist else ["ledger_events"]
+        tables = ["ledger_events", *(table for table in LATER_TABLES if table not in missing)]
         granted = connection.execute(
             "SELECT bool_and(has_table_privilege(current_user, t, 'INSERT') AND has_table_privilege(current_user, t, "
             "'SELECT')) FROM unnest(%s::text[]) AS t",
             (tables,),
         ).fetchone()
         if granted is None or not granted[0]:
-            return failed("store privileges", f"user {user} cannot insert into and read {' and '.join(tables)}",
+            return failed("store privileges", f"user {user} cannot insert into and read {', '.join(tables)}",
                           f"GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA {schema} TO {user}")  # fmt: skip
-        if not claims_exist and not can_create:
-            return failed("store privileges", f"the ledger has no claim index (ledger_claims) yet, and user {user} "
-                          f"cannot create it in {schema}", f"GRANT CREATE ON SCHEMA {schema} TO {user} for the "
-                          "first start, which creates it and fills it from the log")  # fmt: skip
+        if missing and not can_create:
+            return failed("store privileges", f"the ledger has no {' and no '.join(missing)} yet, and user {user} "
+                          f"cannot create them in {schema}", f"GRANT CREATE ON SCHEMA {schema} TO {user} for the "
+                          "first start, which creates them and fills them from the ledger")  # fmt: skip
         return passed("store privileges", f"user {user} can read and append to the ledger's tables")
     if not can_create:
         return failed("store privileges", f"no ledger tables yet, and user {user} cannot create them in {schema}",

@@ -1,7 +1,8 @@
 """`migrate FILE.csv`: carry a legacy loyalty system's balances over, one opening balance per member.
 
-The file is read twice, a line at a time: first every row is checked (and the file's digest taken, which the
-event ids derive from), then the rows are applied. Memory holds one batch of rows, whatever the file's size.
+The file is read three times, a line at a time: its digest (which the event ids derive from), then every row
+checked, then the rows applied (each reading checks the digest is still the same). Memory holds one batch of
+rows, whatever the file's size.
 """
 
 from __future__ import annotations

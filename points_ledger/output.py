@@ -2,7 +2,9 @@
 
 Member ids, reasons and other texts come from whoever sends messages: a table shows them as text (never rich
 markup, control characters escaped), a CSV cell never starts a spreadsheet formula (`terminal_text`,
-`spreadsheet_cell`). JSON carries them exactly: the json module escapes control characters itself.
+`spreadsheet_cell`). JSON carries them exactly, for programs: the C0 controls are escaped (`\u001b`), other
+characters (DEL, C1 controls, bidirectional overrides) are written as they are, so JSON is for machines, not for
+reading on a terminal.
 """
 
 from __future__ import annotations

@@ -196,7 +196,7 @@ def reconcile_command(  # noqa: PLR0917 (one parameter per option, as click pass
                 if found is not None:
                     writer.item(reconcile.with_context(sql, found, context_events).as_dict())
         except reconcile.UnorderedSideError as error:
-            raise CommandError(f"{error}; the report {report_path} is incomplete") from error
+            raise CommandError(f"{error}; no report was written") from error
         writer.finish(tally.summary())
     summary = {**tally.summary(), "position": position, "report": str(report_path)}
     if output_format == "json":

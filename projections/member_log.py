@@ -23,6 +23,7 @@ from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
 from ledger.application import LedgerApplication
+from ledger.originators import stored_uuid
 from projections.partitions import member_range
 
 #: Events per page.
@@ -65,14 +66,14 @@ class MemberLog:
             if not rows:
                 return
             page = [
-                Notification(id=int(position), originator_id=_uuid(originator), originator_version=int(version),
+                Notification(id=int(position), originator_id=stored_uuid(originator), originator_version=int(version),
                              topic=topic, state=bytes(state))
                 for position, originator, version, topic, state in rows
             ]  # fmt: skip
             yield page
             if len(rows) < page_size:
                 return
-            after = (_uuid(page[-1].originator_id), page[-1].originator_version)
+            after = (stored_uuid(page[-1].originator_id), page[-1].originator_version)
 
     def snapshots_of(self, member_ids: Collection[UUID]) -> dict[UUID, dict[int, StoredEvent]]:
         """The stored snapshots of `member_ids`, by member and version."""
@@ -80,7 +81,7 @@ class MemberLog:
         if not self.has_snapshots or not member_ids:
             return found
         for originator, version, topic, state in self._snapshot_rows(list(member_ids)):
-            member_id = _uuid(originator)
+            member_id = stored_uuid(originator)
             found.setdefault(member_id, {})[int(version)] = StoredEvent(member_id, int(version), topic, bytes(state))
         return found
 
@@ -130,7 +131,3 @@ def _sqlite_rows(datastore: SQLiteDatastore, statement: str, params: tuple[Any, 
     with datastore.transaction(commit=False) as cursor:
         cursor.execute(statement, params)
         return [tuple(row) for row in cursor.fetchall()]
-
-
-def _uuid(value: Any) -> UUID:
-    return value if isinstance(value, UUID) else UUID(str(value))

@@ -2,9 +2,9 @@
 view with it.
 
 - The members, replayed from the log one at a time (projections.member_check): their hash chains (keyed with
-  the chain key when one is configured), event ids, snapshots and every view row. On PostgreSQL worker
-  processes take the member partitions a rebuild uses (projections.partitions), each holding one member at
-  a time: memory grows with neither the members nor the events.
+  the chain key when one is configured), the ids they claim and the claim index, snapshots and every view
+  row. On PostgreSQL worker processes (run as projections.partitions runs a rebuild's) take a range of
+  member ids each, holding one member at a time: memory grows with neither the members nor the events.
 - Rows the log does not account for: view rows at positions the log does not hold, or of members it never
   enrolled, and snapshots of events it does not hold.
 - The upstream positions: each tracking position must be the last one the position log recorded, and that

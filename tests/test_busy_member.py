@@ -28,6 +28,7 @@ from ledger.outcomes import Outcome, Rejection
 from ledger.program import Program
 from ledger.store import parse_store_url
 from schemas import Message
+from tests.cli_helpers import cli
 from tests.messages import CollectedLetters, at, encode, purchase, refund, wire
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -179,3 +180,27 @@ def test_a_busy_members_state_holds_only_open_lots_and_counting_credits(sqlite_u
         assert vars(member) == vars(folded)
     finally:
         app.close()
+
+
+def test_an_older_ledger_whose_log_claims_an_id_twice_still_opens_and_verify_names_it(sqlite_url: str) -> None:
+    """Filling the index keeps a duplicated id's first claim, instead of stopping every command."""
+    app = LedgerApplication(parse_store_url(sqlite_url), Program())
+    assert _decisions(app, purchase("10.00", event_id="p-1", txn="T1")) == [OK]
+    app.close()
+    path = sqlite_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as db:  # as an older ledger, whose member state let a re-sent purchase in twice
+        member, version, topic, state = db.execute(
+            "SELECT originator_id, originator_version, topic, state FROM stored_events WHERE topic LIKE "
+            "'%PointsEarned' ORDER BY rowid DESC LIMIT 1"
+        ).fetchone()
+        db.execute("INSERT INTO stored_events (originator_id, originator_version, topic, state) VALUES (?, ?, ?, ?)",
+                   (member, version + 1, topic, state))  # fmt: skip
+        db.execute(f"DROP TABLE {TABLE}")
+    reopened = LedgerApplication(parse_store_url(sqlite_url), Program())
+    try:
+        assert reopened.claimed("M1", Kind.EVENT, "p-1")
+    finally:
+        reopened.close()
+    verified = cli("verify", "--format", "json", store=sqlite_url)
+    assert verified.returncode == 1
+    assert "event id 'p-1' is recorded twice" in verified.stdout

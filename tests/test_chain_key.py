@@ -82,8 +82,12 @@ def test_an_unkeyed_trail_verified_with_a_key_says_so_and_a_rebuild_keys_it(
     assert status == 1 and len(lines) == 2
     assert lines[0]["detail"].startswith("the audit trail's hash chain is unkeyed (SHA-256), but this command runs "
                                          "with chain key id")  # fmt: skip
+    swept = cli("sweep", "--as-of", "2026-06-30T00:00:00Z", store=ledger)  # a position recorded before the key
+    assert swept.returncode == 0, swept.stderr
     rebuilt = cli("rebuild", store=ledger, env=keyed)  # checks the log against the unkeyed trail, then keys it
     assert rebuilt.returncode == 0, rebuilt.stderr
+    assert verify_lines(ledger, env=keyed)[0] == 0  # the positions recorded unkeyed before are checked as such
+    assert cli("sweep", "--as-of", "2026-07-31T00:00:00Z", store=ledger, env=keyed).returncode == 0  # keyed now
     assert verify_lines(ledger, env=keyed)[0] == 0
     assert verify_lines(ledger)[0] == 1  # and now it is the unkeyed run that is told
 

@@ -20,6 +20,7 @@ from consumers.deadletters import RULE_FAILED
 from consumers.jsonlines import ingest_lines
 from ledger import rules
 from ledger.application import LedgerApplication
+from ledger.claims import Kind
 from ledger.limits import OutOfRangeError
 from ledger.outcomes import Rejection
 from ledger.program import Program
@@ -146,7 +147,7 @@ def test_a_message_a_rule_fails_on_is_dead_lettered_and_the_rest_of_its_batch_is
             kept, expected = app.member(member_id), without.member(member_id)
             assert kept is not None and expected is not None
             assert (kept.balance, kept.tier) == (expected.balance, expected.tier)
-        applied = {event_id: app.applied("A", event_id) for event_id in ("e1", "e3", "e4", "e5")}
+        applied = {event_id: app.claimed("A", Kind.EVENT, event_id) for event_id in ("e1", "e3", "e4", "e5")}
         assert applied == {"e1": True, "e3": False, "e4": True, "e5": True}
         assert app.member("A").balance == 10 - 4 + 1  # type: ignore[union-attr]
         # Not being recorded, the failed message's event_id is free: a fixed ledger applies its redelivery.

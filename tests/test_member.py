@@ -307,9 +307,8 @@ def _older_snapshot(current: Snapshot, class_version: int | None) -> Snapshot:
     version: every purchase and every id in the state, lots in a list; version 1 had no opening balances."""
     replaced = {"class_version", "lots", "credit_window"}
     state = {key: value for key, value in current.state.items() if key not in replaced}
-    lot = current.state["lots"][0]
     state |= {
-        "lots": [Lot(lot.lot_id, lot.points, lot.remaining, lot.expires_at)],
+        "lots": [Lot(lot.lot_id, lot.points, lot.remaining, lot.expires_at) for lot in current.state["lots"]],
         "purchases": {"T1": PurchaseRecord("T1", 1200, 12, 12, state["last_effective_at"])},
         "event_ids": {"e1"}, "refund_ids": set(), "redemption_ids": set(), "adjustment_ids": set(),
     }  # fmt: skip
@@ -334,3 +333,24 @@ def test_member_snapshots_of_older_versions_are_upcast(memory_ledger: LedgerAppl
         assert isinstance(member, Member)
         assert (member.opening_balance_id, member.balance, member.credit_window.total) == (None, 12, 12)
         assert vars(member) == vars(current.mutate(None))
+
+
+def test_an_upcast_snapshot_equals_the_replay_when_a_purchase_was_refunded_in_full(
+    memory_ledger: LedgerApplication,
+) -> None:
+    """Replaying keeps a purchase refunded in full in the window at 0 credits; so must the upcast snapshot."""
+    apply(memory_ledger, purchase("12.00", event_id="e1", txn="T1"), refund("T1", "12.00"))
+    current = Snapshot.take(the(memory_ledger))
+    assert [credit.credits for credit in the(memory_ledger).credit_window] == [0]
+    older = _older_snapshot(current, 2)
+    older.state["purchases"]["T1"] = PurchaseRecord(
+        "T1",
+        1200,
+        12,
+        12,
+        older.state["last_effective_at"],
+        refunded_cents=1200,
+        points_clawed_back=12,
+        credits_clawed_back=12,
+    )
+    assert vars(older.mutate(None)) == vars(current.mutate(None))

@@ -157,6 +157,9 @@ def test_every_kind_of_discrepancy_is_reported_and_only_balances_are_corrected(s
     assert {line["member_id"]: line["kind"] for line in lines if line.get("outcome") == "not_corrected"} == {
         members[0]: "missing_in_other", members[1]: "tier",
     }  # fmt: skip
+    again = ok("correct", "--from", str(report_path), "--reason", "pos sync", "--operator", "bob", store=sqlite_url)
+    assert (again[-1]["already_corrected"], again[-1]["rejected"]) == (0, 1)  # refused then, not made since
+    assert next(line for line in again if line.get("member_id") == rich)["reason"].startswith("refused by the rules")
 
 
 def test_a_shadow_ledger_with_a_corrected_program_is_reconciled_and_its_differences_corrected(

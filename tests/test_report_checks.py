@@ -131,6 +131,9 @@ def test_a_correction_is_the_difference_seen_at_the_reports_position_and_is_made
     planned = correct(store_url, tmp_path / "then.json", "--dry-run")
     assert planned[-1]["dry_run"] is True and planned[-1]["position"] == then["ledger"]["position"]
     assert planned[-1]["corrections"] + planned[-1]["not_corrected"] == len(then["items"])
+    # The ledger's id, kept beside the positions, is no position: the ledger still verifies.
+    verified = cli("verify", "--format", "json", store=store_url)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
 def test_the_ledger_id_is_one_per_ledger_kept_in_it_and_the_same_for_every_process(
