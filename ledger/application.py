@@ -29,7 +29,7 @@ from eventsourcing.persistence import (
 from eventsourcing.utils import get_topic
 
 from ledger.claim_index import CLAIM_ROWS, ClaimIndex, ClaimRow, Wanted, claim_index, claim_rows
-from ledger.claims import Kind, claims_to_check, purchase_to_recall
+from ledger.claims import claims_to_check, purchase_to_recall
 from ledger.compact import CompactMapper
 from ledger.invariants import LedgerInvariantError
 from ledger.ledger_time import (
@@ -42,7 +42,7 @@ from ledger.ledger_time import (
 from ledger.limits import BATCH_SIZE_MAX, OutOfRangeError
 from ledger.member import Member, Source, claiming_event_classes, member_uuid
 from ledger.micros import to_micros
-from ledger.originators import StoredHistory, stored_histories
+from ledger.originators import StoredHistory, stored_histories, stored_uuid
 from ledger.outcomes import FAILED, RECORDED, Decision, Failure
 from ledger.pgbinary import use_binary_inserts
 from ledger.pgconnect import configure_pool, schema_lock
@@ -298,17 +298,23 @@ class LedgerApplication(Application[UUID]):
         The in-flight notes are taken before the store is asked: a write that commits in between is then in
         one or the other (a write leaves the in-flight list only once committed)."""
         in_flight = list(self._in_flight)
+        member_ids: dict[UUID, str] = {}
         wanted: set[Wanted] = set()
         purchases: set[tuple[UUID, str]] = set()
         for message, _ in batch:
             originator_id = member_uuid(message.member_id)
+            member_ids[originator_id] = message.member_id
             wanted.update((originator_id, claim.kind, claim.key) for claim in claims_to_check(message))
             transaction_id = purchase_to_recall(message)
             if transaction_id is not None:
                 purchases.add((originator_id, transaction_id))
-        claimed = frozenset(self.claims.find(wanted))
-        stored_events = self.claims.purchase_events(purchases)
-        events = [cast(Member.Event, self.mapper.to_domain_event(stored)) for stored in stored_events]
+        claimed: dict[str, set[tuple[str, str]]] = {}
+        for originator_id, kind, key in self.claims.find(wanted):
+            claimed.setdefault(member_ids[originator_id], set()).add((kind, key))
+        events = (
+            (member_ids[stored_uuid(stored.originator_id)], cast(Member.Event, self.mapper.to_domain_event(stored)))
+            for stored in self.claims.purchase_events(purchases)
+        )
         return BatchRecall(Stored(claimed, stored_purchases(events)), in_flight)
 
     def _decide(
@@ -324,12 +330,12 @@ class LedgerApplication(Application[UUID]):
         if member is None:
             member = members[message.member_id] = Member.start(message, source, self.program, ledger_time)
             if isinstance(message, Enrollment):
-                recall.notes.note(member.id, member.pending_since(0), recall.of(member.id))
+                recall.notes.note(message.member_id, member.pending_since(0), recall.of(message.member_id))
                 return RECORDED
         pending = member.pending_count()
-        member_recall = recall.of(member.id)
+        member_recall = recall.of(message.member_id)
         decision = member.handle(message, source, self.program, member_recall, ledger_time)
-        recall.notes.note(member.id, member.pending_since(pending), member_recall)
+        recall.notes.note(message.member_id, member.pending_since(pending), member_recall)
         return decision
 
     def _decide_again_without(
@@ -348,7 +354,7 @@ class LedgerApplication(Application[UUID]):
         member_id = batch[failed][0].member_id
         members.pop(member_id, None)
         self._members.pop(member_id, None)
-        recall.notes.forget(member_uuid(member_id))
+        recall.forget(member_id)
         members.update(self._members_of([member_id]))
         for index in range(failed):
             message, source = batch[index]
@@ -498,7 +504,7 @@ class LedgerApplication(Application[UUID]):
         except AggregateNotFoundError:
             return None
 
-    def claimed(self, member_id: str, kind: Kind, key: str) -> bool:
+    def claimed(self, member_id: str, kind: str, key: str) -> bool:
         """Has an event of this member claimed this id (ledger.claims): for an event id, was a message with it
         recorded (a redelivery would be a duplicate); for an adjustment id, was that adjustment made?"""
         wanted = (member_uuid(member_id), kind, key)

@@ -9,6 +9,7 @@ rewrites the past).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -62,6 +63,11 @@ FLOW_SIGNS: dict[str, int] = {
 }
 
 
+#: Member ids whose aggregate id is kept at hand: every batch asks for each of its members' (a SHA-1 each).
+MEMBER_UUIDS_CACHED = 100_000
+
+
+@functools.lru_cache(maxsize=MEMBER_UUIDS_CACHED)
 def member_uuid(member_id: str) -> UUID:
     return uuid5(MEMBER_NAMESPACE, member_id)
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import ROUND_FLOOR, Decimal, Inexact, localcontext
+from decimal import ROUND_FLOOR, Context, Decimal, DivisionByZero, Inexact, InvalidOperation, Overflow
 
 from ledger.program import Program
 
 #: Decimal precision for rule arithmetic; inexact results raise instead of rounding silently.
 _PRECISION = 100
+#: The context rule arithmetic runs in: exact or an error. Its flags are never read, only its traps matter.
+_EXACT = Context(prec=_PRECISION, traps=[Inexact, InvalidOperation, DivisionByZero, Overflow])
 #: Most points one purchase may award (the most any other message may move, too).
 AWARD_MAX = 1_000_000_000
 #: Largest balance (and debt) a member may reach: a trillion points. Sums over millions of members
@@ -71,11 +73,10 @@ def cents(amount: Decimal) -> int:
 
 
 def floor_product(value: Decimal | int, factor: Decimal) -> int:
-    """floor(value * factor), computed exactly."""
-    with localcontext() as context:
-        context.prec = _PRECISION
-        context.traps[Inexact] = True
-        return int((Decimal(value) * factor).to_integral_value(rounding=ROUND_FLOOR))
+    """floor(value * factor), computed exactly (a product that needs more digits than _PRECISION raises
+    Inexact). One shared context rather than a local one per call: measured, a third of the call's time."""
+    product = _EXACT.multiply(Decimal(value), factor)
+    return int(product.to_integral_value(rounding=ROUND_FLOOR, context=_EXACT))
 
 
 def effective_time(occurred_at: datetime, last_effective_at: datetime | None) -> datetime:

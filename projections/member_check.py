@@ -52,11 +52,6 @@ from projections.views import (
 DISCREPANCIES_KEPT_MAX = 1_000
 #: The aggregate's attribute that is no part of its state (events not yet recorded).
 _PENDING = "_pending_events"
-#: Each kind of claimed id as a finding names it.
-_CLAIMED = {
-    Kind.EVENT: "event id", Kind.TRANSACTION: "transaction id", Kind.REFUND: "refund id",
-    Kind.REDEMPTION: "redemption id", Kind.ADJUSTMENT: "adjustment id",
-}  # fmt: skip
 #: Differences between a member's claims and the claim index reported one by one, per member (the rest counted).
 CLAIM_DIFFERENCES_SHOWN = 3
 _HASH = AUDIT_COLUMNS.index("hash")
@@ -221,9 +216,9 @@ class _Checker:
         """Each id is claimed once per member: a message's event id by its outcome (or the enrolment it made),
         a business id by the outcome that used it."""
         for claim in event.claims():
-            first = member.claims.setdefault((claim.kind.value, claim.key), event.originator_version)
+            first = member.claims.setdefault((claim.kind, claim.key), event.originator_version)
             if first != event.originator_version:
-                self.found("log", where, f"{_CLAIMED[claim.kind]} {claim.key!r} is recorded twice: at versions "
+                self.found("log", where, f"{_claim_name(claim.kind)} {claim.key!r} is recorded twice: at versions "
                            f"{first} and {event.originator_version}")  # fmt: skip
 
     def _compare_claim_index(self, members: list[_MemberState]) -> None:
@@ -298,8 +293,7 @@ class _Checker:
 
 def _claim_name(kind: str) -> str:
     """How a finding names a kind of claimed id (a code the ledger never writes is shown as it is)."""
-    known = {member.value: _CLAIMED[member] for member in Kind}
-    return known.get(kind, f"id of kind {kind!r}")
+    return Kind.NAMES.get(kind, f"id of kind {kind!r}")
 
 
 def _differing_state(snapshot: Any, replayed: Any) -> list[str]:

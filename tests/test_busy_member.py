@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
+from uuid import UUID
 
 import psycopg
 import pytest
@@ -86,7 +87,7 @@ def test_the_claim_index_itself_refuses_an_id_claimed_twice(store_url: str) -> N
         assert _decisions(app, purchase("10.00", event_id="e1", txn="T1")) == [OK]
         message = purchase("5.00", event_id="e2", txn="T2")
         decided = app._decide_batch([(message, _source())])
-        _insert_claim(store_url, member_uuid("M1").hex, Kind.EVENT.value, "e2")  # recorded meanwhile, elsewhere
+        _insert_claim(store_url, member_uuid("M1"), Kind.EVENT, "e2")  # recorded meanwhile, elsewhere
         events_before = app.recorder.max_notification_id()
         with pytest.raises(IntegrityError):
             app.record(decided.members, None, decided.notes)
@@ -95,14 +96,14 @@ def test_the_claim_index_itself_refuses_an_id_claimed_twice(store_url: str) -> N
         app.close()
 
 
-def _insert_claim(store_url: str, member_hex: str, kind: str, key: str) -> None:
+def _insert_claim(store_url: str, member: UUID, kind: str, key: str) -> None:
     statement = f"INSERT INTO {TABLE} (originator_id, kind, key, originator_version, ref) VALUES "
     if store_url.startswith("sqlite"):
         with sqlite3.connect(store_url.removeprefix("sqlite:///")) as db:
-            db.execute(statement + "(?, ?, ?, 99, NULL)", (member_hex, kind, key))
+            db.execute(statement + "(?, ?, ?, 99, NULL)", (member.bytes, kind, key))
     else:
         with psycopg.connect(store_url.replace("postgresql://", "postgres://")) as db:
-            db.execute(statement + "(%s::uuid, %s, %s, 99, NULL)", (member_hex, kind, key))
+            db.execute(statement + "(%s, %s, %s, 99, NULL)", (member, kind, key))
 
 
 def test_a_ledger_written_before_the_claim_index_gets_it_from_its_log(tmp_path: Path) -> None:

@@ -98,7 +98,7 @@ def test_a_batch_decided_before_a_sweep_moved_the_ledger_time_is_decided_again(s
     with pytest.raises(LedgerTimeMovedError):  # the guard, in the writing transaction
         member = consumer.member("M1")
         assert member is not None
-        recall = consumer._recall([(late, _source())]).of(member.id)
+        recall = consumer._recall([(late, _source())]).of("M1")
         member.handle(late, _source(), consumer.program, recall, consumer.ledger_time())
         consumer.record([member])
     consumer.apply(late, _source())  # apply_batch decides again with the new time
