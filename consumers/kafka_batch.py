@@ -8,7 +8,7 @@ after it leaves the position saying so (the batch is skipped).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -64,12 +64,15 @@ def record_batch(
     records: Sequence[ConsumedRecord],
     previous: int | None,
     dead_letters: KafkaDeadLetters,
+    *,
+    before_commit: Callable[[], None] | None = None,
 ) -> BatchResult:
     """Apply one partition's records (in offset order, all after `previous`) in one transaction.
 
     Invalid records, and records a rule fails on, are dead-lettered (confirmed before the commit).
     Raises DeadLetterWriteError (nothing recorded) or PositionConflictError when another
-    writer recorded this partition first (nothing recorded; re-read the position).
+    writer recorded this partition first (nothing recorded; re-read the position). `before_commit` (a test
+    hook) is called once the invalid records' dead letters are confirmed, before anything is recorded.
     """
     if not records:
         raise ValueError("an empty batch has no position to record")
@@ -90,6 +93,8 @@ def record_batch(
             batch.append((parsed, {"topic": topic, "partition": partition, "offset": record.offset}))
             kept.append(record)
     dead_letters.flush()
+    if before_commit is not None:
+        before_commit()
 
     def dead_letter_failures(failures: Sequence[Failure]) -> None:
         for failure in failures:

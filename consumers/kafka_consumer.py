@@ -27,6 +27,7 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer
 from kafka.errors import CorruptRecordError, UnsupportedCodecError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
+from consumers.catch_up import CatchUp
 from consumers.defaults import PARTITIONS_PER_POLL_MAX
 from consumers.idle import IdleClock
 from consumers.kafka_batch import record_batch, upstream_name
@@ -125,6 +126,11 @@ class ConsumeOptions:
     store_retry: RetryPolicy = field(default_factory=RetryPolicy)
     #: Test hook: SIGKILL this process right after the Nth batch's database commit, before the offset commit.
     crash_after_batch: int | None = None
+    #: Stop once every partition is applied through the end offset it had at the start (consumers/catch_up.py).
+    until_caught_up: bool = False
+    #: Test hook: SIGKILL this process in the Nth batch, once its dead letters are confirmed and before anything
+    #: of it is recorded.
+    crash_before_commit: int | None = None
 
 
 class LedgerConsumer:
@@ -158,14 +164,22 @@ class LedgerConsumer:
 
     # ---- the loop ---------------------------------------------------------------------------
 
-    def run(self, stop: threading.Event, on_progress: Callable[[Tally], None] | None = None) -> Tally:
-        """Consume until `stop` is set or, with `until_idle_s`, until idle that long (see consumers/idle.py)."""
+    def run(
+        self,
+        stop: threading.Event,
+        on_progress: Callable[[Tally], None] | None = None,
+        catch_up: CatchUp | None = None,
+    ) -> Tally:
+        """Consume until `stop` is set, or until idle for `until_idle_s` (see consumers/idle.py), or, with
+        `catch_up`, until every partition is applied through the end it names (consumers/catch_up.py)."""
         self.consumer.subscribe(list(self.options.topics), listener=_Rebalance(self))
         self._member_at = time.monotonic()
         limit = self.options.until_idle_s
         idle = None if limit is None else IdleClock(limit, UNASSIGNED_GRACE_S, self._member_at)
         try:
             while not stop.is_set():
+                if catch_up is not None and catch_up.reached(lambda partition: self._applied_through(partition, stop)):
+                    break
                 polled = self._poll()
                 resumed = self._resume_pending(stop)
                 now = time.monotonic()
@@ -248,9 +262,10 @@ class LedgerConsumer:
             if not fresh:
                 return True
             started = time.perf_counter()
+            before_commit = _kill_self if self._batches + 1 == self.options.crash_before_commit else None
             try:
                 result = call_store(
-                    lambda: record_batch(self.app, fresh, previous, self.dead_letters),
+                    lambda: record_batch(self.app, fresh, previous, self.dead_letters, before_commit=before_commit),
                     self.options.store_retry,
                     self.warn,
                 )
@@ -263,7 +278,7 @@ class LedgerConsumer:
             self._uncommitted[partition] = result.last_offset + 1
             self._batches += 1
             if self._batches == self.options.crash_after_batch:
-                os.kill(os.getpid(), signal.SIGKILL)
+                _kill_self()
         self.tally.add(result.tally)
         self.metrics.batch(
             result.tally, time.perf_counter() - started, partition.topic, partition.partition, result.last_offset
@@ -354,6 +369,17 @@ class LedgerConsumer:
                 lag = max(highwater - self._next_offset(partition, recorded), 0)
                 self.metrics.lag_of(partition.topic, partition.partition, lag)
 
+    def _applied_through(self, partition: TopicPartition, stop: threading.Event) -> int:
+        """The first offset of `partition` not yet applied: from the client's position while this consumer holds
+        the partition, else from the position the ledger recorded (another consumer of the group holds it)."""
+        with self._lock:
+            held = partition in self._owned and partition not in self._pending
+            recorded = self._recorded.get(partition)
+        if held:
+            return self._next_offset(partition, recorded)
+        position = self._stored_position(partition, stop)
+        return 0 if position is None else position + 1
+
     def _next_offset(self, partition: TopicPartition, recorded: int | None) -> int:
         """The first offset not yet applied: after the recorded position, and after the offsets the client has
         moved past without a record to apply (transaction markers; with read_committed, aborted records)."""
@@ -363,6 +389,11 @@ class LedgerConsumer:
         except Exception:  # advisory: a partition given away meanwhile has no position to ask for
             return after_recorded
         return max(after_recorded, fetched if isinstance(fetched, int) else 0)
+
+
+def _kill_self() -> None:
+    """The crash of the test hooks: SIGKILL, so that nothing of Python's own shutdown runs."""
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

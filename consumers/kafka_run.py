@@ -6,6 +6,7 @@ import contextlib
 import threading
 from collections.abc import Callable
 
+from consumers.catch_up import catch_up_target
 from consumers.kafka_clients import connect, new_consumer, new_producer
 from consumers.kafka_consumer import ConsumeOptions, LedgerConsumer
 from consumers.kafka_deadletters import KafkaDeadLetters
@@ -43,7 +44,8 @@ def consume(
     if on_start is not None:
         on_start(ledger_consumer)
     try:
-        tally = ledger_consumer.run(stop, on_progress)
+        catch_up = catch_up_target(settings, options.topics) if options.until_caught_up else None
+        tally = ledger_consumer.run(stop, on_progress, catch_up)
     except BaseException:
         with contextlib.suppress(Exception):  # the first error is the one to report
             ledger_consumer.close()

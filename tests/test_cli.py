@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli_helpers import SAMPLE, cli, one_line_error
+from tests.conftest import POSTGRES_ADMIN_URL
 
 
 def ok_json(result: subprocess.CompletedProcess[str]) -> object:
@@ -109,7 +110,8 @@ def test_an_unreachable_postgres_is_one_line_and_exit_3() -> None:
 
 
 def test_a_missing_postgres_database_is_named() -> None:
-    result = cli("balances", store="postgresql://postgres@127.0.0.1:5432/pl_no_such_database")
+    server = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]  # the shared server the tests are given, wherever it runs
+    result = cli("balances", store=f"{server}/pl_no_such_database")
     one_line_error(result, 3, 'database "pl_no_such_database" does not exist')
 
 

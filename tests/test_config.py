@@ -132,7 +132,7 @@ def test_consume_runs_from_the_config_file_alone(kafka_bootstrap: str, tmp_path:
         f'[store]\nurl = "{store}"\n[kafka]\nbootstrap_servers = "{kafka_bootstrap}"\nsession_timeout_ms = 3000\n'
         f'[consume]\ntopics = ["{topic}"]\ngroup = "{group}"\nbatch_size = 50\n'
     )
-    result = cli("consume", "--until-idle", "3", "--format", "json")  # ./points-ledger.toml, nothing else
+    result = cli("consume", "--until-caught-up", "--format", "json")  # ./points-ledger.toml, nothing else
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["processed"] == sum(offset + 1 for offset in last.values())
     assert positions(store, topic, 2) == last

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import resource
+import re
 import signal
 import threading
-import time
 import urllib.request
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
 from consumers.kafka_batch import recorded_through, upstream_name
+from consumers.kafka_clients import CONNECT_DELAY_FIRST_S
 from consumers.kafka_consumer import ConsumeOptions, LedgerConsumer
 from consumers.kafka_deadletters import DeadLetterWriteError, KafkaDeadLetters
 from consumers.kafka_settings import KafkaSettings
@@ -23,7 +23,7 @@ from ledger.positions import Position
 from points_ledger.broker import free_port
 from points_ledger.streamgen import INVALID_LINES, generate
 from schemas import Acceptance, Invalid, parse_message
-from tests.cli_helpers import cli
+from tests.cli_helpers import cli, one_line_error
 from tests.kafka_helpers import (
     consume_args,
     create_topic,
@@ -38,6 +38,7 @@ from tests.kafka_helpers import (
     wait_for,
 )
 from tests.messages import encode, wire
+from tests.ports import closed_port
 
 
 def ok_json(result: object) -> dict[str, int]:
@@ -60,7 +61,7 @@ def test_consume_equals_ingest_on_the_same_stream(
     assert sent == {"sent": len(messages), "without_key": sum(1 for line in messages if b'"member_id"' not in line),
                     "partitions": 4}  # fmt: skip
 
-    consumed = ok_json(cli(*consume_args(kafka_bootstrap, topic, unique("g"), "--until-idle", "4"), store=postgres_url))
+    consumed = ok_json(cli(*consume_args(kafka_bootstrap, topic, unique("g"), "--until-caught-up"), store=postgres_url))
     ingested = ok_json(cli("ingest", str(stream), "--format", "json", "--dead-letter", str(tmp_path / "dl.jsonl"),
                            store=sqlite_url))  # fmt: skip
     assert consumed == ingested
@@ -75,7 +76,7 @@ def test_consume_equals_ingest_on_the_same_stream(
         assert sorted(from_kafka.stdout.splitlines()) == sorted(from_file.stdout.splitlines()), command
 
     # Consuming again from the start (a new group) changes nothing: every position is recorded.
-    again = ok_json(cli(*consume_args(kafka_bootstrap, topic, unique("g"), "--until-idle", "3"), store=postgres_url))
+    again = ok_json(cli(*consume_args(kafka_bootstrap, topic, unique("g"), "--until-idle", "1"), store=postgres_url))
     assert again["processed"] == 0
 
 
@@ -97,7 +98,7 @@ def test_every_kind_of_invalid_message_is_dead_lettered_with_headers_and_nothing
     last_offsets[1] = max(last_offsets.get(1, -1), sent.get(timeout=30).offset)
     producer.close()
 
-    result = ok_json(cli(*consume_args(kafka_bootstrap, topic, unique("g"), "--until-idle", "3"), store=sqlite_url))
+    result = ok_json(cli(*consume_args(kafka_bootstrap, topic, unique("g"), "--until-caught-up"), store=sqlite_url))
     assert result == {"processed": len(INVALID_LINES) + 4, "recorded": 1, "duplicates": 0, "rejected": 1,
                       "invalid": len(INVALID_LINES) + 2, "failed": 0}  # fmt: skip
 
@@ -121,6 +122,31 @@ def test_every_kind_of_invalid_message_is_dead_lettered_with_headers_and_nothing
             assert isinstance(expected, Invalid)
             assert (headers["error_class"], headers["error_reason"]) == (expected.error_class, expected.reason)
     assert positions(sqlite_url, topic, 2) == last_offsets  # dead letters' positions are recorded too
+
+
+def test_consume_until_caught_up_stops_at_the_end_the_topic_had_when_it_started(
+    kafka_bootstrap: str, sqlite_url: str
+) -> None:
+    topic = unique("caught-up")
+    create_topic(kafka_bootstrap, topic, 3)
+    first = produce(kafka_bootstrap, topic, generate(1_200, 40, 100, seed=41)).last_offsets
+    done = ok_json(cli(*consume_args(kafka_bootstrap, topic, unique("g"), "--until-caught-up"), store=sqlite_url))
+    assert done["processed"] == sum(offset + 1 for offset in first.values())
+    assert positions(sqlite_url, topic, 3) == first
+
+    later = produce(kafka_bootstrap, topic, generate(300, 40, 100, seed=42)).last_offsets
+    group = unique("g")  # two consumers of one group: each stops once every partition is recorded, its own or not
+    pair = [start_consume(sqlite_url, kafka_bootstrap, topic, group, "--until-caught-up") for _ in range(2)]
+    tallies = []
+    for process in pair:
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+        tallies.append(json.loads(out)["processed"])
+    assert sum(tallies) == sum(later[p] - first[p] for p in later)  # the new messages, each once
+    assert positions(sqlite_url, topic, 3) == later
+
+    missing = cli(*consume_args(kafka_bootstrap, unique("nope"), unique("g"), "--until-caught-up"), store=sqlite_url)
+    one_line_error(missing, 1, "does not exist", "create it")
 
 
 def test_recorded_through_counts_offset_zero_as_recorded(memory_ledger: LedgerApplication) -> None:
@@ -195,19 +221,22 @@ def test_metrics_while_running_then_sigterm_finishes_cleanly(kafka_bootstrap: st
     assert total > 1_000
 
 
-def test_an_unreachable_broker_is_reported_and_retried_without_spinning(sqlite_url: str) -> None:
-    closed = f"127.0.0.1:{free_port()}"
+def test_an_unreachable_broker_is_reported_and_retried_with_doubling_delays(sqlite_url: str) -> None:
+    closed = f"127.0.0.1:{closed_port()}"
     process = start_consume(sqlite_url, closed, "t", "g")
-    time.sleep(8)
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    assert process.stderr is not None
+    retries: list[float] = []
+    while len(retries) < 3:  # each retry is announced before its wait: three lines mean two waits done
+        line = process.stderr.readline()
+        assert line, "consume stopped before retrying three times"
+        assert f"Kafka broker {closed} unreachable" in line, line
+        retries.append(float(re.search(r"retrying in ([0-9.]+) s", line).group(1)))  # type: ignore[union-attr]
     process.send_signal(signal.SIGTERM)
     stdout, stderr = process.communicate(timeout=30)
-    used = resource.getrusage(resource.RUSAGE_CHILDREN)
     assert process.returncode == 0, stderr
-    assert f"Kafka broker {closed} unreachable" in stderr and "retrying in" in stderr
     assert json.loads(stdout)["processed"] == 0
-    # CPU time of the child over its whole life (startup included) stays far below the 8 s it ran.
-    assert used.ru_utime + used.ru_stime - usage.ru_utime - usage.ru_stime < 3.0
+    # Not spinning: every attempt waits, twice as long as the one before (up to the cap).
+    assert retries[0] == CONNECT_DELAY_FIRST_S and retries[1:] == [retries[0] * 2, retries[0] * 4], retries
 
 
 def test_the_demo_runs_the_main_job_end_to_end(kafka_bootstrap: str, tmp_path: Path) -> None:
@@ -227,7 +256,7 @@ def test_kafka_usage_errors_are_one_line_with_their_status(sqlite_url: str, tmp_
     assert bad_topic.returncode == 2 and "is not a Kafka topic name" in bad_topic.stderr
     same = cli("consume", "--topic", "a", "--dead-letter-topic", "a", store=sqlite_url)
     assert same.returncode == 2 and "cannot be one of the consumed topics" in same.stderr
-    closed = f"127.0.0.1:{free_port()}"
+    closed = f"127.0.0.1:{closed_port()}"
     (tmp_path / "one.jsonl").write_text('{"type": "enrollment"}\n')
     produce_fails = cli("produce", str(tmp_path / "one.jsonl"), "--bootstrap-servers", closed)
     assert produce_fails.returncode == 1, produce_fails.stderr

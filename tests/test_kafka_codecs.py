@@ -181,11 +181,11 @@ def test_every_codec_librdkafka_writes_is_consumed_exactly_once(
     assert sorted(last_offsets) == list(range(partitions))
     assert_compressed(kafka_bootstrap, topic, partitions, codec)
 
-    consumed = ok_json(cli(*consume_args(kafka_bootstrap, topic, unique("g"), "--until-idle", "4"), store=sqlite_url))
+    consumed = ok_json(cli(*consume_args(kafka_bootstrap, topic, unique("g"), "--until-caught-up"), store=sqlite_url))
     assert consumed == stream.ingested
     assert positions(sqlite_url, topic, partitions) == last_offsets
     # From the start again (a new group): every position is recorded, nothing is applied twice.
-    again = ok_json(cli(*consume_args(kafka_bootstrap, topic, unique("g"), "--until-idle", "2"), store=sqlite_url))
+    again = ok_json(cli(*consume_args(kafka_bootstrap, topic, unique("g"), "--until-idle", "1"), store=sqlite_url))
     assert again["processed"] == 0
     assert positions(sqlite_url, topic, partitions) == last_offsets
 
@@ -297,7 +297,7 @@ def test_consume_without_a_codec_library_exits_1_with_one_line_then_a_fixed_cons
     topic = unique("cli-nolz4")
     create_topic(kafka_bootstrap, topic, 3)
     last_offsets = librdkafka_produce(kafka_bootstrap, topic, stream.lines, "lz4")
-    args = ["--store", sqlite_url, *consume_args(kafka_bootstrap, topic, unique("g"), "--until-idle", "4")]
+    args = ["--store", sqlite_url, *consume_args(kafka_bootstrap, topic, unique("g"), "--until-caught-up")]
     broken = subprocess.run([sys.executable, "-c", WITHOUT_LZ4, *args], capture_output=True, text=True,
                             timeout=120, env=cli_env(), check=False)  # fmt: skip
     assert broken.returncode == 1, broken.stderr

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import random
 import signal
-import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,7 @@ from kafka import KafkaConsumer, TopicPartition
 from consumers.kafka_producer import member_key
 from consumers.kafka_settings import KafkaSettings
 from points_ledger.broker import LocalBroker
-from points_ledger.kafka_commands import CRASH_AFTER_BATCH_ENV
+from points_ledger.kafka_commands import CRASH_AFTER_BATCH_ENV, CRASH_BEFORE_COMMIT_ENV
 from points_ledger.streamgen import generate
 from tests.cli_helpers import cli
 from tests.kafka_helpers import (
@@ -40,74 +38,79 @@ def recorded(store: str, topic: str) -> int:
     return recorded_count(store, topic, PARTITIONS)
 
 
-def consume_to_end(store: str, bootstrap: str, topic: str, group: str) -> dict[str, int]:
-    result = cli(*consume_args(bootstrap, topic, group, "--until-idle", "4"), store=store)
+def consume_to_end(store: str, bootstrap: str, topic: str, group: str, *extra: str) -> dict[str, int]:
+    result = cli(*consume_args(bootstrap, topic, group, "--until-caught-up", *extra), store=store)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)  # type: ignore[no-any-return]
 
 
-#: A timed kill comes early once its run has recorded this many messages, so that 24 kills land before the
-#: end of the stream however fast the machine is (most timed kills land during start-up and record nothing).
-MOST_PER_TIMED_KILL = 500
-
-
-def kill_soon(process: subprocess.Popen[str], after_s: float, recorded_since: Callable[[], int]) -> None:
-    """SIGKILL after `after_s` seconds, or sooner once MOST_PER_TIMED_KILL messages are recorded."""
-    deadline = time.monotonic() + after_s
-    while time.monotonic() < deadline and recorded_since() < MOST_PER_TIMED_KILL:
-        time.sleep(0.1)
-    process.kill()
-
-
-def stream_of_20k(bootstrap: str, prefix: str, seed: int) -> tuple[str, str]:
-    """A new topic holding a 20,000-message stream, and a new group name: (topic, group)."""
+def stream_of(messages: int, bootstrap: str, prefix: str, seed: int) -> tuple[str, str]:
+    """A new topic holding a stream of `messages`, and a new group name: (topic, group)."""
     topic = unique(prefix)
     create_topic(bootstrap, topic, PARTITIONS)
-    produce(bootstrap, topic, generate(20_000, 400, 500, seed=seed))
+    produce(bootstrap, topic, generate(messages, 400, 500, seed=seed))
     return topic, unique("g")
 
 
-def test_kill_9_at_random_moments_neither_loses_nor_doubles(
+#: Where the kills land, in order: (crash point, batch of the run). A kill before the commit finds the batch's
+#: dead letters sent and nothing of it recorded; one after the commit, the batch recorded and Kafka's offset not.
+BOUNDARY_KILLS = [
+    (CRASH_BEFORE_COMMIT_ENV, 1), (CRASH_AFTER_BATCH_ENV, 1), (CRASH_BEFORE_COMMIT_ENV, 2),
+    (CRASH_AFTER_BATCH_ENV, 3), (CRASH_BEFORE_COMMIT_ENV, 4), (CRASH_AFTER_BATCH_ENV, 5),
+    (CRASH_BEFORE_COMMIT_ENV, 1), (CRASH_AFTER_BATCH_ENV, 2),
+]  # fmt: skip
+
+
+def dead_letter_sources(bootstrap: str, topic: str) -> list[tuple[int, int]]:
+    """(source partition, source offset) of every dead letter on `topic`."""
+    return [
+        (int(headers["source_partition"]), int(headers["source_offset"]))
+        for headers in (dict(letter.headers) for letter in read_topic(bootstrap, topic))
+    ]
+
+
+def test_kill_9_at_each_exactly_once_boundary_neither_loses_nor_doubles(
     kafka_bootstrap: str, postgres_url: str, second_postgres_url: str
 ) -> None:
-    topic, group = stream_of_20k(kafka_bootstrap, "crash", seed=77)
-
-    rng = random.Random(20_000)
-    kills = after_commit_kills = 0
+    topic, group = stream_of(8_000, kafka_bootstrap, "crash", seed=77)
     progress = [recorded(postgres_url, topic)]
-    while kills < 24:
-        crash_env = {CRASH_AFTER_BATCH_ENV: str(rng.randint(1, 6))} if kills % 3 == 0 else {}
-        # Transactions of at most 50 messages per partition, so that the 24 kills land before the stream ends.
-        process = start_consume(postgres_url, kafka_bootstrap, topic, group, "--batch-size", "50", env=crash_env)
-        if crash_env:
-            process.wait(timeout=120)  # it kills itself right after a database commit, before the offset commit
-            after_commit_kills += 1
-        else:
-            kill_soon(process, rng.uniform(1.0, 4.0), lambda: recorded(postgres_url, topic) - progress[-1])
-        process.communicate(timeout=60)
-        assert process.returncode == -signal.SIGKILL
-        kills += 1
+    for crash_point, batch in BOUNDARY_KILLS:
+        process = start_consume(postgres_url, kafka_bootstrap, topic, group, "--batch-size", "50",
+                                env={crash_point: str(batch)})  # fmt: skip
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode == -signal.SIGKILL, stderr
         progress.append(recorded(postgres_url, topic))
-    assert after_commit_kills == 8
-    assert len(set(progress)) >= 6, progress  # the kills landed while work was being done
-    assert progress[-1] < 20_000, progress  # and the last one before the end
+        grew = progress[-1] - progress[-2]
+        # Batches hold 1 to 50 messages: the kill in batch N finds N - 1 of them (before) or N (after) recorded.
+        done = batch - 1 if crash_point == CRASH_BEFORE_COMMIT_ENV else batch
+        assert done <= grew <= 50 * done, (crash_point, batch, progress)
+    assert progress[-1] < 8_000, progress  # every kill landed before the end of the stream
 
     consume_to_end(postgres_url, kafka_bootstrap, topic, group)
-    consume_to_end(second_postgres_url, kafka_bootstrap, topic, unique("g"))  # one clean run
-    assert recorded(postgres_url, topic) == 20_000
+    clean_letters = f"{topic}.clean-dlq"
+    consume_to_end(second_postgres_url, kafka_bootstrap, topic, unique("g"), "--dead-letter-topic", clean_letters)
+    assert recorded(postgres_url, topic) == 8_000
     crashed, clean = ledger_contents(postgres_url), ledger_contents(second_postgres_url)
-    assert crashed[0] == clean[0] > 20_000  # as many events: nothing doubled, nothing lost
+    assert crashed[0] == clean[0] > 8_000  # as many events: nothing doubled, nothing lost
     assert crashed[1] == clean[1]  # the same events, member by member, with the same provenance
     assert crashed[2] == clean[2]
+    # Dead letters are at least once: a batch killed before its commit sends its own again. Their sources
+    # tell the copies apart, and no invalid message is missing.
+    letters, clean_sources = (
+        dead_letter_sources(kafka_bootstrap, f"{topic}.dlq"),
+        dead_letter_sources(kafka_bootstrap, clean_letters),
+    )
+    assert clean_sources and len(set(clean_sources)) == len(clean_sources)
+    assert set(letters) == set(clean_sources) and len(letters) >= len(clean_sources)
 
 
 def test_a_rebalance_mid_stream_neither_skips_nor_doubles(
     kafka_bootstrap: str, postgres_url: str, second_postgres_url: str
 ) -> None:
-    topic, group = stream_of_20k(kafka_bootstrap, "rebalance", seed=78)
+    topic, group = stream_of(20_000, kafka_bootstrap, "rebalance", seed=78)
 
     first = start_consume(postgres_url, kafka_bootstrap, topic, group, "--batch-size", "100")
-    second = start_consume(postgres_url, kafka_bootstrap, topic, group, "--batch-size", "100", "--until-idle", "8")
+    second = start_consume(postgres_url, kafka_bootstrap, topic, group, "--batch-size", "100", "--until-caught-up")
     wait_for(lambda: recorded(postgres_url, topic) >= 4_000, 120, "both consumers to be under way")
     first.send_signal(signal.SIGTERM)
     first_out, first_err = first.communicate(timeout=60)
@@ -227,7 +230,7 @@ def test_a_database_restart_under_a_running_consume_neither_loses_nor_doubles_no
     lines = generate(6_000, 300, 365, seed=83)
     produce(kafka_bootstrap, topic, lines)
     process = start_consume(store, kafka_bootstrap, topic, group, "--batch-size", "100", "--store-attempts", "10",
-                            "--until-idle", "4", env={"POSTGRES_CONNECT_TIMEOUT": "1"})  # fmt: skip
+                            "--until-caught-up", env={"POSTGRES_CONNECT_TIMEOUT": "1"})  # fmt: skip
     wait_for(lambda: recorded(store, topic) >= 1_500, 120, "part of the stream to be recorded")
     assert recorded(store, topic) < 6_000  # still under way
     server.stop()  # immediate: the transaction in flight is cut off

@@ -84,7 +84,7 @@ def _consume(
 ) -> dict[str, int]:
     stop = threading.Event()
     settings = KafkaSettings(bootstrap, session_timeout_ms=3_000, heartbeat_interval_ms=1_000)
-    options = ConsumeOptions((topic,), group, 4, until_idle_s=3)
+    options = ConsumeOptions((topic,), group, 4, until_caught_up=True)
     return consume(app, settings, options, {topic: f"{topic}.dlq"}, stop, metrics=metrics,
                    warn=lambda _: None).as_dict()  # fmt: skip
 

@@ -139,7 +139,7 @@ def test_consume_records_each_batch_and_verify_holds_it_to_the_tracking_rows(
     topic = unique("positions")
     create_topic(kafka_bootstrap, topic, 2)
     produce(kafka_bootstrap, topic, generate(600, 30, 200, seed=41))
-    consumed = cli(*consume_args(kafka_bootstrap, topic, unique("g"), "--batch-size", "50", "--until-idle", "3"),
+    consumed = cli(*consume_args(kafka_bootstrap, topic, unique("g"), "--batch-size", "50", "--until-caught-up"),
                    store=postgres_url)  # fmt: skip
     assert consumed.returncode == 0, consumed.stderr
     last = positions(postgres_url, topic, 2)

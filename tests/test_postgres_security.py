@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import signal
 import subprocess
 import uuid
@@ -348,7 +349,8 @@ def test_check_names_a_wrong_password_and_tls_without_showing_the_password(
     store = url(tls_server, database, verify_full(tls_server))
     good = cli("check", "--bootstrap-servers", closed, store=store, env={"PGPASSWORD": SECRET})
     assert good.returncode == 1  # Kafka is unreachable
-    assert "ok   store: " in good.stdout and "PostgreSQL 15" in good.stdout and ", TLS" in good.stdout, good.stdout
+    assert "ok   store: " in good.stdout and ", TLS" in good.stdout, good.stdout
+    assert re.search(r"ok   store: .*PostgreSQL \d+", good.stdout), good.stdout  # the server's own version
     assert "ok   store privileges: " in good.stdout and "ok   store clock: " in good.stdout
     bad = cli("check", "--bootstrap-servers", closed, store=store, env={"PGPASSWORD": WRONG})
     assert bad.returncode == 1

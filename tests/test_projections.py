@@ -9,16 +9,17 @@ import os
 import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from consumers.kafka_batch import recorded_through
 from ledger.application import LedgerApplication
 from ledger.member import Source
 from ledger.micros import from_micros, to_micros
@@ -29,7 +30,7 @@ from projections.runner import Projections, select_views
 from schemas import Message
 from tests.cli_helpers import cli, cli_command, cli_env, one_line_error
 from tests.conftest import throwaway_database
-from tests.kafka_helpers import consume_args, create_topic, produce, unique
+from tests.kafka_helpers import create_topic, produce, start_consume, unique, wait_for
 from tests.test_properties import MEMBERS, START, streams
 from tests.view_answers import caught_up_answers, log_answers, view_tables
 
@@ -242,8 +243,8 @@ def test_time_columns_keep_microseconds_and_order() -> None:
 
 
 def test_follow_keeps_the_views_at_the_log_head_while_consume_runs(kafka_bootstrap: str, postgres_url: str) -> None:
-    """`projections follow` beside `consume`: the views keep up while messages arrive, reach the head, agree
-    with the log, and SIGTERM stops the follower cleanly."""
+    """`projections follow` beside `consume`: after each burst of messages the views reach the new head while
+    both keep running, agree with the log, and SIGTERM stops both cleanly."""
     topic = unique("follow")
     create_topic(kafka_bootstrap, topic, 2)
     create_topic(kafka_bootstrap, f"{topic}.dlq", 1)
@@ -251,40 +252,48 @@ def test_follow_keeps_the_views_at_the_log_head_while_consume_runs(kafka_bootstr
         cli_command("projections", "follow", "--poll-interval", "1", "--format", "json", store=postgres_url),
         env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    consumer = subprocess.Popen(
-        cli_command(*consume_args(kafka_bootstrap, topic, unique("g"), "--until-idle", "6"), store=postgres_url),
-        env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    consumer = start_consume(postgres_url, kafka_bootstrap, topic, unique("g"))  # runs until SIGTERM
     lines = generate(4_000, 80, 300, seed=17)
-    seen_behind = []
-    for start in range(0, len(lines), 500):  # the stream arrives in bursts while both run
-        produce(kafka_bootstrap, topic, lines[start : start + 500])
-        time.sleep(0.5)
-        seen_behind.append(view_lag(postgres_url))
-    consumed = consumer.communicate(timeout=240)
+    heads_reached: list[int] = []
+    for start in range(0, len(lines), 1_000):  # the stream arrives in bursts while both run
+        last = produce(kafka_bootstrap, topic, lines[start : start + 1_000]).last_offsets
+        wait_for(partial(recorded_through_offsets, postgres_url, topic, last), 120, "consume to record the burst")
+        wait_for(lambda: view_lag(postgres_url) == (0, 0), 60, "the follower to bring the views to the head")
+        heads_reached.append(int(view_status(postgres_url)[0]["position"]))  # type: ignore[call-overload]
+        assert consumer.poll() is None and follower.poll() is None  # both still running
+    assert heads_reached == sorted(set(heads_reached)) and len(heads_reached) == 4  # a new head after each burst
+    for process in (consumer, follower):
+        process.send_signal(signal.SIGTERM)
+    consumed, followed = consumer.communicate(timeout=60), follower.communicate(timeout=60)
     assert consumer.returncode == 0, consumed[1]
-    deadline = time.monotonic() + 30
-    while view_lag(postgres_url) != (0, 0) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert view_lag(postgres_url) == (0, 0)  # the follower alone brought every view to the head
-    follower.send_signal(signal.SIGTERM)
-    out, err = follower.communicate(timeout=60)
-    assert follower.returncode == 0, err
-    summary = json.loads(out)
+    assert follower.returncode == 0, followed[1]
+    summary = json.loads(followed[0])
     app = open_app(postgres_url)
     try:
         head = app.recorder.max_notification_id()
-        assert summary["position"] == head and summary["events"] > 0
-        assert any(lag != (0, 0) for lag in seen_behind) or summary["batches"] >= 2
+        assert summary["position"] == head == heads_reached[-1] and summary["batches"] >= 4
         members = [f"M{index:06d}" for index in range(0, 80, 9)]
         assert caught_up_answers(app, members, TIMES) == log_answers(app, members, TIMES)
     finally:
         app.close()
 
 
-def view_lag(store_url: str) -> tuple[int, int]:
-    """Each view's lag behind the log head, from `projections status` (which catches nothing up)."""
+def recorded_through_offsets(store_url: str, topic: str, last: dict[int, int]) -> bool:
+    app = open_app(store_url)
+    try:
+        return recorded_through(app, topic, last)
+    finally:
+        app.close()
+
+
+def view_status(store_url: str) -> list[dict[str, object]]:
+    """`projections status` (which catches nothing up): a row per view."""
     result = cli("projections", "status", "--format", "json", store=store_url)
     assert result.returncode == 0, result.stderr
-    rows = json_lines(result.stdout)
+    return json_lines(result.stdout)
+
+
+def view_lag(store_url: str) -> tuple[int, int]:
+    """Each view's lag behind the log head."""
+    rows = view_status(store_url)
     return (int(rows[0]["lag"]), int(rows[1]["lag"]))  # type: ignore[call-overload]

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -41,16 +42,28 @@ def open_app(url: str) -> LedgerApplication:
     return LedgerApplication(parse_store_url(url), Program())
 
 
-def worker_processes() -> list[int]:
-    """The rebuild workers running on this machine."""
+#: An environment variable every command of a test starts its rebuild with, and the workers inherit: it tells
+#: this test's workers from those of a test running beside it.
+MARK = "POINTS_LEDGER_TEST_MARK"
+
+
+def marked() -> dict[str, str]:
+    """A new mark for one test's commands."""
+    return {MARK: uuid.uuid4().hex}
+
+
+def worker_processes(mark: dict[str, str]) -> list[int]:
+    """The rebuild workers running with `mark` in their environment."""
+    wanted = f"{MARK}={mark[MARK]}".encode()
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 command = (entry / "cmdline").read_bytes().split(b"\0")
+                environment = (entry / "environ").read_bytes().split(b"\0")
             except OSError:
                 continue  # gone meanwhile
-            if b"projections.partitions" in command:
+            if b"projections.partitions" in command and wanted in environment:
                 found.append(int(entry.name))
     return found
 
@@ -100,10 +113,11 @@ def test_verify_in_workers_finds_what_one_process_finds(postgres_url: str, strea
 def test_a_rebuild_killed_midway_takes_its_workers_with_it(postgres_url: str, stream_file: Path) -> None:
     ingested(postgres_url, stream_file)
     before = cli("balances", "--format", "json", store=postgres_url).stdout
-    killed = cli("rebuild", "--workers", "2", env={"POINTS_LEDGER_CRASH_AFTER_BATCH": "2"}, store=postgres_url)
+    mark = marked()
+    killed = cli("rebuild", "--workers", "2", env={"POINTS_LEDGER_CRASH_AFTER_BATCH": "2", **mark}, store=postgres_url)
     assert killed.returncode == -9, killed.stderr
     # none goes on writing into fresh tables a later rebuild makes
-    wait_for(lambda: worker_processes() == [], WORKERS_GONE_S, "the killed rebuild's workers to end")
+    wait_for(lambda: worker_processes(mark) == [], WORKERS_GONE_S, "the killed rebuild's workers to end")
     assert cli("balances", "--format", "json", store=postgres_url).stdout == before
 
     rebuilt = cli("rebuild", "--workers", "2", "--format", "json", store=postgres_url)
@@ -163,9 +177,10 @@ def test_a_failing_worker_stops_the_rebuild_and_the_old_views_keep_serving(
             sql.execute("UPDATE ledger_events SET state = ? WHERE notification_id = 2000", (b"{not json",))
     finally:
         app.close()
-    failed = cli("rebuild", "--workers", "2", store=postgres_url)
+    mark = marked()
+    failed = cli("rebuild", "--workers", "2", env=mark, store=postgres_url)
     one_line_error(failed, 1, "rebuild worker", "exited with code 1", "cannot read stored event", "old views keep")
-    assert worker_processes() == []
+    assert worker_processes(mark) == []
     assert cli("balances", "--format", "json", store=postgres_url).stdout == before
 
 

@@ -24,13 +24,13 @@ def test_a_topic_replayed_into_a_shadow_ledger_with_a_corrected_program_answers_
     create_topic(kafka_bootstrap, f"{topic}.dlq", 1)
     produce(kafka_bootstrap, topic, [line for line in lines if line.strip()])
     group = unique("production")
-    production = cli(*consume_args(kafka_bootstrap, topic, group, "--until-idle", "3"), store=postgres_url)
+    production = cli(*consume_args(kafka_bootstrap, topic, group, "--until-caught-up"), store=postgres_url)
     assert production.returncode == 0, production.stderr
     program = tmp_path / "corrected.toml"
     program.write_text(CORRECTED_PROGRAM)
 
     shadow = f"sqlite:///{tmp_path / 'shadow.db'}"
-    replay_args = consume_args(kafka_bootstrap, topic, group, "--until-idle", "3", "--from-beginning")
+    replay_args = consume_args(kafka_bootstrap, topic, group, "--until-caught-up", "--from-beginning")
     replay = cli("--program", str(program), *replay_args, store=shadow)
     assert replay.returncode == 0, replay.stderr
     assert f"replaying from the beginning in consumer group {group}.replay-" in replay.stderr

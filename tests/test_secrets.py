@@ -20,10 +20,10 @@ from urllib.parse import quote
 import pytest
 from click.testing import CliRunner, Result
 
-from points_ledger.broker import free_port
 from points_ledger.cli import main
 from points_ledger.config import SECRETS
 from tests.cli_helpers import SAMPLE
+from tests.ports import closed_port
 
 #: The planted password: `p#a/s?s@w:o%rd` with longer pieces, so that finding a piece is never chance.
 SECRET = "Pw7#xQz/k9Lm?zRq@m2Kp:tYv%rdX"
@@ -36,7 +36,7 @@ AMBIENT = (
     "KAFKA_SSL_KEY_PASSWORD", "KAFKA_BOOTSTRAP_SERVERS",
 )  # fmt: skip
 #: A closed port, for PostgreSQL and Kafka alike: every connection is refused at once.
-CLOSED = free_port()
+CLOSED = closed_port()
 SERVER = f"127.0.0.1:{CLOSED}"
 #: The password written into a URL in each way a person may write it, and the exit status that follows:
 #: 2 for a URL refused as it is written, 3 for one read and then found unreachable.

@@ -124,7 +124,7 @@ def stream() -> list[bytes]:
 def _dead_letters(bootstrap: str, topic: str) -> list[tuple[int, int, str]]:
     """(source partition, source offset, error class) of every dead letter of `topic`."""
     letters = []
-    for record in read_topic(bootstrap, f"{topic}.dlq", idle_s=1.0):
+    for record in read_topic(bootstrap, f"{topic}.dlq"):
         headers = {name: value.decode() for name, value in record.headers}
         letters.append((int(headers[HEADER_SOURCE_PARTITION]), int(headers[HEADER_SOURCE_OFFSET]),
                         headers[HEADER_ERROR_CLASS]))  # fmt: skip
