@@ -11,7 +11,7 @@ from pathlib import Path
 from kafka import KafkaProducer
 
 from consumers.kafka_settings import KafkaSettings
-from points_ledger.broker import free_port
+from devkit.broker import free_port
 from tests.cli_helpers import cli
 from tests.kafka_helpers import create_topic, unique
 

@@ -18,10 +18,10 @@ from consumers.kafka_consumer import ConsumeOptions, LedgerConsumer
 from consumers.kafka_deadletters import DeadLetterWriteError, KafkaDeadLetters
 from consumers.kafka_settings import KafkaSettings
 from consumers.metrics import ConsumerMetrics
+from devkit.broker import free_port
+from devkit.streamgen import INVALID_LINES, generate
 from ledger.application import LedgerApplication
 from ledger.positions import Position
-from points_ledger.broker import free_port
-from points_ledger.streamgen import INVALID_LINES, generate
 from schemas import Acceptance, Invalid, parse_message
 from tests.cli_helpers import cli
 from tests.kafka_helpers import (

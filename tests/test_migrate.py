@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 
 from consumers.legacy_csv import LINE_MAX_BYTES, file_digest
+from devkit.streamgen import DEFAULT_START, LEGACY_TIERS, legacy_balances, legacy_csv
 from ledger.application import LedgerApplication
 from ledger.member import Member
 from ledger.program import Program
 from ledger.store import parse_store_url
 from points_ledger.errors import CommandError
 from points_ledger.migrate_command import _applied
-from points_ledger.streamgen import DEFAULT_START, LEGACY_TIERS, legacy_balances, legacy_csv
 from tests.cli_helpers import cli, one_line_error
 
 CUT_OVER = DEFAULT_START - timedelta(days=1)

