@@ -6,8 +6,10 @@ import json
 import subprocess
 from pathlib import Path
 
+import click
 import pytest
 
+from points_ledger.cli import main
 from tests.cli_helpers import SAMPLE, cli, one_line_error
 
 
@@ -19,7 +21,8 @@ def ok_json(result: subprocess.CompletedProcess[str]) -> object:
 COMMANDS = [
     ["ingest"], ["sweep"], ["balance"], ["balances"], ["history"], ["report"], ["report", "liability"],
     ["report", "rollforward"], ["program"], ["program", "show"], ["schemas"], ["schemas", "export"],
-    ["consume"], ["produce"], ["demo"], ["check"], ["config"], ["config", "show"],
+    ["consume"], ["produce"], ["demo"], ["check"], ["config"], ["config", "show"], ["topics"], ["topics", "create"],
+    ["dev"], ["dev", "broker"], ["projections"], ["projections", "rebuild"], ["rebuild"],
 ]  # fmt: skip
 
 
@@ -117,6 +120,21 @@ def test_an_unreadable_file_is_one_line_and_exit_1(tmp_path: Path) -> None:
     one_line_error(
         cli("ingest", str(tmp_path / "nope.jsonl"), store=f"sqlite:///{tmp_path / 'l.db'}"), 1, "cannot read"
     )
+
+
+def test_projections_rebuild_is_the_top_level_rebuild(tmp_path: Path) -> None:
+    assert isinstance(main, click.Group)
+    group = main.commands["projections"]
+    assert isinstance(group, click.Group) and group.commands["rebuild"] is main.commands["rebuild"]
+    store = f"sqlite:///{tmp_path / 'l.db'}"
+    assert cli("ingest", str(SAMPLE), "--dead-letter", str(tmp_path / "d.jsonl"), store=store).returncode == 0
+    timings = {"seconds", "events_per_s"}
+    answers = []
+    for command in (["projections", "rebuild"], ["rebuild"]):
+        result = ok_json(cli(*command, "--format", "json", store=store))
+        assert isinstance(result, dict)
+        answers.append({key: value for key, value in result.items() if key not in timings})
+    assert answers[0] == answers[1] and answers[0]["views"] == ["members", "audit"] and answers[0]["events"] > 0
 
 
 def test_reading_a_ledger_that_does_not_exist_does_not_create_one(tmp_path: Path) -> None:
