@@ -122,6 +122,21 @@ def test_an_unreadable_file_is_one_line_and_exit_1(tmp_path: Path) -> None:
     )
 
 
+def test_an_ingest_that_fails_before_writing_leaves_no_ledger_file(tmp_path: Path) -> None:
+    """A UTF-16 export is refused (with the conversion to run) before any line is applied: the SQLite file
+    this run would have created is not left behind empty, and an existing ledger is kept."""
+    utf16 = tmp_path / "export.jsonl"
+    line = '{"type":"enrollment","event_id":"e1","member_id":"M","occurred_at":"2024-01-01T00:00:00Z"}\n'
+    utf16.write_bytes((line * 3).encode("utf-16"))
+    ledger = tmp_path / "new.db"
+    one_line_error(cli("ingest", str(utf16), store=f"sqlite:///{ledger}"), 1, "UTF-16", "iconv -f UTF-16 -t UTF-8")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["export.jsonl"]
+    kept = f"sqlite:///{tmp_path / 'kept.db'}"
+    assert cli("ingest", "-", store=kept, stdin=b"").returncode == 0  # an empty ledger made on purpose stays
+    one_line_error(cli("ingest", str(utf16), store=kept), 1, "UTF-16")
+    assert (tmp_path / "kept.db").exists()
+
+
 def test_projections_rebuild_is_the_top_level_rebuild(tmp_path: Path) -> None:
     assert isinstance(main, click.Group)
     group = main.commands["projections"]
