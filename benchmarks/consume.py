@@ -42,13 +42,13 @@ from consumers.kafka_consumer import ConsumeOptions
 from consumers.kafka_producer import produce_lines
 from consumers.kafka_run import consume
 from consumers.kafka_settings import KafkaSettings, dead_letter_topic
+from devkit.broker import kafka_cluster
+from devkit.streamgen import generate
 from ledger.application import LedgerApplication
 from ledger.outcomes import Tally
 from ledger.program import Program
 from ledger.store import parse_store_url
-from points_ledger.broker import kafka_cluster
 from points_ledger.preflight import connect
-from points_ledger.streamgen import generate
 
 PARTITIONS = 4
 SETTINGS = {"session_timeout_ms": 3_000, "heartbeat_interval_ms": 1_000}

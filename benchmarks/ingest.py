@@ -22,11 +22,11 @@ from pathlib import Path
 from benchmarks.common import SERVER, Discard, admin
 from consumers.defaults import DEFAULT_BATCH_SIZE
 from consumers.jsonlines import ingest_lines
+from devkit.streamgen import generate
 from ledger.application import LedgerApplication
 from ledger.program import Program
 from ledger.store import parse_store_url
 from points_ledger.preflight import connect
-from points_ledger.streamgen import generate
 
 
 def _ingest(store_url: str, stream: bytes, batch_size: int) -> dict[str, float]:

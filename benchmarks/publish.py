@@ -30,11 +30,11 @@ from consumers.jsonlines import ingest_lines
 from consumers.kafka_clients import ensure_topics, new_producer
 from consumers.kafka_publish import KafkaSink
 from consumers.kafka_settings import KafkaSettings
+from devkit.broker import kafka_cluster
+from devkit.streamgen import StreamGenerator
 from ledger.application import LedgerApplication
 from ledger.program import Program
 from ledger.store import parse_store_url
-from points_ledger.broker import kafka_cluster
-from points_ledger.streamgen import StreamGenerator
 from projections.publish import Publisher, PublishTally
 from projections.runner import Projections
 from schemas.balance_events import Outbound

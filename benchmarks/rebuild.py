@@ -38,11 +38,11 @@ from consumers.jsonlines import ingest_lines
 from consumers.kafka_clients import ensure_topics, new_producer
 from consumers.kafka_producer import produce_lines
 from consumers.kafka_settings import KafkaSettings, dead_letter_topic
+from devkit.broker import kafka_cluster
+from devkit.streamgen import DEFAULT_START, StreamGenerator, generate
 from ledger.application import LedgerApplication
 from ledger.program import Program
 from ledger.store import parse_store_url
-from points_ledger.broker import kafka_cluster
-from points_ledger.streamgen import DEFAULT_START, StreamGenerator, generate
 from projections import kpis, periods, queries
 from projections.digest import log_digest
 from projections.runner import Projections, rebuild_workers, select_views

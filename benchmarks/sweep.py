@@ -29,13 +29,13 @@ from typing import Any
 
 from benchmarks.common import SERVER, Discard, database_exists, drop_database, fresh_database
 from consumers.jsonlines import ingest_lines
+from devkit.streamgen import DEFAULT_START
 from ledger.application import SWEEP_BATCH_SIZE, LedgerApplication
 from ledger.member import member_uuid
 from ledger.originators import stored_histories
 from ledger.program import Program
 from ledger.store import parse_store_url
 from points_ledger.preflight import connect
-from points_ledger.streamgen import DEFAULT_START
 from projections.queries import due_members
 from projections.runner import Projections
 from projections.sweep import sweep_due

@@ -60,7 +60,8 @@ def _refuse_other_encodings(first: bytes) -> None:
     for bom, encoding in _OTHER_BOMS.items():
         if first.startswith(bom):
             raise InputEncodingError(f"the input is {encoding} (it starts with a {encoding} byte-order mark); "
-                                     "convert it to UTF-8 first, e.g. with iconv")  # fmt: skip
+                                     f"convert it to UTF-8 first (iconv -f {encoding} -t UTF-8 IN > OUT) and give "
+                                     "OUT instead")  # fmt: skip
 
 
 def ingest_lines(

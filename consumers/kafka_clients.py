@@ -7,6 +7,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
@@ -228,20 +229,49 @@ def new_producer(settings: KafkaSettings, **overrides: Any) -> KafkaProducer:
     return KafkaProducer(**{**settings.producer_config(), **overrides})
 
 
-def ensure_topics(settings: KafkaSettings, topics: dict[str, int]) -> list[str]:
-    """Create the topics (name → partitions) that do not exist yet; return the ones created."""
+@dataclass(frozen=True, slots=True)
+class TopicState:
+    """A topic asked for: created now or found existing, with its partitions (None: not described)."""
+
+    name: str
+    created: bool
+    partitions: int | None
+
+
+def create_topics(
+    settings: KafkaSettings, topics: dict[str, int], *, replication_factor: int = 1, describe: bool = True
+) -> list[TopicState]:
+    """Create the topics (name → partitions) that do not exist yet, each with `replication_factor` copies; a
+    topic someone else creates meanwhile counts as existing. With `describe`, the partitions of the existing
+    ones are read too."""
     check_security(settings)
     admin: Any = KafkaAdminClient(**settings.common())
     try:
         existing = set(admin.list_topics())
-        missing = [NewTopic(name, partitions, 1) for name, partitions in topics.items() if name not in existing]
-        created = []
-        for topic in missing:
+        created = set()
+        for name, partitions in topics.items():
+            if name in existing:
+                continue
             try:
-                admin.create_topics([topic])
-                created.append(topic.name)
+                admin.create_topics([NewTopic(name, partitions, replication_factor)])
+                created.add(name)
             except TopicAlreadyExistsError:
                 pass
-        return created
+        found: dict[str, int] = {}
+        if describe and (others := sorted(set(topics) - created)):
+            found = {
+                topic["name"]: len(topic["partitions"])
+                for topic in admin.describe_topics(others)
+                if not topic.get("error_code")
+            }
+        return [
+            TopicState(name, name in created, partitions if name in created else found.get(name))
+            for name, partitions in topics.items()
+        ]
     finally:
         admin.close()
+
+
+def ensure_topics(settings: KafkaSettings, topics: dict[str, int]) -> list[str]:
+    """Create the topics (name → partitions) that do not exist yet; return the ones created."""
+    return [state.name for state in create_topics(settings, topics, describe=False) if state.created]

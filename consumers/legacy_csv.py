@@ -66,6 +66,9 @@ class BadRow:
     line: int
     member_id: str | None
     reason: str
+    #: Refused because its expiry is not later than the cut-over time (the time the balances are carried over
+    #: at): a cut-over set too late, not a bad expiry, as a rule.
+    expires_by_cut_over: bool = False
 
 
 def file_digest(binary: IO[bytes], name: str) -> str:
@@ -121,8 +124,21 @@ def read_rows(lines: FileLines, at: datetime, acceptance: Acceptance, digest: st
                 yield row
                 continue
             line, cells = row
+            if _expires_by(cells.get("expires_at", ""), at):
+                reason = f"expires_at {cells['expires_at']} is not later than the cut-over time {at.isoformat()}"
+                yield BadRow(line, cells["member_id"] or None, reason, expires_by_cut_over=True)
+                continue
             parsed = _row_messages(cells, line, export)
             yield BadRow(line, cells["member_id"] or None, parsed) if isinstance(parsed, str) else parsed
+
+
+def _expires_by(expires_at: str, at: datetime) -> bool:
+    """An expiry given as a time with an offset, no later than `at` (anything else is left to the parser)."""
+    try:
+        expires = datetime.fromisoformat(expires_at)
+    except ValueError:
+        return False
+    return expires.tzinfo is not None and expires <= at
 
 
 def _rows(

@@ -90,10 +90,48 @@ class Store:
     def __repr__(self) -> str:  # the env and the URL may hold a password
         return f"Store({self.describe()!r}, kind={self.kind!r})"
 
+    def is_new_file(self) -> bool:
+        """A SQLite store whose file does not exist yet (opening the ledger creates it)."""
+        return self.path is not None and not self.path.exists()
+
+    def discard_if_unwritten(self, bookkeeping: frozenset[str]) -> bool:
+        """Remove a SQLite ledger file (with its -wal, -shm and -journal files) that holds nothing written: every
+        table empty, but for the tracking rows named in `bookkeeping` (the library's table layout, the ledger's
+        id), which opening a ledger writes. True if it was removed. Only for a file this process created and
+        has closed."""
+        if self.path is None or not self.path.is_file():
+            return False
+        connection = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+        try:
+            written = any(
+                connection.execute(query, names).fetchone() for query, names in _row_probes(connection, bookkeeping)
+            )
+        finally:
+            connection.close()
+        if written:
+            return False
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        return True
+
     def require_existing(self) -> None:
         """Reading commands must not create an empty SQLite file by accident."""
         if self.path is not None and not self.path.exists():
             raise StoreNotFoundError(f"no ledger at {self.path} (store {self.describe()}); ingest something first")
+
+
+def _row_probes(connection: sqlite3.Connection, bookkeeping: frozenset[str]) -> list[tuple[str, tuple[str, ...]]]:
+    """One query per table of a SQLite file that finds a row, if it holds one (the tracking table's
+    `bookkeeping` rows not counted). Table names come from the file's own catalog."""
+    names = tuple(sorted(bookkeeping))
+    tables = [row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    marks = ", ".join("?" * len(names))
+    return [
+        (f'SELECT 1 FROM "{table}" WHERE application_name NOT IN ({marks}) LIMIT 1', names)  # noqa: S608
+        if table == "tracking" and names
+        else (f'SELECT 1 FROM "{table}" LIMIT 1', ())  # noqa: S608
+        for table in tables
+    ]
 
 
 def parse_store_url(url: str, *, password_file: Path | None = None) -> Store:

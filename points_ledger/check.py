@@ -218,22 +218,21 @@ def _security_fix(settings: KafkaSettings) -> str:
 
 
 def _topic_checks(existing: set[str], config: LedgerSettings) -> Iterator[Check]:
-    from consumers.kafka_settings import dead_letter_topic
-
-    for topic in config.consume.topics:
+    create = "points-ledger topics create, with the settings given here"
+    for topic, dead_letters in config.consume.dead_letter_topics().items():
         if topic in existing:
             yield passed(f"topic {topic}", "exists and is readable")
         else:
             yield failed(
                 f"topic {topic}", "does not exist (or this user may not describe it)",
-                f"create it with as many partitions as consumers, or grant DESCRIBE/READ on {topic}",
+                f"create it: {create} (--partitions: as many as consumers), or grant DESCRIBE/READ on {topic}",
             )  # fmt: skip
-        dead_letters = config.consume.dead_letter_topic or dead_letter_topic(topic)
         if dead_letters in existing:
             yield passed(f"topic {dead_letters}", f"dead letters of {topic}: exists")
         else:
             yield failed(f"topic {dead_letters}", f"dead letters of {topic}: does not exist",
-                         "create it (a cluster without topic auto-creation refuses the first dead letter)")  # fmt: skip
+                         f"create it: {create} (a cluster without topic auto-creation refuses the first dead "
+                         "letter)")  # fmt: skip
 
 
 def _group_check(admin: Any, group: str) -> Check:

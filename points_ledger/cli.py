@@ -16,6 +16,7 @@ from ledger.limits import DEFAULT_STORE_URL, OutOfRangeError
 from points_ledger import (
     audit_commands,
     config_commands,
+    dev_commands,
     kafka_commands,
     migrate_command,
     output,
@@ -23,6 +24,7 @@ from points_ledger import (
     publish_command,
     query_commands,
     repair_commands,
+    topic_commands,
 )
 from points_ledger.check import check
 from points_ledger.context import TIME, Context, batch_size_option, format_option, pass_context, setting_option
@@ -245,6 +247,8 @@ for command in [
     *projection_commands.COMMANDS,
     *audit_commands.COMMANDS,
     *kafka_commands.COMMANDS,
+    *topic_commands.COMMANDS,
+    *dev_commands.COMMANDS,
     *publish_command.COMMANDS,
     *migrate_command.COMMANDS,
     *repair_commands.COMMANDS,

@@ -33,7 +33,7 @@ from consumers.defaults import (
     SaslMechanism,
     SecurityProtocol,
 )
-from consumers.kafka_settings import KafkaSettings, check_topic_name
+from consumers.kafka_settings import KafkaSettings, check_topic_name, dead_letter_topic
 from consumers.retry import RetryPolicy
 from ledger.chain import Chain, ChainKeyError
 from ledger.limits import BATCH_SIZE_MAX, DEFAULT_STORE_URL
@@ -151,6 +151,11 @@ class ConsumeSection(_Section):
     @classmethod
     def _dead_letter_name(cls, topic: str | None) -> str | None:
         return None if topic is None else check_topic_name(topic)
+
+    def dead_letter_topics(self) -> dict[str, str]:
+        """Each consumed topic's dead-letter topic: the one named, else <topic>.dlq (raises ValueError when that
+        name is too long for Kafka)."""
+        return {topic: self.dead_letter_topic or check_topic_name(dead_letter_topic(topic)) for topic in self.topics}
 
 
 class MetricsSection(_Section):

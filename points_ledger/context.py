@@ -93,6 +93,7 @@ def open_ledger(
     """The ledger in the store `store_of` gives, once a first connection says it can be reached; failures
     reported as one line naming the store by `description` (never a password)."""
     from ledger.application import LedgerApplication
+    from ledger.position_log import NOT_POSITIONS
     from points_ledger.preflight import check_reachable
 
     with reported_errors(description):
@@ -100,11 +101,18 @@ def open_ledger(
         if must_exist:
             store.require_existing()
         check_reachable(store)
-        app = LedgerApplication(store, program_of())
+        program = program_of()
+        created = store.is_new_file()
         try:
-            yield app
-        finally:
-            app.close()
+            app = LedgerApplication(store, program)
+            try:
+                yield app
+            finally:
+                app.close()
+        except BaseException:
+            if created:  # a command that failed before writing anything leaves no empty ledger behind
+                store.discard_if_unwritten(NOT_POSITIONS)
+            raise
 
 
 class UtcTime(click.ParamType[datetime]):

@@ -103,7 +103,7 @@ BATCH_STOPPED = ("consumers.kafka_deadletters:DeadLetterWriteError", "consumers.
 #: A refused certificate or login, a UTF-16 file, a local broker that cannot start (or is not installed).
 REFUSED = (
     "consumers.kafka_clients:KafkaSecurityError", "consumers.jsonlines:InputEncodingError",
-    "points_ledger.broker:BrokerError",
+    "devkit.broker:BrokerError",
 )  # fmt: skip
 #: A hash chain kept with another key (or none) than the one configured.
 CHAIN_MISMATCH = ("ledger.chain:ChainMismatchError",)

@@ -23,14 +23,15 @@ from consumers.defaults import (
 from ledger.limits import BATCH_SIZE_MAX
 from points_ledger import output
 from points_ledger.context import Context, format_option, pass_context, setting_option
-from points_ledger.demo import demo
 from points_ledger.errors import CommandError, reported_errors, warn
 from points_ledger.kafka_options import (
     TOPIC,
+    broker_unreachable,
     consumed_topic_options,
     idempotence_option,
     kafka_options,
     metrics_options,
+    no_broker_hint,
 )
 from points_ledger.progress import count_progress
 
@@ -43,8 +44,8 @@ CRASH_BEFORE_COMMIT_ENV = "POINTS_LEDGER_CRASH_BEFORE_COMMIT"
 
 
 @contextmanager
-def stop_on_signals() -> Iterator[threading.Event]:
-    """SIGTERM/SIGINT ask for a clean stop after the batch in flight; a second one abandons it."""
+def stop_on_signals(doing: str = "stopping after the current batch") -> Iterator[threading.Event]:
+    """SIGTERM/SIGINT ask for a clean stop (`doing` says what it waits for); a second one abandons it."""
     stop = threading.Event()
 
     def handle(signum: int, frame: object) -> None:
@@ -52,7 +53,7 @@ def stop_on_signals() -> Iterator[threading.Event]:
             raise KeyboardInterrupt
         stop.set()
         # os.write, not print: the main thread may be inside a write to stderr right now.
-        notice = f"points-ledger: {signal.Signals(signum).name}: stopping after the current batch\n"
+        notice = f"points-ledger: {signal.Signals(signum).name}: {doing}\n"
         os.write(sys.stderr.fileno(), notice.encode())
 
     previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -145,6 +146,7 @@ def consume(
     why. SIGTERM/SIGINT finish the current batch, commit and exit 0. Prints
     {processed, recorded, duplicates, rejected, invalid, failed} at the end.
     """
+    from consumers.kafka_clients import accepts_connections
     from consumers.kafka_consumer import ConsumeOptions
     from consumers.kafka_run import consume as consume_run
     from consumers.metrics import ConsumerMetrics
@@ -152,7 +154,7 @@ def consume(
 
     config = context.settings
     topics = config.consume.topics
-    dead_letter_topics = {topic: config.consume.dead_letter_topic or _dead_letter_of(topic) for topic in topics}
+    dead_letter_topics = config.consume.dead_letter_topics()
     if set(dead_letter_topics.values()) & set(topics):
         raise click.BadParameter(
             "a dead-letter topic cannot be one of the consumed topics", param_hint="--dead-letter-topic"
@@ -172,11 +174,14 @@ def consume(
     )  # fmt: skip
     metrics = ConsumerMetrics()
     show_progress = sys.stdout.isatty() and sys.stderr.isatty()
+    servers = settings.bootstrap_servers
     with (
         stop_on_signals() as stop,
         context.ledger(must_exist=False) as app,
         count_progress("consume", None, enabled=show_progress) as progress,
     ):
+        if not accepts_connections(servers):  # said once the store is open: a bad store is the error to show
+            warn(f"nothing answers at {servers}: waiting for it; {no_broker_hint(servers)}")
         if config.metrics.port is not None:
             metrics.serve(config.metrics.port, config.metrics.address)
         tally = consume_run(
@@ -218,12 +223,6 @@ def crash_hook() -> Callable[[], None]:
     return committed
 
 
-def _dead_letter_of(topic: str) -> str:
-    from consumers.kafka_settings import check_topic_name, dead_letter_topic
-
-    return check_topic_name(dead_letter_topic(topic))
-
-
 def _summary(tally: Tally) -> str:
     return f"{tally.processed:,} messages, {tally.recorded:,} recorded, {tally.dead_letters:,} dead letters"
 
@@ -260,7 +259,7 @@ def produce(context: Context, file: str, topic: str | None, partitions: int, out
         try:
             producer = new_producer(settings)
         except KafkaError as error:
-            raise CommandError(f"Kafka broker {settings.bootstrap_servers} unreachable: {error}") from error
+            raise broker_unreachable(settings.bootstrap_servers, error) from error
         try:
             for created in ensure_topics(settings, {topic: partitions}):
                 warn(f"created topic {created} with {partitions} partitions")
@@ -288,4 +287,4 @@ def _whole_lines(stream: BinaryIO) -> Iterator[bytes]:
         yield raw
 
 
-COMMANDS = [consume, produce, demo]
+COMMANDS = [consume, produce]

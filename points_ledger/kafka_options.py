@@ -17,6 +17,7 @@ from consumers.defaults import (
     SECURITY_PROTOCOLS,
 )
 from points_ledger.context import setting_option
+from points_ledger.errors import CommandError
 
 
 class TopicName(click.ParamType[str]):
@@ -83,18 +84,32 @@ def idempotence_option(command: F) -> F:
     )(command)  # fmt: skip
 
 
+def _topics_option() -> Callable[[F], F]:
+    return setting_option(
+        "consume",
+        "topics",
+        "--topic",
+        type=TOPIC,
+        multiple=True,
+        show_default=DEFAULT_TOPIC,
+        help="Topic to consume; repeat for several (env LEDGER_TOPICS, comma-separated).",
+    )
+
+
+def _dead_letter_option() -> Callable[[F], F]:
+    return setting_option(
+        "consume",
+        "dead_letter_topic",
+        "--dead-letter-topic",
+        type=TOPIC,
+        help="Where invalid messages go (env LEDGER_DEAD_LETTER_TOPIC). Default: <topic>.dlq for each topic.",
+    )
+
+
 def consumed_topic_options(command: F) -> F:
     """The topics consumed, their group and dead-letter topic: for `consume` and for `check`."""
     options = [
-        setting_option(
-            "consume",
-            "topics",
-            "--topic",
-            type=TOPIC,
-            multiple=True,
-            show_default=DEFAULT_TOPIC,
-            help="Topic to consume; repeat for several (env LEDGER_TOPICS, comma-separated).",
-        ),
+        _topics_option(),
         setting_option(
             "consume",
             "group",
@@ -102,17 +117,16 @@ def consumed_topic_options(command: F) -> F:
             show_default=DEFAULT_GROUP,
             help="Consumer group; processes in one group split the partitions (env LEDGER_GROUP).",
         ),
-        setting_option(
-            "consume",
-            "dead_letter_topic",
-            "--dead-letter-topic",
-            type=TOPIC,
-            help="Where invalid messages go (env LEDGER_DEAD_LETTER_TOPIC). Default: <topic>.dlq for each topic.",
-        ),
+        _dead_letter_option(),
     ]
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def topic_options(command: F) -> F:
+    """The topics consumed and their dead-letter topic, without the group: for `topics create`."""
+    return _topics_option()(_dead_letter_option()(command))
 
 
 def metrics_options(command: F) -> F:
@@ -136,3 +150,16 @@ def metrics_options(command: F) -> F:
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def no_broker_hint(servers: str) -> str:
+    """What to do when nothing answers at `servers`."""
+    return (
+        f"is a Kafka broker running at {servers}? For a local trial, start one in another shell with "
+        "`points-ledger dev broker`; otherwise name yours with --bootstrap-servers or KAFKA_BOOTSTRAP_SERVERS"
+    )
+
+
+def broker_unreachable(servers: str, reason: object) -> CommandError:
+    """The error of a command that needs the brokers at once (it does not wait for them, as `consume` does)."""
+    return CommandError(f"Kafka broker {servers} unreachable: {reason}; {no_broker_hint(servers)}")

@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--at", "cut_over", type=TIME, default=None,
-    help="The cut-over time the balances are carried over at (their occurred_at). Default: now. Expiries in "
-    "the file must be later.",
+    help="The cut-over time the balances are carried over at (their occurred_at), e.g. 2024-01-01T00:00:00Z: "
+    "when the legacy balances were taken. Default: now. Every expires_at in the file must be later.",
 )  # fmt: skip
 @click.option(
     "--skip-invalid", is_flag=True,
@@ -62,14 +62,14 @@ def migrate_command(
     with reported_errors(context.describe_store):  # every row checked before the ledger is opened
         acceptance = context.program().acceptance()
         try:
-            digest, rows, bad = _checked(file, at, acceptance)
+            digest, rows, bad, expired = _checked(file, at, acceptance)
         except LegacyFileError as error:
             raise CommandError(str(error)) from error
     if bad.count and not skip_invalid:
         more = list_bad_rows(file.name, bad)
         raise CommandError(
             f"{bad.count} of {rows} rows are invalid{more}; nothing was applied (fix them, or "
-            "--skip-invalid to apply the rest)"
+            f"--skip-invalid to apply the rest){_cut_over_hint(expired, at, given=cut_over is not None)}"
         )
     counts: Counter[str] = Counter()
     problems: FirstShown[dict[str, Any]] = FirstShown()
@@ -108,8 +108,22 @@ def migrate_command(
             say(f"line {entry['line']} ({entry['member_id']}): {entry['reason']}")
 
 
-def _checked(file: Path, at: datetime, acceptance: Acceptance) -> tuple[str, int, FirstShown[BadRow]]:
-    """The file's digest, its number of rows and its invalid rows (the first ones kept to list)."""
+def _cut_over_hint(expired: int, at: datetime, *, given: bool) -> str:
+    """What to do when rows expire by the cut-over time: usually the cut-over is later than it should be."""
+    if not expired:
+        return ""
+    if given:
+        return f"; {expired} of them expire by the cut-over time --at {at.isoformat()}: give an earlier --at"
+    return (
+        f"; {expired} of them expire by the cut-over time, which is --at and defaults to now "
+        f"({at.isoformat()}): give --at the time the legacy balances were taken, before their expiries, "
+        "e.g. --at 2024-01-01T00:00:00Z"
+    )
+
+
+def _checked(file: Path, at: datetime, acceptance: Acceptance) -> tuple[str, int, FirstShown[BadRow], int]:
+    """The file's digest, its number of rows, its invalid rows (the first ones kept to list) and how many of
+    those expire by the cut-over time."""
     from consumers.legacy_csv import BadRow, FileLines, file_digest, read_rows
 
     with opened(file) as binary:
@@ -117,14 +131,15 @@ def _checked(file: Path, at: datetime, acceptance: Acceptance) -> tuple[str, int
         binary.seek(0)
         lines = FileLines(binary, file.name)
         bad: FirstShown[BadRow] = FirstShown()
-        rows = 0
+        rows = expired = 0
         for row in read_rows(lines, at, acceptance, digest):
             rows += 1
             if isinstance(row, BadRow):
                 bad.add(row)
+                expired += row.expires_by_cut_over
     if lines.digest() != digest:
         raise CommandError(f"{file} changed while it was read; nothing was applied (migrate a file nobody writes)")
-    return digest, rows, bad
+    return digest, rows, bad, expired
 
 
 def _applied(

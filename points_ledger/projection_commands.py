@@ -224,4 +224,8 @@ def _print(result: dict[str, Any], title: str, output_format: str) -> None:
         output.print_record(title, result)
 
 
+# One command, two names: `rebuild` at the top (as it has always been) and `projections rebuild`, beside
+# `projections status` and `projections follow`, where a reader of the group looks for it.
+projections_group.add_command(rebuild)
+
 COMMANDS = [projections_group, rebuild]

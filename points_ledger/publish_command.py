@@ -11,7 +11,7 @@ from points_ledger import output
 from points_ledger.context import Context, format_option, pass_context
 from points_ledger.errors import CommandError, reported_errors, warn
 from points_ledger.kafka_commands import stop_on_signals
-from points_ledger.kafka_options import TOPIC, kafka_options, metrics_options
+from points_ledger.kafka_options import TOPIC, broker_unreachable, kafka_options, metrics_options
 from points_ledger.progress import count_progress
 from projections.defaults import DEFAULT_SOURCE, POLL_INTERVAL_S_MAX, POLL_INTERVAL_S_MIN
 
@@ -76,7 +76,7 @@ def publish(  # noqa: PLR0917 (one parameter per option, as click passes them)
             # one request in flight per broker: a retried batch cannot overtake the next (per-member order)
             producer = new_producer(settings, max_in_flight_requests_per_connection=1)
         except KafkaError as error:
-            raise CommandError(f"Kafka broker {settings.bootstrap_servers} unreachable: {error}") from error
+            raise broker_unreachable(settings.bootstrap_servers, error) from error
     metrics = PublisherMetrics()
     show_progress = sys.stdout.isatty() and sys.stderr.isatty()
     try:

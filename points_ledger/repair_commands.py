@@ -141,7 +141,7 @@ def _balance_file(path: Path, members: MemberTable) -> tuple[Iterable[Any], dict
     type=click.IntRange(0, 100),
     default=CONTEXT_EVENTS,
     show_default=True,
-    help="The member's latest changes shown with each discrepancy.",
+    help="The member's latest changes shown with each discrepancy (with --as-of, the latest up to that time).",
 )
 @force_option
 @format_option
@@ -194,7 +194,7 @@ def reconcile_command(  # noqa: PLR0917 (one parameter per option, as click pass
                 found = reconcile.discrepancy(member_id, ours, theirs)
                 tally.add(found)
                 if found is not None:
-                    writer.item(reconcile.with_context(sql, found, context_events).as_dict())
+                    writer.item(reconcile.with_context(sql, found, context_events, as_of).as_dict())
         except reconcile.UnorderedSideError as error:
             raise CommandError(f"{error}; no report was written") from error
         writer.finish(tally.summary())

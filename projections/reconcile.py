@@ -15,11 +15,12 @@ import itertools
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
 from ledger.member import member_uuid
-from ledger.micros import from_micros
+from ledger.micros import from_micros, to_micros
 from projections.db import Sql
 
 KINDS = ("balance", "tier", "balance_and_tier", "missing_in_ledger", "missing_in_other")
@@ -115,12 +116,15 @@ def discrepancy(member_id: str, ours: Side | None, theirs: Side | None) -> Discr
     )
 
 
-def last_changes(sql: Sql, member_id: str, limit: int) -> list[dict[str, Any]]:
-    """The member's latest `limit` audit rows, oldest first: what a person looks at to explain a difference."""
+def last_changes(sql: Sql, member_id: str, limit: int, as_of: datetime | None = None) -> list[dict[str, Any]]:
+    """The member's latest `limit` audit rows (effective by `as_of`, when given), oldest first: what a person
+    looks at to explain a difference. A comparison as of a time shows the changes up to it, never later ones
+    (a member's effective times never run backwards, so these are the versions up to that time)."""
+    by_then, bound = ("AND effective_at <= ? ", (to_micros(as_of),)) if as_of is not None else ("", ())
     rows = sql.rows(
         "SELECT version, effective_at, kind, delta, balance, tier, event_id, operator, reason FROM pl_audit "
-        "WHERE member_key = ? ORDER BY version DESC LIMIT ?",
-        (str(member_uuid(member_id)), limit),
+        f"WHERE member_key = ? {by_then}ORDER BY version DESC LIMIT ?",
+        (str(member_uuid(member_id)), *bound, limit),
     )
     changes = []
     for row in reversed(rows):
@@ -137,9 +141,11 @@ def last_changes(sql: Sql, member_id: str, limit: int) -> list[dict[str, Any]]:
     return changes
 
 
-def with_context(sql: Sql, found: Discrepancy, limit: int) -> Discrepancy:
-    """The discrepancy with the member's latest changes in the ledger (none for a member it lacks)."""
-    return replace(found, last_events=[] if found.ledger_balance is None else last_changes(sql, found.member_id, limit))
+def with_context(sql: Sql, found: Discrepancy, limit: int, as_of: datetime | None = None) -> Discrepancy:
+    """The discrepancy with the member's latest changes in the ledger, up to `as_of` when given (none for a
+    member it lacks)."""
+    changes = [] if found.ledger_balance is None else last_changes(sql, found.member_id, limit, as_of)
+    return replace(found, last_events=changes)
 
 
 @dataclass(slots=True)

@@ -48,7 +48,7 @@ from kafka.protocol.sasl import (
 from pydantic import SecretStr
 
 from consumers.kafka_settings import KafkaSettings
-from points_ledger.broker import BrokerError, free_port, tansu_binary
+from devkit.broker import BrokerError, free_port, tansu_binary
 
 #: The one user the SASL endpoints know (the password is long and odd so a test can look for it in messages).
 SASL_USERNAME = "ledger-svc"

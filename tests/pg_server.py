@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from points_ledger.broker import free_port
+from devkit.broker import free_port
 
 #: The server binaries of the installed PostgreSQL.
 PG_BIN = Path("/usr/lib/postgresql") / sorted(os.listdir("/usr/lib/postgresql"))[-1] / "bin"

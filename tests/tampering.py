@@ -9,9 +9,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from devkit.streamgen import generate
 from ledger.store import parse_store_url
 from points_ledger.preflight import connect
-from points_ledger.streamgen import generate
 from tests.cli_helpers import cli
 
 

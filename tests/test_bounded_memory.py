@@ -17,12 +17,12 @@ import consumers.legacy_csv
 from consumers.json_stream import VALUE_MAX_CHARS, JsonStreamError, fields
 from consumers.legacy_csv import FileLines, file_digest, migrate, read_balances, read_rows
 from consumers.member_table import MemberTable
+from devkit.streamgen import DEFAULT_START, legacy_balances, legacy_csv
 from ledger.application import LedgerApplication
 from ledger.member import member_uuid
 from ledger.program import Program
 from ledger.store import parse_store_url
 from points_ledger.report_files import ReportWriter
-from points_ledger.streamgen import DEFAULT_START, legacy_balances, legacy_csv
 from projections import queries, reconcile
 from projections.defaults import REPORT_ITEMS
 from projections.runner import Projections

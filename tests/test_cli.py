@@ -6,8 +6,10 @@ import json
 import subprocess
 from pathlib import Path
 
+import click
 import pytest
 
+from points_ledger.cli import main
 from tests.cli_helpers import SAMPLE, cli, one_line_error
 from tests.conftest import POSTGRES_ADMIN_URL
 
@@ -20,7 +22,8 @@ def ok_json(result: subprocess.CompletedProcess[str]) -> object:
 COMMANDS = [
     ["ingest"], ["sweep"], ["balance"], ["balances"], ["history"], ["report"], ["report", "liability"],
     ["report", "rollforward"], ["program"], ["program", "show"], ["schemas"], ["schemas", "export"],
-    ["consume"], ["produce"], ["demo"], ["check"], ["config"], ["config", "show"],
+    ["consume"], ["produce"], ["demo"], ["check"], ["config"], ["config", "show"], ["topics"], ["topics", "create"],
+    ["dev"], ["dev", "broker"], ["projections"], ["projections", "rebuild"], ["rebuild"],
 ]  # fmt: skip
 
 
@@ -119,6 +122,36 @@ def test_an_unreadable_file_is_one_line_and_exit_1(tmp_path: Path) -> None:
     one_line_error(
         cli("ingest", str(tmp_path / "nope.jsonl"), store=f"sqlite:///{tmp_path / 'l.db'}"), 1, "cannot read"
     )
+
+
+def test_an_ingest_that_fails_before_writing_leaves_no_ledger_file(tmp_path: Path) -> None:
+    """A UTF-16 export is refused (with the conversion to run) before any line is applied: the SQLite file
+    this run would have created is not left behind empty, and an existing ledger is kept."""
+    utf16 = tmp_path / "export.jsonl"
+    line = '{"type":"enrollment","event_id":"e1","member_id":"M","occurred_at":"2024-01-01T00:00:00Z"}\n'
+    utf16.write_bytes((line * 3).encode("utf-16"))
+    ledger = tmp_path / "new.db"
+    one_line_error(cli("ingest", str(utf16), store=f"sqlite:///{ledger}"), 1, "UTF-16", "iconv -f UTF-16 -t UTF-8")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["export.jsonl"]
+    kept = f"sqlite:///{tmp_path / 'kept.db'}"
+    assert cli("ingest", "-", store=kept, stdin=b"").returncode == 0  # an empty ledger made on purpose stays
+    one_line_error(cli("ingest", str(utf16), store=kept), 1, "UTF-16")
+    assert (tmp_path / "kept.db").exists()
+
+
+def test_projections_rebuild_is_the_top_level_rebuild(tmp_path: Path) -> None:
+    assert isinstance(main, click.Group)
+    group = main.commands["projections"]
+    assert isinstance(group, click.Group) and group.commands["rebuild"] is main.commands["rebuild"]
+    store = f"sqlite:///{tmp_path / 'l.db'}"
+    assert cli("ingest", str(SAMPLE), "--dead-letter", str(tmp_path / "d.jsonl"), store=store).returncode == 0
+    timings = {"seconds", "events_per_s"}
+    answers = []
+    for command in (["projections", "rebuild"], ["rebuild"]):
+        result = ok_json(cli(*command, "--format", "json", store=store))
+        assert isinstance(result, dict)
+        answers.append({key: value for key, value in result.items() if key not in timings})
+    assert answers[0] == answers[1] and answers[0]["views"] == ["members", "audit"] and answers[0]["events"] > 0
 
 
 def test_reading_a_ledger_that_does_not_exist_does_not_create_one(tmp_path: Path) -> None:

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from devkit.streamgen import generate
 from points_ledger.config import load_settings
-from points_ledger.streamgen import generate
 from tests.cli_helpers import cli, one_line_error
 from tests.kafka_helpers import create_topic, positions, produce, unique
 

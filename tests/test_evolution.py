@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from consumers.jsonlines import ingest_lines
+from devkit.streamgen import DEFAULT_START
 from ledger.application import LedgerApplication
 from ledger.member import Member
 from ledger.program import Program
 from ledger.store import parse_store_url
 from points_ledger.output import jsonable
-from points_ledger.streamgen import DEFAULT_START
 from projections import kpis, periods, queries
 from projections.digest import legacy_digest
 from projections.runner import Projections, select_views

@@ -18,10 +18,10 @@ from consumers.kafka_consumer import ConsumeOptions, LedgerConsumer
 from consumers.kafka_deadletters import DeadLetterWriteError, KafkaDeadLetters
 from consumers.kafka_settings import KafkaSettings
 from consumers.metrics import ConsumerMetrics
+from devkit.broker import free_port
+from devkit.streamgen import INVALID_LINES, generate
 from ledger.application import LedgerApplication
 from ledger.positions import Position
-from points_ledger.broker import free_port
-from points_ledger.streamgen import INVALID_LINES, generate
 from schemas import Acceptance, Invalid, parse_message
 from tests.cli_helpers import cli, one_line_error
 from tests.kafka_helpers import (
@@ -226,6 +226,8 @@ def test_an_unreachable_broker_is_reported_and_retried_with_doubling_delays(sqli
     process = start_consume(sqlite_url, closed, "t", "g")
     assert process.stderr is not None
     retries: list[float] = []
+    first = process.stderr.readline()
+    assert f"nothing answers at {closed}" in first and "points-ledger dev broker" in first, first  # what to do
     while len(retries) < 3:  # each retry is announced before its wait: three lines mean two waits done
         line = process.stderr.readline()
         assert line, "consume stopped before retrying three times"

@@ -35,7 +35,7 @@ from consumers.kafka_deadletters import KafkaDeadLetters, dead_letter_record
 from consumers.kafka_producer import member_key, produce_lines
 from consumers.kafka_settings import KafkaSettings
 from consumers.metrics import ConsumerMetrics
-from points_ledger.streamgen import generate
+from devkit.streamgen import generate
 from projections.log import read_log
 from schemas import Invalid
 from tests.cli_helpers import cli, cli_env

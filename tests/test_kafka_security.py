@@ -18,8 +18,8 @@ from consumers.kafka_consumer import ConsumeOptions
 from consumers.kafka_producer import produce_lines
 from consumers.kafka_run import consume
 from consumers.kafka_settings import KafkaSettings, dead_letter_topic
+from devkit.streamgen import generate
 from points_ledger.errors import reported_errors
-from points_ledger.streamgen import generate
 from tests.cli_helpers import cli
 from tests.kafka_helpers import open_ledger, positions, unique
 from tests.kafka_security import (

@@ -11,13 +11,13 @@ from datetime import timedelta
 import pytest
 
 from consumers.jsonlines import ingest_lines
+from devkit.streamgen import DEFAULT_START, generate, legacy_balances, opening_balance_lines
 from ledger.application import LedgerApplication
 from ledger.member import Source, member_uuid
 from ledger.originators import stored_histories
 from ledger.outcomes import Outcome
 from ledger.program import Program
 from ledger.store import parse_store_url
-from points_ledger.streamgen import DEFAULT_START, generate, legacy_balances, opening_balance_lines
 from projections import kpis, periods, queries, reports
 from projections.log import read_log
 from projections.runner import Projections

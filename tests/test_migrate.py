@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 
 from consumers.legacy_csv import LINE_MAX_BYTES, file_digest
+from devkit.streamgen import DEFAULT_START, LEGACY_TIERS, legacy_balances, legacy_csv
 from ledger.application import LedgerApplication
 from ledger.member import Member
 from ledger.program import Program
 from ledger.store import parse_store_url
 from points_ledger.errors import CommandError
 from points_ledger.migrate_command import _applied
-from points_ledger.streamgen import DEFAULT_START, LEGACY_TIERS, legacy_balances, legacy_csv
 from tests.cli_helpers import cli, one_line_error
 
 CUT_OVER = DEFAULT_START - timedelta(days=1)
@@ -113,10 +113,12 @@ def test_invalid_rows_are_listed_with_line_numbers_and_nothing_is_applied_unless
     assert status == 1
     for expected in [
         "line 2 (A): balance: must be a whole number", "line 3 (B): tier: must be one of the program's tiers",
-        "line 4 (C): ", "expires_at must be later than occurred_at", "line 5 (D): ", "timezone",
+        "line 4 (C): ", "expires_at 2023-01-01T00:00:00Z is not later than the cut-over time", "line 5 (D): ",
+        "timezone",
         "line 6 (E): balance", "line 8 (F): member F is also on line 7", "line 9 (no member_id): member_id",
         "line 10 (G): the row does not have one cell per column", "line 11 (H): points",
-        "9 of 11 rows are invalid; nothing was applied",
+        "9 of 11 rows are invalid; nothing was applied", "1 of them expire by the cut-over time --at",
+        "give an earlier --at",
     ]:  # fmt: skip
         assert expected in err, expected
     assert not Path(sqlite_url.removeprefix("sqlite:///")).exists()  # not even a ledger was created
@@ -126,6 +128,25 @@ def test_invalid_rows_are_listed_with_line_numbers_and_nothing_is_applied_unless
     assert summary is not None and summary["members_migrated"] == ["F", "I"] and summary["skipped"] == 9
     skipped = summary["members_skipped"]
     assert isinstance(skipped, list) and [entry["line"] for entry in skipped] == [2, 3, 4, 5, 6, 8, 9, 10, 11]
+
+
+def test_expiries_before_the_default_cut_over_name_at_and_how_to_set_it(sqlite_url: str, tmp_path: Path) -> None:
+    """The README's example as a newcomer runs it: without --at the cut-over is now, and expiries before it
+    are refused with what to do, not with the wire contract's occurred_at."""
+    export = tmp_path / "legacy.csv"
+    export.write_text("member_id,balance,tier,expires_at\nA,100,,2024-06-30T00:00:00Z\nB,50,,\n")
+    result = cli("migrate", str(export), store=sqlite_url)
+    assert result.returncode == 1
+    assert "line 2 (A): expires_at 2024-06-30T00:00:00Z is not later than the cut-over time" in result.stderr
+    error = result.stderr.splitlines()[-1]
+    assert error.startswith("points-ledger: error: 1 of 2 rows are invalid; nothing was applied")
+    for fragment in ("the cut-over time, which is --at and defaults to now", "give --at the time the legacy "
+                     "balances were taken", "--at 2024-01-01T00:00:00Z"):  # fmt: skip
+        assert fragment in error, error
+    assert "occurred_at" not in result.stderr
+    assert not Path(sqlite_url.removeprefix("sqlite:///")).exists()
+    done = cli("migrate", str(export), "--at", "2024-01-01T00:00:00Z", store=sqlite_url)
+    assert done.returncode == 0, done.stderr
 
 
 def test_a_file_that_is_not_a_legacy_export_is_refused_as_a_whole(sqlite_url: str, tmp_path: Path) -> None:

@@ -11,11 +11,11 @@ import pytest
 from eventsourcing.persistence import IntegrityError, OperationalError
 
 from consumers.jsonlines import ingest_lines
+from devkit.streamgen import generate
 from ledger.application import LedgerApplication, PreparedWrite
 from ledger.outcomes import Tally
 from ledger.program import Program
 from ledger.store import parse_store_url
-from points_ledger.streamgen import generate
 from tests.messages import CollectedLetters
 from tests.test_extremes import FAILING_AMOUNT, _purchase, a_rule_that_fails  # noqa: F401 (a fixture)
 

@@ -20,12 +20,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from consumers.kafka_batch import recorded_through
+from devkit.streamgen import DEFAULT_START, generate
 from ledger.application import LedgerApplication
 from ledger.member import Source
 from ledger.micros import from_micros, to_micros
 from ledger.program import Program
 from ledger.store import parse_store_url
-from points_ledger.streamgen import DEFAULT_START, generate
 from projections.runner import Projections, select_views
 from schemas import Message
 from tests.cli_helpers import cli, cli_command, cli_env, one_line_error

@@ -20,10 +20,10 @@ import pytest
 
 from consumers.jsonlines import ingest_lines
 from consumers.metrics import PublisherMetrics
+from devkit.streamgen import generate
 from ledger.application import LedgerApplication
 from ledger.program import Program
 from ledger.store import parse_store_url
-from points_ledger.streamgen import generate
 from projections import publish, queries
 from projections.defaults import DEFAULT_SOURCE
 from projections.publish import Publisher

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from devkit.streamgen import generate
 from ledger.application import LedgerApplication
 from ledger.program import Program
 from ledger.store import parse_store_url
-from points_ledger.streamgen import generate
 from projections.runner import Projections, RebuildWorkersError, select_views
 from tests.cli_helpers import cli, cli_env, one_line_error
 from tests.kafka_helpers import wait_for

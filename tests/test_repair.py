@@ -10,15 +10,18 @@ import json
 import os
 import random
 import threading
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from devkit.streamgen import generate
 from ledger.application import LedgerApplication
 from ledger.member import Member
 from ledger.program import Program
 from ledger.store import parse_store_url
-from points_ledger.streamgen import generate
+from projections.defaults import REPORT_ITEMS
 from tests.cli_helpers import cli
+from tests.messages import wire
 
 #: Silver and gold earning more per unit (a multiplier applied wrongly): balances differ for every member who
 #: bought in those tiers; tiers (from credits, not points) do not.
@@ -236,3 +239,35 @@ def test_reconcile_reads_a_balance_file_from_a_pipe_once(sqlite_url: str, tmp_pa
     summary = ok("reconcile", "--against", str(pipe), "--report", str(tmp_path / "r.json"), store=sqlite_url)[-1]
     feeder.join()
     assert summary["discrepancies"] == summary["balance"] == len(ours) and summary["net_difference"] == -len(ours)
+
+
+def test_reconcile_as_of_shows_the_changes_up_to_that_time_only(sqlite_url: str, tmp_path: Path) -> None:
+    """A comparison as of T explains the balance of then: the member's later changes (a purchase that lifts
+    the tier, a goodwill adjustment) are not its context."""
+    stream = tmp_path / "m1.jsonl"
+    stream.write_text("".join(json.dumps(message) + "\n" for message in [
+        wire("enrollment", "M1", "2024-01-01"),
+        wire("purchase", "M1", "2024-02-01", transaction_id="t1", amount="100.00", currency="USD"),
+        wire("purchase", "M1", "2024-06-01", transaction_id="t2", amount="9000.00", currency="USD"),
+        wire("adjustment", "M1", "2024-07-01", adjustment_id="a1", points=5, reason="goodwill", operator="ann"),
+    ]))  # fmt: skip
+    assert cli("ingest", str(stream), store=sqlite_url).returncode == 0
+    export = legacy_file(tmp_path / "pos.csv", {"M1": 0})
+    as_of = "2024-03-01T00:00:00Z"
+
+    def reported(*extra: str) -> dict[str, Any]:
+        report_path = tmp_path / f"report{len(extra)}.json"
+        ok("reconcile", "--against", str(export), "--report", str(report_path), *extra, store=sqlite_url)
+        [item] = json.loads(report_path.read_text())[REPORT_ITEMS]
+        return dict(item)
+
+    then = reported("--as-of", as_of)
+    times = [datetime.fromisoformat(event["effective_at"]) for event in then["last_events"]]
+    assert times and max(times) <= datetime.fromisoformat(as_of)
+    assert (then["last_events"][-1]["balance"], then["last_events"][-1]["tier"]) == (
+        then["ledger_balance"], then["ledger_tier"],
+    )  # fmt: skip
+    assert then["ledger_tier"] == "member" and "adjustment" not in {event["event"] for event in then["last_events"]}
+    latest = reported()
+    assert latest["last_events"][-1]["balance"] == latest["ledger_balance"] > then["ledger_balance"]
+    assert latest["ledger_tier"] != "member"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from points_ledger.streamgen import generate
+from devkit.streamgen import generate
 from tests.cli_helpers import cli
 from tests.kafka_helpers import consume_args, create_topic, produce, unique
 

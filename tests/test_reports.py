@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from devkit.streamgen import DEFAULT_START, generate
 from points_ledger.chart import CHART_SIZE_PX
-from points_ledger.streamgen import DEFAULT_START, generate
 from projections import periods, reports
 from projections.kpis import KPI_COLUMNS, redemption_rate
 from tests.cli_helpers import cli

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from points_ledger.streamgen import INVALID_LINES
+from devkit.streamgen import INVALID_LINES
 from schemas import (
     Acceptance,
     Adjustment,

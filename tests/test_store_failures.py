@@ -23,6 +23,7 @@ from consumers.jsonlines import ingest_lines
 from consumers.kafka_batch import upstream_name
 from consumers.kafka_deadletters import HEADER_ERROR_CLASS, HEADER_SOURCE_OFFSET, HEADER_SOURCE_PARTITION
 from consumers.retry import RetryPolicy
+from devkit.streamgen import generate
 from ledger import rules
 from ledger.application import LedgerApplication, is_rule_verdict
 from ledger.invariants import LedgerInvariantError
@@ -30,7 +31,6 @@ from ledger.ledger_time import LEDGER_TIME
 from ledger.program import Program
 from ledger.store import UNAVAILABLE_ERRORS, parse_store_url
 from points_ledger.errors import EXIT_STORE_UNAVAILABLE, _reported
-from points_ledger.streamgen import generate
 from schemas import Invalid, parse_message
 from tests.extremes import RECEIVED_AT
 from tests.kafka_helpers import consume_all, create_topic, ledger_contents, produce_at, read_topic, unique

