@@ -29,7 +29,7 @@ from benchmarks.common import SERVER, Discard, admin, drop_database
 from consumers.jsonlines import ingest_lines
 from ledger.application import LedgerApplication
 from ledger.program import Program
-from ledger.store import parse_store_url
+from ledger.storage.store import parse_store_url
 from points_ledger.preflight import connect
 
 #: Messages at each end of the stream whose cost is compared.

@@ -4,7 +4,7 @@ this module is importable."""
 
 from __future__ import annotations
 
-from ledger.store import parse_store_url
+from ledger.storage.store import parse_store_url
 from points_ledger.preflight import connect
 
 SERVER = "postgresql://postgres@127.0.0.1:5432"

@@ -47,7 +47,7 @@ from devkit.streamgen import generate
 from ledger.application import LedgerApplication
 from ledger.outcomes import Tally
 from ledger.program import Program
-from ledger.store import parse_store_url
+from ledger.storage.store import parse_store_url
 from points_ledger.preflight import connect
 
 PARTITIONS = 4

@@ -25,7 +25,7 @@ from consumers.jsonlines import ingest_lines
 from devkit.streamgen import generate
 from ledger.application import LedgerApplication
 from ledger.program import Program
-from ledger.store import parse_store_url
+from ledger.storage.store import parse_store_url
 from points_ledger.preflight import connect
 
 

@@ -34,7 +34,7 @@ from devkit.broker import kafka_cluster
 from devkit.streamgen import StreamGenerator
 from ledger.application import LedgerApplication
 from ledger.program import Program
-from ledger.store import parse_store_url
+from ledger.storage.store import parse_store_url
 from projections.publish import Publisher, PublishTally
 from projections.runner import Projections
 from schemas.balance_events import Outbound

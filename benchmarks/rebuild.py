@@ -42,7 +42,7 @@ from devkit.broker import kafka_cluster
 from devkit.streamgen import DEFAULT_START, StreamGenerator, generate
 from ledger.application import LedgerApplication
 from ledger.program import Program
-from ledger.store import parse_store_url
+from ledger.storage.store import parse_store_url
 from projections import kpis, periods, queries
 from projections.digest import log_digest
 from projections.runner import Projections, rebuild_workers, select_views

@@ -32,9 +32,9 @@ from consumers.jsonlines import ingest_lines
 from devkit.streamgen import DEFAULT_START
 from ledger.application import SWEEP_BATCH_SIZE, LedgerApplication
 from ledger.member import member_uuid
-from ledger.originators import stored_histories
 from ledger.program import Program
-from ledger.store import parse_store_url
+from ledger.storage.originators import stored_histories
+from ledger.storage.store import parse_store_url
 from points_ledger.preflight import connect
 from projections.queries import due_members
 from projections.runner import Projections

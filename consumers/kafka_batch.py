@@ -17,7 +17,7 @@ from consumers.kafka_deadletters import ConsumedRecord, KafkaDeadLetters
 from ledger.application import LedgerApplication
 from ledger.member import Source
 from ledger.outcomes import Failure, Tally
-from ledger.positions import Position
+from ledger.storage.positions import Position
 from schemas import Invalid, Message, parse_message
 
 

@@ -36,7 +36,7 @@ from consumers.metrics import ConsumerMetrics
 from consumers.retry import RetryPolicy, call_store
 from ledger.application import LedgerApplication
 from ledger.outcomes import Tally
-from ledger.positions import PositionConflictError
+from ledger.storage.positions import PositionConflictError
 
 #: Milliseconds one poll waits for records (also how quickly a stop request is noticed).
 POLL_TIMEOUT_MS = 500

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from ledger.store import UNAVAILABLE_ERRORS
+from ledger.storage.store import UNAVAILABLE_ERRORS
 
 T = TypeVar("T")
 

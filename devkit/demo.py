@@ -27,7 +27,7 @@ from devkit.streamgen import StreamGenerator
 from ledger.application import LedgerApplication
 from ledger.outcomes import Tally
 from ledger.program import Program
-from ledger.store import parse_store_url
+from ledger.storage.store import parse_store_url
 from projections import queries
 from projections.runner import Projections
 

@@ -28,30 +28,30 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import get_topic
 
-from ledger.claim_index import CLAIM_ROWS, ClaimIndex, ClaimRow, Wanted, claim_index, claim_rows
 from ledger.claims import claims_to_check, purchase_to_recall
-from ledger.compact import CompactMapper
 from ledger.invariants import LedgerInvariantError
-from ledger.ledger_time import (
+from ledger.limits import BATCH_SIZE_MAX, OutOfRangeError
+from ledger.member import Member, Source, claiming_event_classes, member_uuid
+from ledger.micros import to_micros
+from ledger.outcomes import FAILED, RECORDED, Decision, Failure
+from ledger.program import Program
+from ledger.recollection import BatchRecall, Notes, Stored, stored_purchases
+from ledger.storage.claim_index import CLAIM_ROWS, ClaimIndex, ClaimRow, Wanted, claim_index, claim_rows
+from ledger.storage.compact import CompactMapper
+from ledger.storage.ledger_time import (
     EXPECTED_LEDGER_TIME,
     LEDGER_TIME,
     as_time,
     guard_ledger_time,
     ledger_time_mark,
 )
-from ledger.limits import BATCH_SIZE_MAX, OutOfRangeError
-from ledger.member import Member, Source, claiming_event_classes, member_uuid
-from ledger.micros import to_micros
-from ledger.originators import StoredHistory, stored_histories, stored_uuid
-from ledger.outcomes import FAILED, RECORDED, Decision, Failure
-from ledger.pgbinary import use_binary_inserts
-from ledger.pgconnect import configure_pool, schema_lock
-from ledger.position_log import record_positions
-from ledger.positions import PositionConflictError, guard_positions
-from ledger.program import Program
-from ledger.recollection import BatchRecall, Notes, Stored, stored_purchases
-from ledger.store import UNAVAILABLE_ERRORS, Store
-from ledger.transcoding import LEDGER_TRANSCODINGS, LedgerTranscoder
+from ledger.storage.originators import StoredHistory, stored_histories, stored_uuid
+from ledger.storage.pgbinary import use_binary_inserts
+from ledger.storage.pgconnect import configure_pool, schema_lock
+from ledger.storage.position_log import record_positions
+from ledger.storage.positions import PositionConflictError, guard_positions
+from ledger.storage.store import UNAVAILABLE_ERRORS, Store
+from ledger.storage.transcoding import LEDGER_TRANSCODINGS, LedgerTranscoder
 from schemas import Enrollment, Message
 
 #: Members kept in memory between batches (the write side is the only writer per member).
@@ -188,7 +188,7 @@ class LedgerApplication(Application[UUID]):
         return store
 
     def construct_mapper(self) -> Mapper[UUID]:
-        """The library's mapper, storing member events in the compact format (ledger.compact)."""
+        """The library's mapper, storing member events in the compact format (ledger.storage.compact)."""
         return CompactMapper(transcoder=self.construct_transcoder(), compact=_is_member_event)
 
     def construct_transcoder(self) -> Transcoder:

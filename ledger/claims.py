@@ -4,7 +4,7 @@ A member's recorded events claim ids: every message's `event_id`, a purchase's t
 a redemption's and an adjustment's own id. Deciding a new message asks whether its ids are already
 claimed (and, for a refund, what became of its purchase). These answers are not kept in the member's
 state, which would then grow with its whole history: the application looks them up per batch in an
-index the store keeps beside the events (`ledger.claim_index`), written in the same transaction.
+index the store keeps beside the events (`ledger.storage.claim_index`), written in the same transaction.
 """
 
 from __future__ import annotations

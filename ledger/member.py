@@ -20,7 +20,6 @@ from uuid import UUID, uuid5
 from eventsourcing.domain import Aggregate
 
 from ledger.claims import Claim, Kind, Recall
-from ledger.compact import untag
 from ledger.credit_window import Credit, CreditWindow
 from ledger.invariants import LedgerInvariantError
 from ledger.open_lots import OpenLots
@@ -42,6 +41,7 @@ from ledger.rules import (
     refund_clawback,
     tier_window_start,
 )
+from ledger.storage.compact import untag
 from schemas import Adjustment, Enrollment, Message, OpeningBalance, Purchase, Redemption, Refund
 
 #: Fixed namespace so a member id always maps to the same aggregate id.
@@ -206,7 +206,7 @@ class Member(Aggregate):
     class Event(Aggregate.Event):
         """Every member event: when it counts in ledger time, and where it came from.
 
-        Version 2 is the compact stored format (ledger.compact); `untag` reads version 1's."""
+        Version 2 is the compact stored format (ledger.storage.compact); `untag` reads version 1's."""
 
         class_version = 2
         upcast_v1_v2 = staticmethod(untag)
@@ -365,7 +365,8 @@ class Member(Aggregate):
 
         Version 2 split `reward` (free text) into `reward_id` (a catalog id, for version-2 redemptions) and
         `reward_name`; a version-1 event is read with its text as the name and no id. Version 3 is the
-        compact stored format (ledger.compact); version 4 is every outcome's version 3 (`credit_window_start`)."""
+        compact stored format (ledger.storage.compact); version 4 is every outcome's version 3
+        (`credit_window_start`)."""
 
         class_version = 4
         upcast_v2_v3 = staticmethod(untag)
@@ -592,7 +593,7 @@ class Member(Aggregate):
 
         What changed is recorded by `LotsExpired` and `TierChanged`; a `Swept` event records a renewal of a
         tier above the base one (last_qualified_at moved to t, the tier kept). Moving ledger time alone is
-        not a change: the ledger's own time (see `ledger.ledger_time`) does that for every member at once.
+        not a change: the ledger's own time (see `ledger.storage.ledger_time`) does that for every member at once.
         Nor is renewing the base tier, which no evaluation can take away."""
         at = effective_time(as_of, self.last_effective_at)
         provenance = sweep_provenance(as_of)

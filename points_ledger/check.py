@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from kafka import KafkaConsumer
 
     from consumers.kafka_settings import KafkaSettings
-    from ledger.store import Store
+    from ledger.storage.store import Store
     from points_ledger.config import LedgerSettings, Sources
 
 #: Largest clock difference accepted between us and the database, or ahead of us in a record timestamp.
@@ -101,7 +101,7 @@ def store_checks(store: Store) -> Iterator[Check]:
 
 
 def _sqlite_check(store: Store) -> Check:
-    from ledger.store import StoreError
+    from ledger.storage.store import StoreError
 
     path = store.path
     if path is None:
@@ -326,7 +326,7 @@ def metrics_check(config: LedgerSettings) -> Check | None:
 
 def run_checks(load: Callable[[], tuple[LedgerSettings, Sources]]) -> list[Check]:
     from ledger.program import ProgramError, load_program
-    from ledger.store import StoreError
+    from ledger.storage.store import StoreError
     from points_ledger.config import ConfigError
 
     try:

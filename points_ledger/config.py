@@ -35,10 +35,10 @@ from consumers.defaults import (
 )
 from consumers.kafka_settings import KafkaSettings, check_topic_name, dead_letter_topic
 from consumers.retry import RetryPolicy
-from ledger.chain import Chain, ChainKeyError
 from ledger.limits import BATCH_SIZE_MAX, DEFAULT_STORE_URL
-from ledger.store import Store, StoreError, parse_store_url, read_password_file
-from ledger.store_urls import holds_password, mask_url
+from ledger.storage.chain import Chain, ChainKeyError
+from ledger.storage.store import Store, StoreError, parse_store_url, read_password_file
+from ledger.storage.store_urls import holds_password, mask_url
 
 #: The config file read when neither --config nor LEDGER_CONFIG names one (if it exists).
 DEFAULT_CONFIG_FILE = Path("points-ledger.toml")

@@ -22,7 +22,7 @@ from points_ledger.errors import reported_errors
 if TYPE_CHECKING:
     from ledger.application import LedgerApplication
     from ledger.program import Program
-    from ledger.store import Store
+    from ledger.storage.store import Store
     from points_ledger.config import LedgerSettings, Sources
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -77,7 +77,7 @@ class Context:
         return open_ledger(self.store, self.program, self.describe_store, must_exist=must_exist)
 
     def describe_store(self) -> str:
-        from ledger.store_urls import mask_url
+        from ledger.storage.store_urls import mask_url
 
         return mask_url(self.settings.store.url)
 
@@ -93,7 +93,7 @@ def open_ledger(
     """The ledger in the store `store_of` gives, once a first connection says it can be reached; failures
     reported as one line naming the store by `description` (never a password)."""
     from ledger.application import LedgerApplication
-    from ledger.position_log import NOT_POSITIONS
+    from ledger.storage.position_log import NOT_POSITIONS
     from points_ledger.preflight import check_reachable
 
     with reported_errors(description):

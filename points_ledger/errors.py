@@ -93,10 +93,10 @@ def first_line(error: BaseException) -> str:
 #: asked (`raised`): an exception of a class never imported cannot have been raised, and importing psycopg,
 #: eventsourcing or kafka-python just to ask would cost every command its start-up time.
 NOT_FOUND = (
-    "ledger.store:StoreNotFoundError", "projections.db:ViewsUnavailableError", "consumers.catch_up:MissingTopicError",
-    "consumers.catch_up:EndUnknownError",
+    "ledger.storage.store:StoreNotFoundError", "projections.db:ViewsUnavailableError",
+    "consumers.catch_up:MissingTopicError", "consumers.catch_up:EndUnknownError",
 )  # fmt: skip
-BAD_USAGE = ("ledger.store:StoreError", "ledger.program:ProgramError", "points_ledger.config:ConfigError")
+BAD_USAGE = ("ledger.storage.store:StoreError", "ledger.program:ProgramError", "points_ledger.config:ConfigError")
 CONFLICT = ("eventsourcing.persistence:IntegrityError",)
 UNAVAILABLE = ("psycopg:OperationalError", "sqlite3:OperationalError", "eventsourcing.persistence:PersistenceError")
 BATCH_STOPPED = ("consumers.kafka_deadletters:DeadLetterWriteError", "consumers.kafka_consumer:UnreadableBatchError")
@@ -106,7 +106,7 @@ REFUSED = (
     "devkit.broker:BrokerError",
 )  # fmt: skip
 #: A hash chain kept with another key (or none) than the one configured.
-CHAIN_MISMATCH = ("ledger.chain:ChainMismatchError",)
+CHAIN_MISMATCH = ("ledger.storage.chain:ChainMismatchError",)
 INVARIANT = ("ledger.invariants:LedgerInvariantError",)
 REBUILD_STOPPED = ("projections.partitions:RebuildWorkerError",)
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import psycopg
 
-from ledger.pgconnect import connection_kwargs
-from ledger.store import Store
+from ledger.storage.pgconnect import connection_kwargs
+from ledger.storage.store import Store
 
 
 def connect(store: Store, **options: Any) -> psycopg.Connection[Any]:

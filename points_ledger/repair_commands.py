@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from consumers.legacy_csv import BadRow
     from consumers.member_table import MemberTable
     from ledger.application import LedgerApplication
-    from ledger.store import Store
+    from ledger.storage.store import Store
     from projections import reconcile
     from projections.db import Sql
     from projections.report_check import ReportHeader
@@ -57,9 +57,9 @@ def _other_ledger(
     """Another ledger's balances, streamed from its views in one read transaction kept open for the context."""
     from dataclasses import replace
 
-    from ledger.identity import ledger_id
-    from ledger.store import parse_store_url
-    from ledger.store_urls import mask_url
+    from ledger.storage.identity import ledger_id
+    from ledger.storage.store import parse_store_url
+    from ledger.storage.store_urls import mask_url
     from projections.runner import Projections
 
     def store() -> Store:  # a shadow ledger keeps the same chain key
@@ -162,7 +162,7 @@ def reconcile_command(  # noqa: PLR0917 (one parameter per option, as click pass
     missing_in_ledger, missing_in_other, net_difference, position, report}.
     """
     from consumers.member_table import MemberTable
-    from ledger.identity import ledger_id
+    from ledger.storage.identity import ledger_id
     from projections import reconcile
     from projections.runner import Projections
 
@@ -294,7 +294,7 @@ def _checked_report(app: LedgerApplication, path: Path) -> tuple[ReportHeader, P
     """The report's header, once it and every item were checked against the ledger's views (returned too);
     nothing is recorded."""
     from consumers.json_stream import fields
-    from ledger.identity import ledger_id
+    from ledger.storage.identity import ledger_id
     from projections.report_check import ItemChecker, check_header, report_header
     from projections.runner import Projections
 

@@ -16,8 +16,8 @@ from uuid import UUID
 from eventsourcing.persistence import Notification
 
 from ledger.application import LedgerApplication
-from ledger.chain import Chain
 from ledger.member import Member
+from ledger.storage.chain import Chain
 from projections.db import Rows, ViewDatabase
 from projections.views import LogEvent, View
 

@@ -21,7 +21,7 @@ from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
 from psycopg.rows import dict_row
 
 from ledger.application import LedgerApplication
-from ledger.pgconnect import connection_kwargs, schema_lock
+from ledger.storage.pgconnect import connection_kwargs, schema_lock
 
 Dialect = Literal["sqlite", "postgresql"]
 #: The views' tracking table on PostgreSQL (not `ledger_tracking`, the write side's own Kafka positions).

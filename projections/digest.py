@@ -21,7 +21,7 @@ from uuid import UUID
 import orjson
 
 from ledger.application import LedgerApplication
-from ledger.chain import Chain
+from ledger.storage.chain import Chain
 from projections.building import decode, prefetched_pages, whole_log
 from projections.member_log import MemberLog
 from projections.views import ChainHead, audit_row

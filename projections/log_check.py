@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ledger.chain import describe
 from ledger.micros import to_micros
+from ledger.storage.chain import describe
 from projections.db import Sql
 from projections.defaults import ACCEPTANCE_TEXT_CHARS_MAX, ACCEPTANCES_TABLE
 

@@ -27,12 +27,12 @@ from uuid import UUID
 from eventsourcing.persistence import Notification, StoredEvent
 
 from ledger.application import LedgerApplication
-from ledger.chain import Chain
 from ledger.claims import Kind
 from ledger.member import Member
 from ledger.micros import to_micros
 from ledger.program import Program
-from ledger.store import Store
+from ledger.storage.chain import Chain
+from ledger.storage.store import Store
 from projections.building import decode_one
 from projections.db import Sql, ViewDatabase
 from projections.member_log import MemberLog

@@ -23,7 +23,7 @@ from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
 from ledger.application import LedgerApplication
-from ledger.originators import stored_uuid
+from ledger.storage.originators import stored_uuid
 from projections.partitions import member_range
 
 #: Events per page.

@@ -38,9 +38,9 @@ from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
 from ledger.application import LedgerApplication
-from ledger.chain import Chain
 from ledger.program import Program
-from ledger.store import Store
+from ledger.storage.chain import Chain
+from ledger.storage.store import Store
 from projections.building import REBUILD_BATCH, OnBatch, PageReader, build_fresh, prefetched_pages
 from projections.db import ViewDatabase
 from projections.views import VIEWS, View

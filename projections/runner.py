@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ledger.application import LedgerApplication
-from ledger.chain import UNKEYED, Chain
 from ledger.micros import from_micros, to_micros
-from ledger.pgconnect import schema_lock
+from ledger.storage.chain import UNKEYED, Chain
+from ledger.storage.pgconnect import schema_lock
 from projections.building import (
     REBUILD_BATCH,
     REBUILD_SUFFIX,

@@ -22,8 +22,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledger.chain import mismatch
-from ledger.position_log import check_positions
+from ledger.storage.chain import mismatch
+from ledger.storage.position_log import check_positions
 from projections.db import Sql
 from projections.digest import Digest, legacy_digest, log_digest
 from projections.member_check import DISCREPANCIES_KEPT_MAX, MemberCheckJob

@@ -24,10 +24,10 @@ from uuid import UUID
 import orjson
 from eventsourcing.persistence import Notification
 
-from ledger.chain import UNKEYED, Chain, ChainMismatchError, mismatch
 from ledger.member import FLOW_SIGNS, Member, move_lots_by_id
 from ledger.micros import from_micros, to_micros
 from ledger.rules import Lot
+from ledger.storage.chain import UNKEYED, Chain, ChainMismatchError, mismatch
 from projections.db import Rows, Sql, placeholders
 from projections.statements import COMMON_FIELDS
 

@@ -15,7 +15,7 @@ import pytest
 from devkit.broker import kafka_cluster
 from ledger.application import LedgerApplication
 from ledger.program import Program
-from ledger.store import parse_store_url
+from ledger.storage.store import parse_store_url
 from points_ledger.preflight import connect
 
 #: The shared PostgreSQL server every developer machine and CI runs; tests never stop it.

@@ -22,7 +22,7 @@ from consumers.retry import RetryPolicy
 from ledger.application import LedgerApplication
 from ledger.outcomes import Tally
 from ledger.program import Program
-from ledger.store import parse_store_url
+from ledger.storage.store import parse_store_url
 from projections.log import read_log
 from tests.cli_helpers import cli_command, cli_env
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from devkit.streamgen import generate
-from ledger.store import parse_store_url
+from ledger.storage.store import parse_store_url
 from points_ledger.preflight import connect
 from tests.cli_helpers import cli
 

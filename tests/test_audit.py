@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from ledger.claim_index import TABLE as CLAIMS_TABLE
+from ledger.storage.claim_index import TABLE as CLAIMS_TABLE
 from tests.cli_helpers import cli, one_line_error
 from tests.tampering import (
     database,

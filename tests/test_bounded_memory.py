@@ -21,7 +21,7 @@ from devkit.streamgen import DEFAULT_START, legacy_balances, legacy_csv
 from ledger.application import LedgerApplication
 from ledger.member import member_uuid
 from ledger.program import Program
-from ledger.store import parse_store_url
+from ledger.storage.store import parse_store_url
 from points_ledger.report_files import ReportWriter
 from projections import queries, reconcile
 from projections.defaults import REPORT_ITEMS

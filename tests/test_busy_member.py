@@ -22,12 +22,12 @@ from eventsourcing.persistence import IntegrityError
 
 from consumers.jsonlines import ingest_lines
 from ledger.application import SNAPSHOT_EVENTS_MIN, LedgerApplication
-from ledger.claim_index import TABLE
 from ledger.claims import Kind
 from ledger.member import Member, member_uuid
 from ledger.outcomes import Outcome, Rejection
 from ledger.program import Program
-from ledger.store import parse_store_url
+from ledger.storage.claim_index import TABLE
+from ledger.storage.store import parse_store_url
 from schemas import Message
 from tests.cli_helpers import cli
 from tests.messages import CollectedLetters, at, encode, purchase, refund, wire

@@ -21,7 +21,7 @@ from devkit.streamgen import DEFAULT_START
 from ledger.application import LedgerApplication
 from ledger.member import Member
 from ledger.program import Program
-from ledger.store import parse_store_url
+from ledger.storage.store import parse_store_url
 from points_ledger.output import jsonable
 from projections import kpis, periods, queries
 from projections.digest import legacy_digest
@@ -105,7 +105,7 @@ def test_a_ledger_written_by_version_1_is_read_rebuilt_and_reported_identically_
 
 
 def test_a_ledger_written_in_the_librarys_format_reads_in_the_compact_one(tmp_path: Path) -> None:
-    """`fixtures/ledger-v2.sqlite3` was written by the code before the compact stored format (ledger.compact)."""
+    """`fixtures/ledger-v2.sqlite3` was written before the compact stored format (ledger.storage.compact)."""
     url = fixture_copy(tmp_path, "ledger-v2")
     expected = json.loads((FIXTURES / "ledger-v2.answers.json").read_text())
     app = LedgerApplication(parse_store_url(url), Program())

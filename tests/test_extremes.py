@@ -25,7 +25,7 @@ from ledger.limits import OutOfRangeError
 from ledger.outcomes import Rejection
 from ledger.program import Program
 from ledger.rules import BALANCE_MAX
-from ledger.store import parse_store_url
+from ledger.storage.store import parse_store_url
 from projections.log import read_log
 from tests.cli_helpers import cli
 from tests.extremes import PROGRAMS, RECEIVED_AT, streams

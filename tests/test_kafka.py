@@ -21,7 +21,7 @@ from consumers.metrics import ConsumerMetrics
 from devkit.broker import free_port
 from devkit.streamgen import INVALID_LINES, generate
 from ledger.application import LedgerApplication
-from ledger.positions import Position
+from ledger.storage.positions import Position
 from schemas import Acceptance, Invalid, parse_message
 from tests.cli_helpers import cli, one_line_error
 from tests.kafka_helpers import (

@@ -22,7 +22,7 @@ from consumers.kafka_settings import KafkaSettings
 from consumers.metrics import ConsumerMetrics
 from ledger.application import LedgerApplication
 from ledger.program import Program
-from ledger.store import parse_store_url
+from ledger.storage.store import parse_store_url
 from tests.cli_helpers import cli
 from tests.kafka_helpers import create_topic, unique
 from tests.messages import encode, wire

@@ -14,10 +14,10 @@ from consumers.jsonlines import ingest_lines
 from devkit.streamgen import DEFAULT_START, generate, legacy_balances, opening_balance_lines
 from ledger.application import LedgerApplication
 from ledger.member import Source, member_uuid
-from ledger.originators import stored_histories
 from ledger.outcomes import Outcome
 from ledger.program import Program
-from ledger.store import parse_store_url
+from ledger.storage.originators import stored_histories
+from ledger.storage.store import parse_store_url
 from projections import kpis, periods, queries, reports
 from projections.log import read_log
 from projections.runner import Projections
@@ -151,7 +151,7 @@ def test_processes_opening_a_new_postgresql_ledger_at_once_all_succeed(postgres_
     """Consumers of one group start together on an empty database: table creation must not collide."""
     code = (
         "from ledger.application import LedgerApplication; from ledger.program import Program; "
-        "from ledger.store import parse_store_url; "
+        "from ledger.storage.store import parse_store_url; "
         f"LedgerApplication(parse_store_url({postgres_url!r}), Program()).close()"
     )
     processes = [

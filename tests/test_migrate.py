@@ -17,7 +17,7 @@ from devkit.streamgen import DEFAULT_START, LEGACY_TIERS, legacy_balances, legac
 from ledger.application import LedgerApplication
 from ledger.member import Member
 from ledger.program import Program
-from ledger.store import parse_store_url
+from ledger.storage.store import parse_store_url
 from points_ledger.errors import CommandError
 from points_ledger.migrate_command import _applied
 from tests.cli_helpers import cli, one_line_error

@@ -15,7 +15,7 @@ from devkit.streamgen import generate
 from ledger.application import LedgerApplication, PreparedWrite
 from ledger.outcomes import Tally
 from ledger.program import Program
-from ledger.store import parse_store_url
+from ledger.storage.store import parse_store_url
 from tests.messages import CollectedLetters
 from tests.test_extremes import FAILING_AMOUNT, _purchase, a_rule_that_fails  # noqa: F401 (a fixture)
 

@@ -14,11 +14,11 @@ import pytest
 
 from devkit.streamgen import generate
 from ledger.application import LedgerApplication
-from ledger.chain import Chain
-from ledger.position_log import POSITION_LOG_TABLE, PositionLogError, PositionRecord
-from ledger.positions import Position
 from ledger.program import Program
-from ledger.store import parse_store_url
+from ledger.storage.chain import Chain
+from ledger.storage.position_log import POSITION_LOG_TABLE, PositionLogError, PositionRecord
+from ledger.storage.positions import Position
+from ledger.storage.store import parse_store_url
 from tests.cli_helpers import cli
 from tests.kafka_helpers import consume_args, create_topic, positions, produce, unique
 from tests.messages import purchase

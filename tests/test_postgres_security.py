@@ -26,9 +26,9 @@ import trustme
 from consumers.deadletters import JsonLinesDeadLetters
 from consumers.jsonlines import ingest_lines
 from ledger.application import LedgerApplication
-from ledger.pgconnect import connection_kwargs
 from ledger.program import Program
-from ledger.store import StoreError, parse_store_url
+from ledger.storage.pgconnect import connection_kwargs
+from ledger.storage.store import StoreError, parse_store_url
 from points_ledger.preflight import check_reachable, connect
 from tests.cli_helpers import SAMPLE, cli, cli_command, cli_env, one_line_error
 from tests.kafka_helpers import wait_for

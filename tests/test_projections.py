@@ -25,7 +25,7 @@ from ledger.application import LedgerApplication
 from ledger.member import Source
 from ledger.micros import from_micros, to_micros
 from ledger.program import Program
-from ledger.store import parse_store_url
+from ledger.storage.store import parse_store_url
 from projections.runner import Projections, select_views
 from schemas import Message
 from tests.cli_helpers import cli, cli_command, cli_env, one_line_error

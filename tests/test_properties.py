@@ -13,7 +13,7 @@ from ledger.application import LedgerApplication
 from ledger.member import Member, Source
 from ledger.outcomes import Outcome
 from ledger.program import Program
-from ledger.store import parse_store_url
+from ledger.storage.store import parse_store_url
 from projections import reports, statements
 from projections.figures import figures_as_of
 from projections.log import read_log

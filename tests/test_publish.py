@@ -23,7 +23,7 @@ from consumers.metrics import PublisherMetrics
 from devkit.streamgen import generate
 from ledger.application import LedgerApplication
 from ledger.program import Program
-from ledger.store import parse_store_url
+from ledger.storage.store import parse_store_url
 from projections import publish, queries
 from projections.defaults import DEFAULT_SOURCE
 from projections.publish import Publisher

@@ -16,7 +16,7 @@ import pytest
 from devkit.streamgen import generate
 from ledger.application import LedgerApplication
 from ledger.program import Program
-from ledger.store import parse_store_url
+from ledger.storage.store import parse_store_url
 from projections.runner import Projections, RebuildWorkersError, select_views
 from tests.cli_helpers import cli, cli_env, one_line_error
 from tests.kafka_helpers import wait_for

@@ -18,7 +18,7 @@ from devkit.streamgen import generate
 from ledger.application import LedgerApplication
 from ledger.member import Member
 from ledger.program import Program
-from ledger.store import parse_store_url
+from ledger.storage.store import parse_store_url
 from projections.defaults import REPORT_ITEMS
 from tests.cli_helpers import cli
 from tests.messages import wire

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from ledger.application import LedgerApplication
-from ledger.identity import ledger_id
 from ledger.program import Program
-from ledger.store import parse_store_url
+from ledger.storage.identity import ledger_id
+from ledger.storage.store import parse_store_url
 from tests.cli_helpers import SAMPLE, cli, one_line_error
 from tests.test_repair import balances, ledger_with_stream, legacy_file, ok, outcomes
 

@@ -27,9 +27,9 @@ from devkit.streamgen import generate
 from ledger import rules
 from ledger.application import LedgerApplication, is_rule_verdict
 from ledger.invariants import LedgerInvariantError
-from ledger.ledger_time import LEDGER_TIME
 from ledger.program import Program
-from ledger.store import UNAVAILABLE_ERRORS, parse_store_url
+from ledger.storage.ledger_time import LEDGER_TIME
+from ledger.storage.store import UNAVAILABLE_ERRORS, parse_store_url
 from points_ledger.errors import EXIT_STORE_UNAVAILABLE, _reported
 from schemas import Invalid, parse_message
 from tests.extremes import RECEIVED_AT

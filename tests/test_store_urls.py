@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from psycopg import ProgrammingError, pq
 from psycopg.conninfo import conninfo_to_dict
 
-from ledger.store import StoreError, parse_store_url
-from ledger.store_urls import NOT_SHOWN, UrlError, holds_password, mask_url, split_postgres_url
+from ledger.storage.store import StoreError, parse_store_url
+from ledger.storage.store_urls import NOT_SHOWN, UrlError, holds_password, mask_url, split_postgres_url
 
 #: The characters that end a URL's pieces somewhere (RFC 3986, libpq, or both), and the escape character.
 SPECIALS = "#/?@:%&=+[],"

@@ -12,10 +12,10 @@ import pytest
 from consumers.jsonlines import ingest_lines
 from devkit.streamgen import DEFAULT_START, generate
 from ledger.application import LedgerApplication
-from ledger.ledger_time import LedgerTimeMovedError
 from ledger.member import Member
 from ledger.program import Program
-from ledger.store import parse_store_url
+from ledger.storage.ledger_time import LedgerTimeMovedError
+from ledger.storage.store import parse_store_url
 from projections.sweep import sweep_due
 from tests.messages import CollectedLetters, purchase
 

@@ -18,8 +18,8 @@ from ledger.application import LedgerApplication
 from ledger.member import Member
 from ledger.program import Program
 from ledger.rules import Lot, PurchaseRecord
-from ledger.store import parse_store_url
-from ledger.transcoding import LEDGER_TRANSCODINGS, LedgerTranscoder
+from ledger.storage.store import parse_store_url
+from ledger.storage.transcoding import LEDGER_TRANSCODINGS, LedgerTranscoder
 from schemas import Invalid, parse_message
 
 

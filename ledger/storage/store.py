@@ -3,7 +3,7 @@
 `memory://`, `sqlite:///relative.db` (`sqlite:////absolute.db`) and
 `postgresql://user[:password]@host[:port]/dbname[?param=value&...]` with the libpq
 connection parameters of `POSTGRES_URL_PARAMETERS` in the query, read as libpq reads it
-(`ledger.store_urls`). eventsourcing's own `POSTGRES_*` environment variables and libpq's
+(`ledger.storage.store_urls`). eventsourcing's own `POSTGRES_*` environment variables and libpq's
 `PG*` ones still apply where the URL is silent.
 
 The password, first found wins: the URL's, the `password_file` argument (a plain one-line
@@ -26,8 +26,8 @@ from urllib.parse import unquote, urlsplit
 import psycopg
 from eventsourcing.persistence import InterfaceError, OperationalError
 
-from ledger.chain import Chain
-from ledger.store_urls import POSTGRES_SCHEMES, UrlError, mask_url, quoted, scheme_of, split_postgres_url
+from ledger.storage.chain import Chain
+from ledger.storage.store_urls import POSTGRES_SCHEMES, UrlError, mask_url, quoted, scheme_of, split_postgres_url
 
 #: The port of a PostgreSQL URL that names none, and the highest there is.
 POSTGRES_PORT_DEFAULT = 5432
@@ -72,7 +72,7 @@ class Store:
     """A parsed store URL and the eventsourcing environment it stands for.
 
     `libpq` holds the PostgreSQL connection parameters from the URL's query (sslmode, ...), which
-    `ledger.pgconnect` gives to every connection: the CLI's first one and the library's pool. `chain` is
+    `ledger.storage.pgconnect` gives to every connection: the CLI's first one and the library's pool. `chain` is
     how the ledger's tamper-evident chains are hashed (keyed when a chain key is configured).
     """
 
@@ -188,7 +188,7 @@ def _postgres_store(url: str, password_file: Path | None) -> Store:
         "POSTGRES_HOST": host,
         "POSTGRES_PORT": port,
         "POSTGRES_USER": parts.user or os.environ.get("POSTGRES_USER") or os.environ.get("PGUSER") or "postgres",
-        # Empty means "none of ours": ledger.pgconnect then passes no password and libpq looks further.
+        # Empty means "none of ours": ledger.storage.pgconnect then passes no password and libpq looks further.
         "POSTGRES_PASSWORD": password,
         "POSTGRES_CONNECT_TIMEOUT": connect_timeout,
         "POSTGRES_LOCK_TIMEOUT": os.environ.get("POSTGRES_LOCK_TIMEOUT", str(POSTGRES_LOCK_TIMEOUT_S)),

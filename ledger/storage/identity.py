@@ -1,7 +1,7 @@
 """The ledger's id: what a report names so that it can be checked against the ledger it came from.
 
 The id is created once per ledger, the first time anyone asks for it, and kept in the ledger's own database:
-a record named LEDGER_ID in the write side's tracking table (beside the ledger's time, ledger/ledger_time.py),
+a record named LEDGER_ID in the write side's tracking table (beside the ledger's time, ledger/storage/ledger_time.py),
 whose value is a random 63-bit number. It is not an event, so no reader of the event log meets it; a rebuild
 never touches the write side's tracking table, so it survives; every process reads the same record. A shadow
 ledger (`consume --from-beginning` into another store) has its own. A copy of the database carries the id

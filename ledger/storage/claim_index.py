@@ -24,7 +24,7 @@ from eventsourcing.persistence import IntegrityError, StoredEvent
 from psycopg.sql import SQL, Composed, Identifier
 
 from ledger.claims import Claim, Kind
-from ledger.originators import SQLITE_IDS_PER_QUERY_MAX, stored_uuid
+from ledger.storage.originators import SQLITE_IDS_PER_QUERY_MAX, stored_uuid
 
 #: The table's name on every store.
 TABLE = "ledger_claims"

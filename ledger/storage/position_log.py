@@ -4,7 +4,7 @@ The tracking table holds only each upstream's *last* position (a Kafka partition
 and a batch of only invalid or duplicate messages leaves no event behind: edit that row and the consumer skips
 (or re-reads) messages with nothing in the log to say so. So every tracking record the ledger writes also
 appends a row here, in the same transaction: the upstream, the position, the one it continues from, when, and
-a link of a per-upstream chain (ledger.chain: SHA-256, or HMAC-SHA-256 when the writer has the chain key).
+a link of a per-upstream chain (ledger.storage.chain: SHA-256, or HMAC-SHA-256 when the writer has the chain key).
 `verify` then checks that each upstream's tracking position is the last one recorded here and that the chain
 holds (`check_positions`). Without the key, a database writer who edits the tracking row can also append a
 matching record; with it, they cannot.
@@ -23,11 +23,11 @@ from typing import Any
 import orjson
 from eventsourcing.persistence import Tracking
 
-from ledger.chain import Chain, mismatch
 from ledger.invariants import LedgerInvariantError
 from ledger.micros import to_micros
-from ledger.pgconnect import schema_lock
-from ledger.store import Store
+from ledger.storage.chain import Chain, mismatch
+from ledger.storage.pgconnect import schema_lock
+from ledger.storage.store import Store
 
 #: The chain positions were recorded in before the ledger had a key.
 UNKEYED_CHAIN = Chain()
@@ -38,7 +38,7 @@ GENESIS = "0" * 64
 #: The library's own record of its table layout, not an upstream.
 MIGRATION = "__migration__"
 #: Tracking rows that hold no upstream position: the library's table layout, and the ledger's id
-#: (ledger.identity), which is written once and never advances.
+#: (ledger.storage.identity), which is written once and never advances.
 NOT_POSITIONS = frozenset({MIGRATION, "ledger-id"})
 #: Records read per page while checking.
 CHECK_PAGE = 5_000
@@ -62,7 +62,7 @@ class PositionRecord:
     recorded_at: int
     #: BATCH, or ADOPTED (found when the record began).
     kind: str
-    #: The chain's mode (ledger.chain) the link was made in.
+    #: The chain's mode (ledger.storage.chain) the link was made in.
     chain: str
 
     def link(self, previous_hash: str, chain: Chain) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 from eventsourcing.postgres import PostgresDatastore
 
-from ledger.store import Store
+from ledger.storage.store import Store
 
 #: Shown in pg_stat_activity unless the URL's application_name or PGAPPNAME says otherwise.
 FALLBACK_APPLICATION_NAME = "points-ledger"
