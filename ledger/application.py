@@ -26,9 +26,9 @@ from eventsourcing.persistence import (
     Tracking,
     Transcoder,
 )
-from eventsourcing.utils import get_topic
 
 from ledger.claims import claims_to_check, purchase_to_recall
+from ledger.events import stored_topics
 from ledger.invariants import LedgerInvariantError
 from ledger.limits import BATCH_SIZE_MAX, OutOfRangeError
 from ledger.member import Member, Source, claiming_event_classes, member_uuid
@@ -165,7 +165,7 @@ class LedgerApplication(Application[UUID]):
         # Tables are created here (see _create_tables), not by the library's factory.
         super().__init__(env={**store.env, "CREATE_TABLE": "no"})
         self.recorder: ProcessRecorder
-        topics = [get_topic(event_class) for event_class in claiming_event_classes()]
+        topics = [topic for event_class in claiming_event_classes() for topic in stored_topics(event_class)]
         self.claims.ensure(self.mapper.to_domain_event, topics)
 
     def construct_recorder(self) -> ProcessRecorder:
@@ -516,10 +516,10 @@ class LedgerApplication(Application[UUID]):
 
     def member_ids(self) -> Iterator[str]:
         """Every enrolled member, in enrollment order."""
-        topic = get_topic(Member.Enrolled)
+        topics = list(stored_topics(Member.Enrolled))
         start = 1
         while True:
-            page = self.recorder.select_notifications(start=start, limit=PAGE_SIZE, topics=[topic])
+            page = self.recorder.select_notifications(start=start, limit=PAGE_SIZE, topics=topics)
             for notification in page:
                 enrolled = self.mapper.to_domain_event(notification)
                 yield enrolled.member_id  # type: ignore[attr-defined]

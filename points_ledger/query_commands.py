@@ -363,7 +363,7 @@ def rollforward(  # noqa: PLR0917 (one parameter per option, as click passes the
 ) -> None:  # fmt: skip
     """Opening balance, the flows of points in (FROM, TO], and the closing balance; with --by, a row per month
     or quarter and a total row, each satisfying the identity exactly."""
-    from ledger.member import FLOW_SIGNS
+    from ledger.events import FLOW_SIGNS
     from projections import queries, reports
     from projections.log import read_log
 

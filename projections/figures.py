@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
-from ledger.member import FLOW_SIGNS, Member, move_lots_by_id
+from ledger.events import FLOW_SIGNS
+from ledger.lot_moves import move_lots_by_id
+from ledger.member import Member
 from ledger.rules import Lot
 
 FLOWS = tuple(FLOW_SIGNS)

@@ -13,7 +13,8 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from ledger.member import FLOW_SIGNS, member_uuid
+from ledger.events import FLOW_SIGNS
+from ledger.member import member_uuid
 from ledger.micros import from_micros, to_micros
 from ledger.program import Program
 from projections import reports

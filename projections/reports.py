@@ -12,7 +12,8 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from ledger.member import FLOW_SIGNS, Member
+from ledger.events import FLOW_SIGNS
+from ledger.member import Member
 from ledger.program import Program
 from projections.figures import LedgerFigures, figures_as_of, period_flows
 from projections.periods import add_months

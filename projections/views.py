@@ -24,7 +24,9 @@ from uuid import UUID
 import orjson
 from eventsourcing.persistence import Notification
 
-from ledger.member import FLOW_SIGNS, Member, move_lots_by_id
+from ledger.events import FLOW_SIGNS
+from ledger.lot_moves import move_lots_by_id
+from ledger.member import Member
 from ledger.micros import from_micros, to_micros
 from ledger.rules import Lot
 from ledger.storage.chain import UNKEYED, Chain, ChainMismatchError, mismatch

@@ -16,11 +16,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from eventsourcing.utils import resolve_topic
+
 from consumers.jsonlines import ingest_lines
 from devkit.streamgen import DEFAULT_START
-from ledger.application import LedgerApplication
-from ledger.member import Member
+from ledger import events
+from ledger.application import SNAPSHOT_EVENTS_MIN, LedgerApplication
+from ledger.member import Member, member_uuid
+from ledger.outcomes import Outcome
 from ledger.program import Program
+from ledger.storage.claim_index import TABLE as CLAIMS_TABLE
 from ledger.storage.store import parse_store_url
 from points_ledger.output import jsonable
 from projections import kpis, periods, queries
@@ -28,7 +33,17 @@ from projections.digest import legacy_digest
 from projections.runner import Projections, select_views
 from schemas import Invalid, Redemption, parse_message
 from tests.cli_helpers import cli
-from tests.messages import CollectedLetters, encode, wire
+from tests.messages import (
+    CollectedLetters,
+    adjustment,
+    at,
+    encode,
+    enrollment,
+    purchase,
+    redemption,
+    refund,
+    wire,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REWARD = {"id": "SKU-42", "name": "coffee"}
@@ -141,3 +156,71 @@ def test_a_redemption_names_its_reward_as_its_version_says() -> None:
     assert isinstance(wrong_text, Invalid) and "version 2 gives" in wrong_text.reason
     unknown = parse(version=3, reward="coffee")
     assert isinstance(unknown, Invalid) and "version" in unknown.reason
+
+
+#: Every event class's topic before the classes moved from `Member` (ledger/member.py) to ledger/events.py.
+FORMER_TOPICS = [
+    f"ledger.member:Member.{name}"
+    for name in ("Event", "Outcome", "Enrolled", "EnrollmentRepeated", "PointsEarned", "RefundApplied",
+                 "PointsRedeemed", "PointsAdjusted", "OpeningBalanceApplied", "MessageRejected", "LotsExpired",
+                 "TierChanged", "Swept")
+]  # fmt: skip
+
+
+def test_every_former_event_topic_names_its_class_in_ledger_events() -> None:
+    assert sorted(events.FORMER_TOPICS.values()) == sorted(FORMER_TOPICS)
+    for event_class, former in events.FORMER_TOPICS.items():
+        assert resolve_topic(former) is event_class
+        assert event_class.__module__ == "ledger.events"
+        assert getattr(Member, event_class.__name__) is event_class  # `Member.PointsEarned` still names it
+
+
+def _store_under_former_topics(app: LedgerApplication) -> None:
+    """Rename every stored event's topic to the one it had before the move, and drop the claim index (so that
+    opening the ledger fills it again from events found by their former topics)."""
+    table = app.recorder.events_table_name  # type: ignore[attr-defined]
+    with app.recorder.datastore.transaction(commit=True) as cursor:  # type: ignore[attr-defined]
+        cursor.execute(f"UPDATE {table} SET topic = replace(topic, 'ledger.events:', 'ledger.member:Member.')")
+        cursor.execute(f"DROP TABLE {CLAIMS_TABLE}")
+
+
+def test_events_and_snapshots_stored_under_the_former_topics_load_after_the_move(store_url: str) -> None:
+    store = parse_store_url(store_url)
+    busy = [purchase("3.00", "BUSY", f"2024-01-01T00:{i // 60:02d}:{i % 60:02d}", txn=f"B{i}")
+            for i in range(SNAPSHOT_EVENTS_MIN + 10)]  # fmt: skip
+    first = [enrollment("M1"), purchase("80.00", "M1", txn="T1"), refund("T1", "10.00", "M1", rid="R1"),
+             redemption(5, "M1", "2024-01-02", rid="D1"), adjustment(7, "M2", aid="A1"), *busy]  # fmt: skip
+    app = LedgerApplication(store, Program())
+    try:
+        app.apply_batch([(m, {"file": "old.jsonl", "line": n}) for n, m in enumerate(first, 1)])
+        app.sweep(at("2026-06-01"))  # lots expire: every kind of event but a few is in the log
+        before = {member_id: _state(app.member(member_id)) for member_id in ("M1", "M2", "BUSY")}
+        stored = app.recorder.select_notifications(start=1, limit=1_000)
+        assert {n.topic.partition(":")[0] for n in stored} == {"ledger.events"}
+        assert app.snapshots is not None and app.snapshots.recorder.select_events(member_uuid("BUSY"))
+        _store_under_former_topics(app)
+    finally:
+        app.close()
+
+    reopened = LedgerApplication(store, Program())
+    try:
+        former = reopened.recorder.select_notifications(start=1, limit=1_000)
+        assert len(former) == len(stored) and {n.topic for n in former} <= set(FORMER_TOPICS)
+        assert sorted(reopened.member_ids()) == ["BUSY", "M1", "M2"]  # found by the former Enrolled topic
+        assert {member_id: _state(reopened.member(member_id)) for member_id in before} == before
+        assert all(isinstance(e, Member.Event) for e in reopened.member_events("M1"))
+        later = "2026-07-01"
+        again = [purchase("1.00", "M1", later, txn="T1"), redemption(1, "M1", later, rid="D1"),
+                 adjustment(1, "M2", later, aid="A1"), first[1], purchase("1.00", "M1", later)]  # fmt: skip
+        outcomes = [d.outcome for d in reopened.apply_batch([(m, {"file": "new.jsonl", "line": 1}) for m in again])]
+        # The ids the former-topic events claimed were found again (the claim index refilled by former topics).
+        assert outcomes == [Outcome.REJECTED, Outcome.REJECTED, Outcome.REJECTED, Outcome.DUPLICATE, Outcome.RECORDED]
+        newest = reopened.recorder.select_notifications(start=len(stored) + 1, limit=100)
+        assert newest and all(n.topic.startswith("ledger.events:") for n in newest)  # new events: today's topics
+    finally:
+        reopened.close()
+
+
+def _state(member: Member | None) -> tuple[Any, ...]:
+    assert member is not None
+    return (member.version, member.balance, member.tier, member.debt, list(member.lots), member.last_qualified_at)

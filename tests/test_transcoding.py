@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from eventsourcing.persistence import DatetimeAsISO, DecimalAsStr, JSONTranscoder, Mapper, StoredEvent, UUIDAsHex
+from eventsourcing.utils import resolve_topic
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -100,7 +101,7 @@ def _stream_ledger(app: LedgerApplication) -> LedgerApplication:
     for start in range(0, len(messages), 250):
         app.apply_batch([(m, {"file": "t", "line": start}) for m in messages[start : start + 250]])
     app.sweep(max(m.occurred_at for m in messages) + timedelta(days=800))  # lots expire, tiers drop
-    kinds = {n.topic.rsplit(".", 1)[-1] for n in app.recorder.select_notifications(start=1, limit=100_000)}
+    kinds = {resolve_topic(n.topic).__name__ for n in app.recorder.select_notifications(start=1, limit=100_000)}
     assert {"Enrolled", "PointsEarned", "RefundApplied", "PointsRedeemed", "PointsAdjusted", "MessageRejected",
             "LotsExpired", "TierChanged"} <= kinds  # fmt: skip
     return app

@@ -4,13 +4,13 @@ The library's JSON format tags every time and decimal (`{"_type_": "datetime_iso
 writes each through a Python callback: measured, about 4.6 such callbacks per event and a sixth of the
 ingest's deciding thread. Member events now store times as plain RFC 3339 strings (which orjson writes
 itself) and decimals as plain strings, and every member event class is one `class_version` later than
-before (`COMPACT_FROM`). Which field holds a time or a decimal is known from the event class's own field
+before (ledger.events). Which field holds a time or a decimal is known from the event class's own field
 types, so reading converts exactly those (`_readers`).
 
 Events stored in the library's format still read: they carry an older `class_version`, so on the way in
-they go through the classes' upcasters, the last of which (`untag`, the one into the compact version)
-replaces each tagged value by its plain text. Snapshots, and anything that is not a member event, keep
-the library's own format and path.
+they go through the classes' upcasters, the last of which (`untag` in ledger.upcasters, the one into the
+compact version) replaces each tagged value by its plain text. Snapshots, and anything that is not a member
+event, keep the library's own format and path.
 """
 
 from __future__ import annotations
@@ -25,29 +25,7 @@ import orjson
 from eventsourcing.persistence import Mapper, MapperDeserialisationError, StoredEvent, find_id_convertor
 from eventsourcing.utils import get_topic, resolve_topic
 
-#: Tags of the library's format that member events hold, and nothing else.
-_UNTAGGED = frozenset({"datetime_iso", "decimal_str"})
-
 Reader = Callable[[Any], Any]
-
-
-def untag(state: dict[str, Any]) -> None:
-    """Upcaster into the compact format: each `{"_type_", "_data_"}` value of the library's format becomes
-    its plain text, in place."""
-    for key, value in state.items():
-        state[key] = _untagged(value)
-
-
-def _untagged(value: Any) -> Any:
-    if isinstance(value, dict):
-        if len(value) == 2 and "_type_" in value and "_data_" in value:
-            if value["_type_"] not in _UNTAGGED:
-                raise ValueError(f"a member event holds a {value['_type_']!r} value, which it never stores")
-            return value["_data_"]
-        return {key: _untagged(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_untagged(item) for item in value]
-    return value
 
 
 def _optional_time(text: str | None) -> datetime | None:
