@@ -3,6 +3,12 @@
 Built on the eventsourcing library's Application with a process recorder, so a
 batch's events and (for Kafka) the upstream position it came from are written
 in one transaction.
+
+It is the one owner of the write path, which has two public steps: `decide` a batch (on the members in
+memory: nothing is recorded) and `write` what was decided (one transaction). `apply_batch` does both, with
+retries; the pipeline (ledger.pipeline) overlaps one batch's write with deciding the next, and so calls
+`write`'s two halves itself: `prepare` (in memory, on the deciding thread) and `commit` (the transaction,
+on a writer thread). Every ingest path, `consume`, `ingest` and any later one, goes through these.
 """
 
 from __future__ import annotations
@@ -110,7 +116,7 @@ def _create_tables(recorder: Any, store: Store) -> None:
 
 
 class ReloadNeededError(Exception):
-    """A rule failed while the stored state lagged behind memory: forget and decide the batch again."""
+    """A rule failed while the stored state lagged behind memory: `forget` and decide the batch again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +141,7 @@ class DecidedBatch:
 
 @dataclass(frozen=True, slots=True)
 class PreparedWrite:
-    """One transaction's worth: the events (encoded) and the tracking record."""
+    """One transaction's worth: the events (encoded) and the tracking record (`LedgerApplication.prepare`)."""
 
     processing_event: ProcessingEvent[UUID]
     stored_events: list[StoredEvent]
@@ -148,7 +154,7 @@ class LedgerApplication(Application[UUID]):
     """The system of record for points."""
 
     name = "Ledger"
-    #: Snapshots are taken by `_collect` (see SNAPSHOT_EVENTS_MIN), not at the library's fixed intervals.
+    #: Snapshots are taken by `prepare` (see SNAPSHOT_EVENTS_MIN), not at the library's fixed intervals.
     is_snapshotting_enabled = True
 
     def __init__(self, store: Store, program: Program) -> None:
@@ -237,17 +243,18 @@ class LedgerApplication(Application[UUID]):
             try:
                 return once()
             except IntegrityError as error:
-                self._forget()
+                self.forget()
                 if attempt == CONFLICT_RETRIES or final(error):
                     raise
             except BaseException:
-                self._forget()
+                self.forget()
                 raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _forget(self) -> None:
+    def forget(self) -> None:
         """Drop what a failed batch may have changed in memory: cached members, what writes in flight claimed,
-        and the ledger's time (a sweep may have moved it: `LedgerTimeMovedError`)."""
+        and the ledger's time (a sweep may have moved it: `LedgerTimeMovedError`). Call it after a write failed
+        and before deciding again: what memory holds may be a future the store never took."""
         self._members.clear()
         self._snapshot_versions.clear()
         self._in_flight.clear()
@@ -256,19 +263,20 @@ class LedgerApplication(Application[UUID]):
     def _apply_batch_once(
         self, batch: Sequence[tuple[Message, Source]], tracking: Tracking | None, on_failures: OnFailures | None
     ) -> list[Decision]:
-        decided = self._decide_batch(batch)
+        decided = self.decide(batch)
         decided.report_failures(on_failures)
-        self.record(decided.members, tracking, decided.notes)
+        self.write(decided, tracking)
         return decided.decisions
 
-    def _decide_batch(self, batch: Sequence[tuple[Message, Source]], *, reload_allowed: bool = True) -> DecidedBatch:
-        """Decide every message of `batch` on the members in memory; records nothing.
+    def decide(self, batch: Sequence[tuple[Message, Source]], *, reload_allowed: bool = True) -> DecidedBatch:
+        """The write path's first step: decide every message of `batch` on the members in memory; records
+        nothing (so a caller may dead-letter the messages that failed before anything is written).
 
         What the store must say (the members, the ledger's time, the ids and purchases the messages name) is
         read first; a failure there fails the batch. Deciding is then pure, and a message whose rules raise
         (`is_rule_verdict`) fails alone: its member is reloaded as stored and decided again without it.
         Without `reload_allowed` (the stored state may lag behind memory) that raises `ReloadNeededError`
-        instead, after which the caller must `_forget` and decide again. Any other error is raised: a broken
+        instead, after which the caller must `forget` and decide again. Any other error is raised: a broken
         invariant stops the ledger, and nothing of the batch is recorded."""
         member_ids = list(dict.fromkeys(message.member_id for message, _ in batch))  # in first-seen order
         members = self._members_of(member_ids)
@@ -361,11 +369,18 @@ class LedgerApplication(Application[UUID]):
             if message.member_id == member_id and index not in failures:
                 decisions[index] = self._decide(members, recall, message, source, ledger_time)
 
-    def record(self, members: Sequence[Member], tracking: Tracking | None = None, notes: Notes | None = None) -> None:
-        """Write the members' new events, the ids they claim and the tracking record in one transaction; it
-        fails with `LedgerTimeMovedError` if a sweep moved the ledger's time since these members' changes were
-        decided. `notes` are what the events claimed (from their batch's deciding), if any."""
-        self._write(self._collect(members, tracking, notes))
+    def write(self, decided: DecidedBatch, tracking: Tracking | None = None) -> None:
+        """The write path's second step: record what `decide` decided, the ids its events claim and `tracking`
+        in one transaction (`prepare`, then `commit`). It fails with `LedgerTimeMovedError` if a sweep moved
+        the ledger's time since the batch was decided, and with IntegrityError if `tracking` is recorded
+        already or another writer changed one of its members first: then `forget` and decide again."""
+        self.commit(self.prepare(decided, tracking))
+
+    def prepare(self, decided: DecidedBatch, tracking: Tracking | None = None) -> PreparedWrite:
+        """`write`'s first half, on the deciding thread: what one transaction will record, with its events
+        encoded; the members are kept in memory as decided, so that the next batch can be decided on them
+        before this one commits (ledger.pipeline), and what the batch claimed is kept in flight until then."""
+        return self._collect(decided.members, tracking, decided.notes)
 
     def _collect(self, members: Sequence[Member], tracking: Tracking | None, notes: Notes | None) -> PreparedWrite:
         """Take the members' new events for one write, encoded, with the ids they claim and the snapshots now
@@ -392,9 +407,11 @@ class LedgerApplication(Application[UUID]):
             self._in_flight.append(notes)
         return PreparedWrite(processing_event, stored_events, snapshots, notes)
 
-    def _write(self, prepared: PreparedWrite) -> None:
-        """One transaction: the events, their claims and the tracking record; then the snapshots now due. (What
-        the library's `_record` does, minus building recordings that nothing here reads.)"""
+    def commit(self, prepared: PreparedWrite) -> None:
+        """`write`'s second half: one transaction for the events, their claims and the tracking record; then
+        the snapshots now due. It touches no member, so it may run on a writer thread while the next batch is
+        decided (ledger.pipeline); writes commit in the order they were prepared. (What the library's `_record`
+        does, minus building recordings that nothing here reads.)"""
         processing_event = prepared.processing_event
         self.recorder.insert_events(
             prepared.stored_events, tracking=processing_event.tracking, **processing_event.saved_kwargs
@@ -465,7 +482,7 @@ class LedgerApplication(Application[UUID]):
                 raise LedgerInvariantError(f"member {unknown[0]} is listed but cannot be loaded")
             changed = [member for member in members.values() if member.sweep(as_of, self.program)]
             if changed:
-                self.record(changed)
+                self.commit(self._collect(changed, None, None))
             for member_id in member_ids:  # the members left unchanged are not cached: nor is their snapshot
                 if member_id not in self._members:
                     self._snapshot_versions.pop(member_id, None)

@@ -3,7 +3,8 @@
 A batch's write is mostly waiting for the database (psycopg and sqlite3 release the GIL meanwhile), and
 deciding a batch is pure Python: done one after the other, each waits for the other. `apply_pipelined`
 decides batch k+1 on the members in memory while batch k's transaction runs on a writer thread, and hands
-back each batch's decisions only once its transaction has committed, in order.
+back each batch's decisions only once its transaction has committed, in order. It uses the application's
+write path (`decide`, then `write` in its two halves, `prepare` here and `commit` on the writer thread).
 
 The results are those of `LedgerApplication.apply_batch` called batch after batch:
 - the writer thread writes batches one at a time, in order, so positions continue as before;
@@ -55,32 +56,32 @@ def apply_pipelined(app: LedgerApplication, batches: Iterable[Batch]) -> Iterato
                 if in_flight is not None:
                     settled = _settle(app, in_flight)
                     if settled is not in_flight.decisions:  # written again: `decided` was built on the lost write
-                        app._forget()
-                        decided = app._decide_batch(batch.messages)
+                        app.forget()
+                        decided = app.decide(batch.messages)
                     yield in_flight.batch, settled
                     in_flight = None
                 decided.report_failures(batch.on_failures)
-                processing_event = app._collect(decided.members, batch.tracking, decided.notes)
-                in_flight = _InFlight(batch, decided.decisions, writer.submit(app._write, processing_event))
+                prepared = app.prepare(decided, batch.tracking)
+                in_flight = _InFlight(batch, decided.decisions, writer.submit(app.commit, prepared))
             if in_flight is not None:
                 yield in_flight.batch, _settle(app, in_flight)
                 in_flight = None
         finally:
             if in_flight is not None:  # the caller stopped early, or deciding failed: let the write end
                 in_flight.write.exception()
-                app._forget()
+                app.forget()
 
 
 def _decide_beside(app: LedgerApplication, batch: Batch, in_flight: _InFlight | None) -> DecidedBatch:
     """Decide `batch` while `in_flight` is written; if a rule fails meanwhile, wait for the write first."""
     if in_flight is None:
-        return app._decide_batch(batch.messages)
+        return app.decide(batch.messages)
     try:
-        return app._decide_batch(batch.messages, reload_allowed=False)
+        return app.decide(batch.messages, reload_allowed=False)
     except ReloadNeededError:
         in_flight.write.exception()  # wait; a failed write is dealt with by `_settle`
-        app._forget()
-        return app._decide_batch(batch.messages)
+        app.forget()
+        return app.decide(batch.messages)
 
 
 def _settle(app: LedgerApplication, in_flight: _InFlight) -> list[Decision]:
@@ -88,6 +89,6 @@ def _settle(app: LedgerApplication, in_flight: _InFlight) -> list[Decision]:
     with `apply_batch` (which retries a conflict, or raises)."""
     if in_flight.write.exception() is None:
         return in_flight.decisions
-    app._forget()
+    app.forget()
     batch = in_flight.batch
     return app.apply_batch(batch.messages, batch.tracking, on_failures=batch.on_failures)

@@ -86,11 +86,11 @@ def test_the_claim_index_itself_refuses_an_id_claimed_twice(store_url: str) -> N
     try:
         assert _decisions(app, purchase("10.00", event_id="e1", txn="T1")) == [OK]
         message = purchase("5.00", event_id="e2", txn="T2")
-        decided = app._decide_batch([(message, _source())])
+        decided = app.decide([(message, _source())])
         _insert_claim(store_url, member_uuid("M1"), Kind.EVENT, "e2")  # recorded meanwhile, elsewhere
         events_before = app.recorder.max_notification_id()
         with pytest.raises(IntegrityError):
-            app.record(decided.members, None, decided.notes)
+            app.write(decided)
         assert app.recorder.max_notification_id() == events_before
     finally:
         app.close()

@@ -60,7 +60,7 @@ def _failing_writes(
     app: LedgerApplication, monkeypatch: pytest.MonkeyPatch, fail: dict[int, BaseException]
 ) -> list[int]:
     """Make the writer thread's Nth write (1-based) raise `fail[N]` before writing anything; the calls made."""
-    write = app._write
+    write = app.commit
     calls: list[int] = []
 
     def flaky(prepared: PreparedWrite) -> None:
@@ -70,7 +70,7 @@ def _failing_writes(
             raise error
         write(prepared)
 
-    monkeypatch.setattr(app, "_write", flaky)
+    monkeypatch.setattr(app, "commit", flaky)
     return calls
 
 

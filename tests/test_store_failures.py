@@ -222,7 +222,7 @@ def test_the_ledger_time_failing_to_read_fails_the_batch_instead_of_its_message(
     try:
         fault = Fault(1, _library_error)
         inject(app, "decide: ledger time", fault, monkeypatch)
-        app._forget()  # the ledger's time is read again for the next batch
+        app.forget()  # the ledger's time is read again for the next batch
         failed: list[Any] = []
         with pytest.raises(OperationalError):
             app.apply_batch([(purchase("10.00"), {"file": "x", "line": 1})], on_failures=failed.extend)

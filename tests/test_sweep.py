@@ -96,10 +96,6 @@ def test_a_batch_decided_before_a_sweep_moved_the_ledger_time_is_decided_again(s
 
     late = purchase("10.00", member="M1", when="2024-02-01")
     with pytest.raises(LedgerTimeMovedError):  # the guard, in the writing transaction
-        member = consumer.member("M1")
-        assert member is not None
-        recall = consumer._recall([(late, _source())]).of("M1")
-        member.handle(late, _source(), consumer.program, recall, consumer.ledger_time())
-        consumer.record([member])
+        consumer.write(consumer.decide([(late, _source())]))  # decided at the ledger time it knew
     consumer.apply(late, _source())  # apply_batch decides again with the new time
     assert consumer.member_events("M1")[-1].effective_at == as_of
