@@ -93,7 +93,7 @@ def _floor(url: str, as_of: Any) -> dict[str, float]:
     rows = 0
     for start in range(0, len(due), SWEEP_BATCH_SIZE):
         ids = [member_uuid(member_id) for member_id in due[start : start + SWEEP_BATCH_SIZE]]
-        histories = stored_histories(app.recorder, app.snapshots.recorder, ids)  # type: ignore[union-attr]
+        histories = stored_histories(app.backend, app.recorder, app.snapshots.recorder, ids)  # type: ignore[union-attr]
         rows += sum(len(h.events) + (h.snapshot is not None) for h in (histories or {}).values())
     seconds = time.perf_counter() - started
     app.close()

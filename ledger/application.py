@@ -42,6 +42,7 @@ from ledger.micros import to_micros
 from ledger.outcomes import FAILED, RECORDED, Decision, Failure
 from ledger.program import Program
 from ledger.recollection import BatchRecall, Notes, Stored, stored_purchases
+from ledger.storage.backend import Backend
 from ledger.storage.claim_index import CLAIM_ROWS, ClaimIndex, ClaimRow, Wanted, claim_index, claim_rows
 from ledger.storage.compact import CompactMapper
 from ledger.storage.ledger_time import (
@@ -160,6 +161,8 @@ class LedgerApplication(Application[UUID]):
     def __init__(self, store: Store, program: Program) -> None:
         self.program = program
         self.store = store
+        #: Which database the store is (chosen from its URL): the storage code that differs by it is told.
+        self.backend = Backend.of(store)
         self._members: OrderedDict[str, Member] = OrderedDict()
         #: Each cached member's latest snapshot: its version, and the entries its state held.
         self._snapshot_versions: dict[str, tuple[int, int]] = {}
@@ -178,11 +181,11 @@ class LedgerApplication(Application[UUID]):
         configure_pool(self.factory, self.store)  # before the first connection: TLS, password, PG* fallbacks
         recorder = self.factory.process_recorder()
         _create_tables(recorder, self.store)
-        use_binary_inserts(recorder)
-        guard_positions(recorder)
-        guard_ledger_time(recorder)
+        use_binary_inserts(self.backend, recorder)
+        guard_positions(self.backend, recorder)
+        guard_ledger_time(self.backend, recorder)
         record_positions(recorder, self.store)
-        self.claims: ClaimIndex = claim_index(recorder, lambda: schema_lock(self.store))
+        self.claims: ClaimIndex = claim_index(self.backend, recorder, lambda: schema_lock(self.store))
         self.claims.install()
         return recorder
 
@@ -190,7 +193,7 @@ class LedgerApplication(Application[UUID]):
         configure_pool(self.factory, self.store)  # the same pool: already configured, unless that changes
         store = super().construct_snapshot_store()
         _create_tables(store.recorder, self.store)
-        use_binary_inserts(store.recorder)
+        use_binary_inserts(self.backend, store.recorder)
         return store
 
     def construct_mapper(self) -> Mapper[UUID]:
@@ -559,7 +562,8 @@ class LedgerApplication(Application[UUID]):
                 uncached[member_uuid(member_id)] = member_id
         if not uncached:
             return found
-        histories = stored_histories(self.recorder, self.snapshots.recorder if self.snapshots else None, uncached)
+        snapshots = self.snapshots.recorder if self.snapshots else None
+        histories = stored_histories(self.backend, self.recorder, snapshots, uncached)
         if histories is None:  # no SQL to batch with: one by one
             loaded = (self.member(member_id) for member_id in uncached.values())
             found.update((member.member_id, member) for member in loaded if member is not None)

@@ -21,6 +21,7 @@ from eventsourcing.domain import Aggregate
 from ledger import events
 from ledger.claims import Kind, Recall
 from ledger.credit_window import Credit, CreditWindow
+from ledger.eventsourcing_adapter import create_aggregate, pending_events
 from ledger.invariants import LedgerInvariantError
 from ledger.lot_moves import LotMoves
 from ledger.open_lots import OpenLots
@@ -179,7 +180,7 @@ class Member(Aggregate):
         event.apply(self)
         self.version = event.originator_version
         self.modified_on = event.timestamp
-        self._pending_events.append(event)
+        pending_events(self).append(event)
 
     # ---- state helpers used by events -------------------------------------------------------
 
@@ -200,11 +201,11 @@ class Member(Aggregate):
 
     def pending_count(self) -> int:
         """How many events are waiting to be recorded (see `pending_since`)."""
-        return len(self._pending_events)
+        return len(pending_events(self))
 
     def pending_since(self, count: int) -> list[Member.Event]:
         """The events triggered since `pending_count()` was `count`."""
-        return cast(list[Member.Event], self._pending_events[count:])
+        return cast(list[Member.Event], pending_events(self)[count:])
 
     # ---- commands ---------------------------------------------------------------------------
 
@@ -217,7 +218,8 @@ class Member(Aggregate):
         enrolled_at = message.occurred_at
         if isinstance(message, Enrollment) and message.enrolled_at is not None:
             enrolled_at = message.enrolled_at
-        return cls._create(
+        return create_aggregate(
+            cls,
             cls.Enrolled,
             id=member_uuid(message.member_id),
             member_id=message.member_id,

@@ -70,7 +70,7 @@ def _other_ledger(
         app = stack.enter_context(open_ledger(store, context.program, lambda: describe, must_exist=True))
         with reported_errors(lambda: describe):
             sql, position = stack.enter_context(Projections(app).reading())
-            against = {"store": app.store.describe(), "id": ledger_id(app.recorder), "position": position}
+            against = {"store": app.store.describe(), "id": ledger_id(app), "position": position}
         yield _reported(_sides_of(sql, as_of), describe), against
 
 
@@ -185,7 +185,7 @@ def reconcile_command(  # noqa: PLR0917 (one parameter per option, as click pass
             )
         app = stack.enter_context(context.ledger(must_exist=True))
         sql, position = stack.enter_context(Projections(app).reading())
-        ledger_side = {"id": ledger_id(app.recorder), "store": context.describe_store(), "position": position}
+        ledger_side = {"id": ledger_id(app), "store": context.describe_store(), "position": position}
         writer = stack.enter_context(
             report_writer(report_path, {"as_of": as_of, "ledger": ledger_side, "against": against}, force=force)
         )
@@ -301,7 +301,7 @@ def _checked_report(app: LedgerApplication, path: Path) -> tuple[ReportHeader, P
     with opened(path) as binary:
         found = {key: None if key == REPORT_ITEMS else value for key, value in fields(binary, path.name, REPORT_ITEMS)}
     header = report_header(found, path.name)
-    check_header(header, path.name, ledger_id(app.recorder), app.recorder.max_notification_id() or 0)
+    check_header(header, path.name, ledger_id(app), app.recorder.max_notification_id() or 0)
     views, checker = Projections(app), ItemChecker(header, path.name)
     with views.reading() as (sql, _):
         for item in _report_items(path):

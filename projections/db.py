@@ -21,6 +21,7 @@ from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
 from psycopg.rows import dict_row
 
 from ledger.application import LedgerApplication
+from ledger.eventsourcing_adapter import insert_tracking
 from ledger.storage.pgconnect import connection_kwargs, schema_lock
 
 Dialect = Literal["sqlite", "postgresql"]
@@ -223,7 +224,7 @@ class ViewDatabase:
     def insert_tracking(self, sql: Sql, name: str, position: int) -> None:
         """Move a view's position forward, in the caller's transaction (the library raises IntegrityError on a
         position that does not move forward: someone else recorded it, and this transaction rolls back)."""
-        self.tracking._insert_tracking(sql.cursor, Tracking(name, position))  # type: ignore[attr-defined]
+        insert_tracking(self.tracking, sql.cursor, Tracking(name, position))
 
     def reset_tracking(self, sql: Sql, name: str, position: int) -> None:
         """Set a view's position to `position`, whatever it was (a rebuild swapping in new tables)."""

@@ -98,7 +98,7 @@ def verify(
     if not behind:
         with db.transaction(commit=False) as sql:
             _check_unaccounted(projections, sql, head, result)
-    for upstream, detail in check_positions(projections.app.recorder, chain, _projection_tracking):
+    for upstream, detail in check_positions(projections.app, chain, _projection_tracking):
         result.report("positions", upstream, detail)
     if saved is not None:
         _check_digest(projections, saved, head, result)

@@ -171,10 +171,10 @@ def test_a_new_writer_finds_stored_members_among_many_unknown_ones(store_url: st
 
     fresh = LedgerApplication(parse_store_url(store_url), Program())  # nothing cached
     many = [member_uuid(f"N{i}") for i in range(2_500)] + [member_uuid(f"S{i}") for i in range(3)]
-    histories = stored_histories(fresh.recorder, fresh.snapshots.recorder, many)  # type: ignore[union-attr]
+    histories = stored_histories(fresh.backend, fresh.recorder, fresh.snapshots.recorder, many)  # type: ignore[union-attr]
     assert histories is not None and set(histories) == {member_uuid(f"S{i}") for i in range(3)}
     assert all(len(history.events) == 2 and history.snapshot is None for history in histories.values())
-    assert stored_histories(fresh.recorder, fresh.snapshots.recorder, []) == {}  # type: ignore[union-attr]
+    assert stored_histories(fresh.backend, fresh.recorder, fresh.snapshots.recorder, []) == {}  # type: ignore[union-attr]
 
     more = [*stored, purchase("5.00", member="S0")]
     again: list[tuple[Message, Source]] = [(message, {"file": "b", "line": n}) for n, message in enumerate(more)]

@@ -144,7 +144,7 @@ def test_the_ledger_id_is_one_per_ledger_kept_in_it_and_the_same_for_every_proce
     def ask() -> None:  # first asked by several processes' worth of connections at once
         app = LedgerApplication(parse_store_url(postgres_url), Program())
         try:
-            found.append(ledger_id(app.recorder))
+            found.append(ledger_id(app))
         finally:
             app.close()
 

@@ -24,6 +24,8 @@ from eventsourcing.persistence import IntegrityError, StoredEvent
 from psycopg.sql import SQL, Composed, Identifier
 
 from ledger.claims import Claim, Kind
+from ledger.eventsourcing_adapter import Insert, lock_events_table, memory_lock, wrap_insert_events
+from ledger.storage.backend import Backend, unsupported
 from ledger.storage.originators import SQLITE_IDS_PER_QUERY_MAX, stored_uuid
 
 #: The table's name on every store.
@@ -69,16 +71,15 @@ class ClaimIndex(Protocol):
         """What the index holds of each of these members (for `verify`)."""
 
 
-def claim_index(recorder: Any, schema_lock: Callable[[], AbstractContextManager[None]]) -> ClaimIndex:
-    """The claim index of the store `recorder` writes to; `schema_lock` serialises table creation."""
-    module = type(recorder).__module__
-    if module == "eventsourcing.postgres":
+def claim_index(backend: Backend, recorder: Any, schema_lock: Callable[[], AbstractContextManager[None]]) -> ClaimIndex:
+    """The claim index of the `backend` store `recorder` writes to; `schema_lock` serialises table creation."""
+    if backend is Backend.POSTGRES:
         return _PostgresClaims(recorder, schema_lock)
-    if module == "eventsourcing.sqlite":
+    if backend is Backend.SQLITE:
         return _SQLiteClaims(recorder)
-    if module == "eventsourcing.popo":
+    if backend is Backend.MEMORY:
         return _MemoryClaims(recorder)
-    raise TypeError(f"no claim index for recorders of {module}")
+    raise unsupported("claim index", backend)
 
 
 def _backfill_rows(rows: Iterable[tuple[Any, int, str, bytes]], to_uuid: Callable[[Any], UUID],
@@ -142,7 +143,7 @@ class _PostgresClaims:
             if self._exists():  # created by another process while this one waited for the lock
                 return
             with conn.transaction():
-                self.recorder._lock_table(conn.cursor())  # no event recorded while the index is filled
+                lock_events_table(self.recorder, conn.cursor())  # no event recorded while the index is filled
                 for statement in self._create_statements():
                     conn.execute(statement)
                 with conn.cursor(name="ledger_claims_backfill") as reader, conn.cursor() as writer:
@@ -169,16 +170,18 @@ class _PostgresClaims:
         """Insert the rows in `_insert_events`, not after the events in `_insert_stored_events`: the library
         catches an exception raised there and leaves its transaction to commit before raising it again, so an
         error of ours on the client's side would commit the events without their claims."""
-        insert_events = self.recorder._insert_events
 
-        def insert_with_claims(cursor: Any, stored_events: Any, **kwargs: Any) -> None:
-            insert_events(cursor, stored_events, **kwargs)
-            rows = kwargs.get(CLAIM_ROWS)
-            if rows:
-                self.recorder._lock_table(cursor)  # the lock every insert of events takes, before our rows
-                cursor.execute(self.insert, self._columns(rows))
+        def with_claims(insert_events: Insert) -> Insert:
+            def insert_with_claims(cursor: Any, stored_events: Any, **kwargs: Any) -> None:
+                insert_events(cursor, stored_events, **kwargs)
+                rows = kwargs.get(CLAIM_ROWS)
+                if rows:
+                    lock_events_table(self.recorder, cursor)  # the lock every insert of events takes, first
+                    cursor.execute(self.insert, self._columns(rows))
 
-        self.recorder._insert_events = insert_with_claims
+            return insert_with_claims
+
+        wrap_insert_events(self.recorder, with_claims)
 
     def find(self, wanted: Collection[Wanted]) -> set[Wanted]:
         if not wanted:
@@ -268,16 +271,17 @@ class _SQLiteClaims:
                 cursor.executemany(self.backfill, [(row[0].bytes, *row[1:]) for row in rows])
 
     def install(self) -> None:
-        insert_events = self.recorder._insert_events
+        def with_claims(insert_events: Insert) -> Insert:
+            def insert_with_claims(cursor: Any, stored_events: Any, **kwargs: Any) -> Any:
+                returning = insert_events(cursor, stored_events, **kwargs)
+                rows = kwargs.get(CLAIM_ROWS)
+                if rows:
+                    cursor.executemany(self.insert, [(row[0].bytes, *row[1:]) for row in rows])
+                return returning
 
-        def insert_with_claims(cursor: Any, stored_events: Any, **kwargs: Any) -> Any:
-            returning = insert_events(cursor, stored_events, **kwargs)
-            rows = kwargs.get(CLAIM_ROWS)
-            if rows:
-                cursor.executemany(self.insert, [(row[0].bytes, *row[1:]) for row in rows])
-            return returning
+            return insert_with_claims
 
-        self.recorder._insert_events = insert_with_claims
+        wrap_insert_events(self.recorder, with_claims)
 
     def _query_in_chunks(
         self, items: Sequence[Any], row_marks: str, statement: str, parameters: Callable[[list[Any]], list[Any]]
@@ -345,20 +349,21 @@ class _MemoryClaims:
         """An in-memory ledger starts empty: nothing to fill."""
 
     def install(self) -> None:
-        insert_events = self.recorder._insert_events
+        def with_claims(insert_events: Insert) -> Insert:
+            def insert_with_claims(stored_events: Any, **kwargs: Any) -> Any:
+                rows: Sequence[ClaimRow] = kwargs.get(CLAIM_ROWS) or ()
+                with memory_lock(self.recorder):
+                    keys = [(row[0], row[1], row[2]) for row in rows]
+                    if len(set(keys)) != len(keys) or any(key in self.rows for key in keys):
+                        raise IntegrityError("an id is claimed twice for the same member")
+                    returning = insert_events(stored_events, **kwargs)
+                    for key, row in zip(keys, rows, strict=True):
+                        self.rows[key] = (row[3], row[4])
+                    return returning
 
-        def insert_with_claims(stored_events: Any, **kwargs: Any) -> Any:
-            rows: Sequence[ClaimRow] = kwargs.get(CLAIM_ROWS) or ()
-            with self.recorder._database_lock:
-                keys = [(row[0], row[1], row[2]) for row in rows]
-                if len(set(keys)) != len(keys) or any(key in self.rows for key in keys):
-                    raise IntegrityError("an id is claimed twice for the same member")
-                returning = insert_events(stored_events, **kwargs)
-                for key, row in zip(keys, rows, strict=True):
-                    self.rows[key] = (row[3], row[4])
-                return returning
+            return insert_with_claims
 
-        self.recorder._insert_events = insert_with_claims
+        wrap_insert_events(self.recorder, with_claims)
 
     def find(self, wanted: Collection[Wanted]) -> set[Wanted]:
         return {w for w in wanted if w in self.rows}

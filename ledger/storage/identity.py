@@ -15,6 +15,8 @@ from typing import Any
 
 from eventsourcing.persistence import Tracking
 
+from ledger.storage.backend import Backend, OnBackend
+
 #: The tracking record that holds the ledger's id.
 LEDGER_ID = "ledger-id"
 #: Ids are drawn from 1 .. 2**63 - 1 (the tracking table's column is a signed 64-bit integer).
@@ -25,31 +27,31 @@ class LedgerIdError(RuntimeError):
     """The store keeps its tracking records in a way the ledger's id cannot be kept in."""
 
 
-def ledger_id(recorder: Any) -> str:
-    """The ledger's id (16 hex digits), created on the first call for this ledger.
+def ledger_id(ledger: OnBackend) -> str:
+    """The ledger's id (16 hex digits), created on the first call for this ledger (the ledger application).
 
-    `recorder` is the ledger application's own recorder (`app.recorder`). Creating is one INSERT that does
-    nothing when another process created the id first, so concurrent first calls agree on one id."""
+    Creating is one INSERT that does nothing when another process created the id first, so concurrent first
+    calls agree on one id."""
+    recorder = ledger.recorder
     value = recorder.max_tracking_id(LEDGER_ID)
     if value is None:
-        _create(recorder, secrets.randbelow(_ID_BOUND - 1) + 1)
+        _create(ledger.backend, recorder, secrets.randbelow(_ID_BOUND - 1) + 1)
         value = recorder.max_tracking_id(LEDGER_ID)
         if value is None:
             raise LedgerIdError("the ledger's id was recorded but cannot be read back")
     return f"{value:016x}"
 
 
-def _create(recorder: Any, value: int) -> None:
-    module = type(recorder).__module__
-    if module == "eventsourcing.popo":  # one process: nobody else can create it meanwhile
+def _create(backend: Backend, recorder: Any, value: int) -> None:
+    if backend is Backend.MEMORY:  # one process: nobody else can create it meanwhile
         recorder.insert_tracking(Tracking(LEDGER_ID, value))
         return
-    if module not in {"eventsourcing.postgres", "eventsourcing.sqlite"}:
-        raise LedgerIdError(f"no ledger id for recorders of {module}")
+    if backend not in {Backend.POSTGRES, Backend.SQLITE}:
+        raise LedgerIdError(f"no ledger id on a {backend.value} store")
     datastore = recorder.datastore
     if not datastore.single_row_tracking:
         raise LedgerIdError("the ledger's id needs the library's single-row tracking table (the default)")
-    if module == "eventsourcing.postgres":
+    if backend is Backend.POSTGRES:
         table = f'"{datastore.schema}"."{recorder.tracking_table_name}"'
         statement = f"INSERT INTO {table} VALUES (%s, %s) ON CONFLICT (application_name) DO NOTHING"  # noqa: S608
     else:

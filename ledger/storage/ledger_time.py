@@ -19,7 +19,9 @@ from typing import Any
 
 from eventsourcing.persistence import IntegrityError, Tracking
 
+from ledger.eventsourcing_adapter import Insert, lock_events_table, max_tracking_id, wrap_insert_events
 from ledger.micros import from_micros, to_micros
+from ledger.storage.backend import Backend, unsupported
 
 #: The tracking record that holds the ledger's time.
 LEDGER_TIME = "ledger-time"
@@ -40,25 +42,27 @@ def as_time(micros: int | None) -> datetime | None:
     return None if micros is None else from_micros(micros)
 
 
-def guard_ledger_time(recorder: Any) -> None:
-    """Make the recorder check EXPECTED_LEDGER_TIME (micros or None) in the transaction that writes."""
-    module = type(recorder).__module__
-    if module == "eventsourcing.popo":
+def guard_ledger_time(backend: Backend, recorder: Any) -> None:
+    """Make the recorder of a `backend` store check EXPECTED_LEDGER_TIME (micros or None) in the transaction
+    that writes."""
+    if backend is Backend.MEMORY:
         return  # one process, one thread: nothing can move the time between deciding and recording
-    if module not in {"eventsourcing.postgres", "eventsourcing.sqlite"}:
-        raise TypeError(f"no ledger time guard for recorders of {module}")
-    insert_events = recorder._insert_events
-    on_postgres = module == "eventsourcing.postgres"
+    if backend not in {Backend.POSTGRES, Backend.SQLITE}:
+        raise unsupported("ledger time guard", backend)
+    on_postgres = backend is Backend.POSTGRES
 
-    def insert_checked(cursor: Any, stored_events: Any, **kwargs: Any) -> Any:
-        if EXPECTED_LEDGER_TIME in kwargs:
-            if on_postgres:
-                recorder._lock_table(cursor)  # the lock every insert takes: a sweep's mark waits for it
-            current = recorder._max_tracking_id(LEDGER_TIME, cursor)
-            if current != kwargs[EXPECTED_LEDGER_TIME]:
-                raise LedgerTimeMovedError(
-                    f"a sweep moved the ledger's time to {as_time(current)} while this batch was decided"
-                )
-        return insert_events(cursor, stored_events, **kwargs)
+    def checked(insert_events: Insert) -> Insert:
+        def insert_checked(cursor: Any, stored_events: Any, **kwargs: Any) -> Any:
+            if EXPECTED_LEDGER_TIME in kwargs:
+                if on_postgres:
+                    lock_events_table(recorder, cursor)  # the lock every insert takes: a sweep's mark waits for it
+                current = max_tracking_id(recorder, LEDGER_TIME, cursor)
+                if current != kwargs[EXPECTED_LEDGER_TIME]:
+                    raise LedgerTimeMovedError(
+                        f"a sweep moved the ledger's time to {as_time(current)} while this batch was decided"
+                    )
+            return insert_events(cursor, stored_events, **kwargs)
 
-    recorder._insert_events = insert_checked
+        return insert_checked
+
+    wrap_insert_events(recorder, checked)

@@ -21,6 +21,8 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 from psycopg.sql import SQL, Identifier
 
+from ledger.storage.backend import Backend
+
 #: Ids per SQLite statement (two parameters each; the default limit on parameters is 32,766 since 3.32).
 SQLITE_IDS_PER_QUERY_MAX = 500
 #: SQLite statements; `table` is the library's own table name, never input.
@@ -52,13 +54,14 @@ class StoredHistory:
         return 0 if self.snapshot is None else self.snapshot.originator_version
 
 
-def stored_histories(events: Any, snapshots: Any, originator_ids: Collection[UUID]) -> dict[UUID, StoredHistory] | None:
+def stored_histories(
+    backend: Backend, events: Any, snapshots: Any, originator_ids: Collection[UUID]
+) -> dict[UUID, StoredHistory] | None:
     """The stored histories of those of `originator_ids` that are stored, from the events and snapshots
-    recorders; None where there is no SQL to batch with (in-memory recorders: load one by one)."""
-    module = type(events).__module__
-    if module == "eventsourcing.postgres":
+    recorders of a `backend` store; None where there is no SQL to batch with (in memory: load one by one)."""
+    if backend is Backend.POSTGRES:
         return _on_postgres(events, snapshots, originator_ids)
-    if module == "eventsourcing.sqlite":
+    if backend is Backend.SQLITE:
         return _on_sqlite(events, snapshots, originator_ids)
     return None
 

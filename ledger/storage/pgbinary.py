@@ -15,6 +15,8 @@ from typing import Any
 
 from psycopg.sql import SQL, Composable, Composed
 
+from ledger.storage.backend import Backend
+
 
 def binary_placeholders(statement: Composable) -> Composable:
     """The same statement with every `%s` placeholder as `%b`."""
@@ -26,8 +28,8 @@ def binary_placeholders(statement: Composable) -> Composable:
     return statement
 
 
-def use_binary_inserts(recorder: Any) -> None:
-    """Apply to a PostgreSQL recorder (events or snapshots); other recorders have no such statement."""
+def use_binary_inserts(backend: Backend, recorder: Any) -> None:
+    """Apply to the recorder (events or snapshots) of a PostgreSQL store; other stores have no such statement."""
     statement = getattr(recorder, "insert_events_statement", None)
-    if isinstance(statement, Composable) and type(recorder).__module__ == "eventsourcing.postgres":
+    if backend is Backend.POSTGRES and isinstance(statement, Composable):
         recorder.insert_events_statement = binary_placeholders(statement)

@@ -23,8 +23,10 @@ from typing import Any
 import orjson
 from eventsourcing.persistence import Tracking
 
+from ledger.eventsourcing_adapter import Insert, wrap_insert_tracking
 from ledger.invariants import LedgerInvariantError
 from ledger.micros import to_micros
+from ledger.storage.backend import Backend, OnBackend, unsupported
 from ledger.storage.chain import Chain, mismatch
 from ledger.storage.pgconnect import schema_lock
 from ledger.storage.store import Store
@@ -73,29 +75,33 @@ class PositionRecord:
 def record_positions(recorder: Any, store: Store) -> None:
     """Make the recorder append a PositionRecord, chained with `store.chain`, to every tracking record it writes
     (after the position guard: install this last). Creates the table, adopting the positions found."""
-    module = type(recorder).__module__
-    if module == "eventsourcing.popo":
+    backend = Backend.of(store)
+    if backend is Backend.MEMORY:
         return  # nothing outlives the process
-    if module not in {"eventsourcing.postgres", "eventsourcing.sqlite"}:
-        raise TypeError(f"no position log for recorders of {module}")
-    table = _Table(recorder, module == "eventsourcing.postgres")
+    if backend not in {Backend.POSTGRES, Backend.SQLITE}:
+        raise unsupported("position log", backend)
+    table = _Table(recorder, backend is Backend.POSTGRES)
     if not table.exists(recorder):  # a read: processes starting beside a writer do not wait for its lock
         with schema_lock(store), recorder.datastore.transaction(commit=True) as cursor:
             table.create(cursor, store.chain)
-    insert_tracking = recorder._insert_tracking
 
-    def insert_recorded(cursor: Any, tracking: Tracking) -> None:
-        insert_tracking(cursor, tracking)
-        if tracking.application_name != MIGRATION:
-            table.append(cursor, store.chain, tracking.application_name, tracking.notification_id, BATCH)
+    def recorded(insert_tracking: Insert) -> Insert:
+        def insert_recorded(cursor: Any, tracking: Tracking) -> None:
+            insert_tracking(cursor, tracking)
+            if tracking.application_name != MIGRATION:
+                table.append(cursor, store.chain, tracking.application_name, tracking.notification_id, BATCH)
 
-    recorder._insert_tracking = insert_recorded
+        return insert_recorded
+
+    wrap_insert_tracking(recorder, recorded)
 
 
-def check_positions(recorder: Any, chain: Chain, skip: Callable[[str], bool]) -> Iterator[tuple[str, str]]:
-    """(upstream, what is wrong) for every upstream whose tracking position is not the last recorded one, or
-    whose records do not chain; upstreams that `skip` names (other tables' rows sharing SQLite's) are left out."""
-    table = _Table(recorder, type(recorder).__module__ == "eventsourcing.postgres")
+def check_positions(ledger: OnBackend, chain: Chain, skip: Callable[[str], bool]) -> Iterator[tuple[str, str]]:
+    """(upstream, what is wrong) for every upstream of `ledger` (the ledger application, on SQLite or
+    PostgreSQL) whose tracking position is not the last recorded one, or whose records do not chain; upstreams
+    that `skip` names (other tables' rows sharing SQLite's) are left out."""
+    recorder = ledger.recorder
+    table = _Table(recorder, ledger.backend is Backend.POSTGRES)
     with recorder.datastore.transaction(commit=False) as cursor:
         tracked = {name: int(at) for name, at in table.rows(cursor, f"SELECT application_name, notification_id "
                                                              f"FROM {table.tracking} WHERE application_name <> ?",

@@ -16,6 +16,15 @@ from typing import Any
 
 from eventsourcing.persistence import IntegrityError, Tracking
 
+from ledger.eventsourcing_adapter import (
+    Insert,
+    max_tracking_id,
+    memory_max_tracking_id,
+    wrap_assert_tracking_uniqueness,
+    wrap_insert_tracking,
+)
+from ledger.storage.backend import Backend, unsupported
+
 
 @dataclass(frozen=True)
 class Position(Tracking):
@@ -35,28 +44,31 @@ def _check(position: Tracking, current: int | None) -> None:
         )
 
 
-def guard_positions(recorder: Any) -> None:
-    """Make the recorder check `Position.previous` in the transaction that records it."""
-    module = type(recorder).__module__
-    if module == "eventsourcing.popo":
-        assert_unique = recorder._assert_tracking_uniqueness
+def guard_positions(backend: Backend, recorder: Any) -> None:
+    """Make the recorder of a `backend` store check `Position.previous` in the transaction that records it."""
+    if backend is Backend.MEMORY:
 
-        def assert_continues(tracking: Tracking) -> None:
-            _check(tracking, recorder._max_tracking_ids[tracking.application_name])
-            assert_unique(tracking)
+        def continuing(assert_unique: Insert) -> Insert:
+            def assert_continues(tracking: Tracking) -> None:
+                _check(tracking, memory_max_tracking_id(recorder, tracking.application_name))
+                assert_unique(tracking)
 
-        recorder._assert_tracking_uniqueness = assert_continues
+            return assert_continues
+
+        wrap_assert_tracking_uniqueness(recorder, continuing)
         return
-    if module not in {"eventsourcing.postgres", "eventsourcing.sqlite"}:
-        raise TypeError(f"no position guard for recorders of {module}")
-    insert_tracking = recorder._insert_tracking
-    on_postgres = module == "eventsourcing.postgres"
+    if backend not in {Backend.POSTGRES, Backend.SQLITE}:
+        raise unsupported("position guard", backend)
+    on_postgres = backend is Backend.POSTGRES
 
-    def insert_continuing(cursor: Any, tracking: Tracking) -> None:
-        if isinstance(tracking, Position):
-            if on_postgres:
-                cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (tracking.application_name,))
-            _check(tracking, recorder._max_tracking_id(tracking.application_name, cursor))
-        insert_tracking(cursor, tracking)
+    def checked(insert_tracking: Insert) -> Insert:
+        def insert_continuing(cursor: Any, tracking: Tracking) -> None:
+            if isinstance(tracking, Position):
+                if on_postgres:
+                    cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (tracking.application_name,))
+                _check(tracking, max_tracking_id(recorder, tracking.application_name, cursor))
+            insert_tracking(cursor, tracking)
 
-    recorder._insert_tracking = insert_continuing
+        return insert_continuing
+
+    wrap_insert_tracking(recorder, checked)

@@ -20,6 +20,7 @@ import orjson
 from eventsourcing.persistence import JSONTranscoder, Transcoding
 
 from ledger.credit_window import Credit, CreditWindow
+from ledger.eventsourcing_adapter import transcodings_encoder
 from ledger.open_lots import OpenLots
 from ledger.rules import Lot, PurchaseRecord
 
@@ -31,7 +32,7 @@ class LedgerTranscoder(JSONTranscoder):
     """The library's JSON transcoder, encoding with orjson."""
 
     def encode(self, obj: Any) -> bytes:
-        return orjson.dumps(obj, default=self._encode_obj, option=_PASS_TO_TRANSCODINGS)
+        return orjson.dumps(obj, default=transcodings_encoder(self), option=_PASS_TO_TRANSCODINGS)
 
 
 class SetAsList(Transcoding):
