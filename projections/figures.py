@@ -5,12 +5,32 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 from uuid import UUID
 
-from ledger.member import FLOW_SIGNS, Member, move_lots_by_id
+from ledger.member import FLOW_SIGNS, LotMoves, Member, move_lots_by_id
 from ledger.rules import Lot
 
 FLOWS = tuple(FLOW_SIGNS)
+
+
+class MemberState(Protocol):
+    """What the folds of the log keep of a member (figures here, a view's row in projections.views)."""
+
+    member_id: str
+    tier: str
+    balance: int
+    lots: dict[int, Lot]
+
+
+def fold_member(member: MemberState, event: Member.Event, moves: LotMoves) -> list[tuple[Lot, int]]:
+    """One event on its member's balance, tier and open lots (`moves`: the event's `lot_moves()`, which a
+    caller may want too); the lots it touched, each with its change."""
+    touched = move_lots_by_id(member.lots, moves, member.member_id)
+    member.balance += event.balance_delta
+    if isinstance(event, Member.TierChanged):
+        member.tier = event.to_tier
+    return touched
 
 
 @dataclass(slots=True)
@@ -37,11 +57,7 @@ class LedgerFigures:
         if isinstance(event, Member.Enrolled):
             self.members[event.originator_id] = MemberFigures(event.member_id, event.tier)
             return
-        figures = self.members[event.originator_id]
-        figures.balance += event.balance_delta
-        move_lots_by_id(figures.lots, event.lot_moves(), figures.member_id)
-        if isinstance(event, Member.TierChanged):
-            figures.tier = event.to_tier
+        fold_member(self.members[event.originator_id], event, event.lot_moves())
 
 
 def figures_as_of(events: Iterable[Member.Event], as_of: datetime | None) -> LedgerFigures:
