@@ -7,17 +7,18 @@ two can be compared field by field.
 
 from __future__ import annotations
 
-import itertools
 import json
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from ledger.member import FLOW_SIGNS, member_uuid, signed_flow
+from ledger.member import member_uuid, signed_flow
 from ledger.micros import from_micros, to_micros
 from ledger.program import Program
 from projections import reports
 from projections.db import Sql
+from projections.figures import RollforwardFigures
+from projections.periods import require_consecutive
 
 
 def state_at(member_key: str = "?", *, effective_by: bool = True, recorded_by: bool = False) -> str:
@@ -174,22 +175,16 @@ def rollforward(sql: Sql, start: datetime, end: datetime) -> dict[str, Any]:
 
 
 def rollforwards(sql: Sql, spans: Sequence[tuple[datetime, datetime]]) -> list[dict[str, Any]]:
-    """The roll-forward of each of consecutive periods: the opening summed once, each period's flows from an
-    index range, each closing carried forward; the last closing is then summed on its own and must agree."""
-    for (_, end), (start, _) in itertools.pairwise(spans):
-        if end != start:
-            raise ValueError("roll-forward periods must follow one another")
-    lines = []
-    opening = total_balance(sql, spans[0][0])
-    for start, end in spans:
-        moved = flows(sql, start, end)
-        closing = opening + sum(FLOW_SIGNS[flow] * points for flow, points in moved.items())
-        lines.append(reports.rollforward_of(start, end, opening, moved, closing))
-        opening = closing
-    summed = total_balance(sql, spans[-1][1])
-    if summed != opening:
-        raise ArithmeticError(f"roll-forward does not close: the flows give {opening}, the balances sum to {summed}")
-    return lines
+    """The roll-forward of each of consecutive periods (projections.reports.rollforward_lines)."""
+    return reports.rollforward_lines(spans, rollforward_figures(sql, spans))
+
+
+def rollforward_figures(sql: Sql, spans: Sequence[tuple[datetime, datetime]]) -> RollforwardFigures:
+    """The sum of balances at the first start, summed once, each period's flows from an index range, and the
+    sum of balances at the last end, summed on its own."""
+    require_consecutive(spans)
+    moved = [flows(sql, start, end) for start, end in spans]
+    return RollforwardFigures(total_balance(sql, spans[0][0]), moved, total_balance(sql, spans[-1][1]))
 
 
 def due_members(sql: Sql, as_of: datetime, base_tier: str) -> list[str]:
