@@ -52,9 +52,12 @@ def split(start: datetime, end: datetime, granularity: Granularity | None) -> li
 
 
 def require_consecutive(spans: Sequence[tuple[datetime, datetime]]) -> None:
-    """Refuse periods that do not follow one another (each starts where the one before ends)."""
+    """Refuse periods that end before they start or do not follow one another (each starts where the one
+    before ends)."""
     if not spans:
         raise ValueError("no periods")
+    if any(end < start for start, end in spans):
+        raise ValueError("the period must not end before it starts")
     for (_, end), (start, _) in itertools.pairwise(spans):
         if end != start:
             raise ValueError("the periods must follow one another")
