@@ -63,6 +63,12 @@ FLOW_SIGNS: dict[str, int] = {
 }
 
 
+def signed_flow(flow: str, points: int) -> int:
+    """Points of a roll-forward flow as their change to balances (the one place a flow's sign is applied;
+    a sign is its own inverse, so it also turns a signed change back into the flow's points)."""
+    return FLOW_SIGNS[flow] * points
+
+
 #: Member ids whose aggregate id is kept at hand: every batch asks for each of its members' (a SHA-1 each).
 MEMBER_UUIDS_CACHED = 100_000
 
@@ -237,7 +243,7 @@ class Member(Aggregate):
         @property
         def balance_delta(self) -> int:
             flow = self.flow()
-            return 0 if flow is None else FLOW_SIGNS[flow[0]] * flow[1]
+            return 0 if flow is None else signed_flow(*flow)
 
     class Outcome(Event):
         """The event recording a message's own effect; claims its event_id.
