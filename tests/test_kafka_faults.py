@@ -15,7 +15,7 @@ from consumers.kafka_producer import member_key
 from consumers.kafka_settings import KafkaSettings
 from devkit.broker import LocalBroker
 from devkit.streamgen import generate
-from points_ledger.kafka_commands import CRASH_AFTER_BATCH_ENV, CRASH_BEFORE_COMMIT_ENV
+from points_ledger.lifecycle import CRASH_AFTER_BATCH_ENV, CRASH_BEFORE_COMMIT_ENV
 from tests.cli_helpers import cli
 from tests.kafka_helpers import (
     consume_args,
