@@ -131,7 +131,7 @@ def is_compound(script: str) -> bool:
             words = shlex.split(stripped, comments=True)
         except ValueError:
             return True
-        if words and (words[0] in COMPOUND or _SETTING.fullmatch(words[0]) and len(words) == 1):
+        if words and (words[0] in COMPOUND or (_SETTING.fullmatch(words[0]) and len(words) == 1)):
             return True
     return False
 
