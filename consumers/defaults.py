@@ -2,7 +2,7 @@
 connection and topics.
 
 Dependency-free: the CLI declares every command with these before it loads kafka-python or pydantic
-(consumers/jsonlines.py, corrections.py and kafka_settings.py use them from here).
+(the modules of consumers/ that apply them import them from here).
 """
 
 from typing import Literal, get_args

@@ -6,16 +6,16 @@ CRLF line ends work, and blank lines are skipped (not counted); line numbers sta
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import BinaryIO
 
-from consumers.deadletters import RULE_FAILED, DeadLetter, DeadLetterSink
+from consumers.deadletters import DeadLetter, DeadLetterSink
 from consumers.defaults import DEFAULT_BATCH_SIZE
+from consumers.intake import Intake
 from ledger.application import LedgerApplication
 from ledger.limits import BATCH_SIZE_MAX
-from ledger.member import Source
-from ledger.outcomes import Failure, Tally
+from ledger.outcomes import Tally
 from ledger.pipeline import Batch, apply_pipelined
 from schemas import Acceptance, Invalid, Message, parse_message
 from schemas.parsing import MESSAGE_MAX_BYTES, strip_bom
@@ -79,51 +79,35 @@ def ingest_lines(
     if not 1 <= batch_size <= BATCH_SIZE_MAX:
         raise ValueError(f"batch size must be 1..{BATCH_SIZE_MAX}")
     acceptance, received_at = app.program.acceptance(), received_at or datetime.now(UTC)
-    tally = Tally()
+
+    def dead_letter(line: tuple[int, bytes, bool], invalid: Invalid) -> None:
+        number, raw, truncated = line
+        dead_letters.write(DeadLetter(source_name, number, raw, invalid.reason, invalid.error_class, truncated))
+
+    intake: Intake[tuple[int, bytes, bool]] = Intake(dead_letter, dead_letters.flush)
 
     def batches() -> Iterator[Batch]:
         """Parse lines into batches of valid messages; invalid lines become dead letters at once."""
-        batch: list[tuple[Message, Source]] = []
-        lines: list[bytes] = []
-        for number, raw, truncated in read_lines(stream):
-            parsed = _parse(raw, truncated, acceptance, received_at)
-            if isinstance(parsed, Invalid):
-                dead_letters.write(DeadLetter(source_name, number, raw, parsed.reason, parsed.error_class, truncated))
-                tally.count(None)
-                continue
-            batch.append((parsed, {"file": source_name, "line": number}))
-            lines.append(raw)
-            if len(batch) >= batch_size:
-                yield _batch(batch, lines)
-                batch, lines = [], []
-        if batch:
-            yield _batch(batch, lines)
+        for line in read_lines(stream):
+            number, raw, truncated = line
+            intake.take(line, _parse(raw, truncated, acceptance, received_at), {"file": source_name, "line": number})
+            if len(intake) >= batch_size:
+                yield _batch()
+        if len(intake):
+            yield _batch()
 
-    def _batch(messages: list[tuple[Message, Source]], lines: list[bytes]) -> Batch:
-        written: set[int] = set()  # a batch tried again (a conflict, a write that failed) reports them again
-
-        def dead_letter_failures(failures: Sequence[Failure]) -> None:
-            for failure in failures:
-                if failure.index in written:
-                    continue
-                written.add(failure.index)
-                source = messages[failure.index][1]
-                letter = DeadLetter(source_name, int(source["line"]), lines[failure.index], failure.reason, RULE_FAILED)
-                dead_letters.write(letter)
-            dead_letters.flush()
-
-        dead_letters.flush()  # the invalid lines before this batch, before it is recorded
-        return Batch(messages, on_failures=dead_letter_failures)
+    def _batch() -> Batch:
+        messages, on_failures = intake.cut()
+        return Batch(messages, on_failures=on_failures)
 
     for _, decisions in apply_pipelined(app, batches()):
-        for decision in decisions:
-            tally.count(decision.outcome)
+        intake.count(decisions)
         if on_batch is not None:
-            on_batch(tally)
+            on_batch(intake.tally)
     dead_letters.flush()
     if on_batch is not None:
-        on_batch(tally)
-    return tally
+        on_batch(intake.tally)
+    return intake.tally
 
 
 def _parse(raw: bytes, truncated: bool, acceptance: Acceptance, received_at: datetime) -> Message | Invalid:

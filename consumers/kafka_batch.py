@@ -12,13 +12,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from consumers.deadletters import RULE_FAILED
+from consumers.intake import Intake
 from consumers.kafka_deadletters import ConsumedRecord, KafkaDeadLetters
 from ledger.application import LedgerApplication
-from ledger.member import Source
-from ledger.outcomes import Failure, Tally
+from ledger.outcomes import Tally
 from ledger.storage.positions import Position
-from schemas import Invalid, Message, parse_message
+from schemas import parse_message
 
 
 def upstream_name(topic: str, partition: int) -> str:
@@ -79,30 +78,16 @@ def record_batch(
     topic, partition = records[0].topic, records[0].partition
     now = datetime.now(UTC)
     acceptance = app.program.acceptance()
-    tally = Tally()
-    batch: list[tuple[Message, Source]] = []
-    kept: list[ConsumedRecord] = []
+    intake: Intake[ConsumedRecord] = Intake(dead_letters.send, dead_letters.flush)
     for record in records:
         if record.topic != topic or record.partition != partition:
             raise ValueError("a batch holds the records of one partition")
         parsed = parse_message(record.value or b"", acceptance, received_at=received_at(record, now))
-        if isinstance(parsed, Invalid):
-            dead_letters.send(record, parsed)
-            tally.count(None)
-        else:
-            batch.append((parsed, {"topic": topic, "partition": partition, "offset": record.offset}))
-            kept.append(record)
-    dead_letters.flush()
+        intake.take(record, parsed, {"topic": topic, "partition": partition, "offset": record.offset})
+    batch, dead_letter_failures = intake.cut()
     if before_commit is not None:
         before_commit()
-
-    def dead_letter_failures(failures: Sequence[Failure]) -> None:
-        for failure in failures:
-            dead_letters.send(kept[failure.index], Invalid(failure.reason, RULE_FAILED))
-        dead_letters.flush()
-
     last_offset = records[-1].offset
     position = Position(upstream_name(topic, partition), last_offset, previous)
-    for decision in app.apply_batch(batch, position, on_failures=dead_letter_failures):
-        tally.count(decision.outcome)
-    return BatchResult(tally, last_offset)
+    intake.count(app.apply_batch(batch, position, on_failures=dead_letter_failures))
+    return BatchResult(intake.tally, last_offset)

@@ -11,7 +11,8 @@ member id: running the same file again changes nothing, and a corrected file can
 opening balance (the ledger rejects it as `duplicate_opening_balance`).
 
 Files are read a line at a time (`FileLines`), and the members they name are kept on disk (`MemberTable`):
-memory does not grow with rows. `migrate` reads its file twice, checking every row before applying any.
+memory does not grow with rows. `migrate` reads its file three times: its digest, then every row checked,
+then the rows applied.
 """
 
 from __future__ import annotations

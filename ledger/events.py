@@ -45,6 +45,12 @@ FLOW_SIGNS: dict[str, int] = {
 }
 
 
+def signed_flow(flow: str, points: int) -> int:
+    """Points of a roll-forward flow as their change to balances (the one place a flow's sign is applied;
+    a sign is its own inverse, so it also turns a signed change back into the flow's points)."""
+    return FLOW_SIGNS[flow] * points
+
+
 class Event(Aggregate.Event):
     """Every member event: when it counts in ledger time, and where it came from.
 
@@ -79,7 +85,7 @@ class Event(Aggregate.Event):
     @property
     def balance_delta(self) -> int:
         flow = self.flow()
-        return 0 if flow is None else FLOW_SIGNS[flow[0]] * flow[1]
+        return 0 if flow is None else signed_flow(*flow)
 
 
 class Outcome(Event):

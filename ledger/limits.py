@@ -1,7 +1,7 @@
 """The ledger's limits and defaults that the CLI declares its commands with.
 
 Dependency-free: the CLI builds every command's options (and catches OutOfRangeError) before it loads
-eventsourcing or psycopg; ledger/application.py and ledger/storage/store.py use them from here.
+eventsourcing or psycopg; the application and ingestion (consumers/) enforce them from here.
 """
 
 #: Most messages one transaction may hold.

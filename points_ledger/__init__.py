@@ -1,1 +1,2 @@
-"""points-ledger: the command line, the one place that wires schemas, ledger, projections and consumers."""
+"""points-ledger: the command line, which wires schemas, ledger, projections, consumers and the development kit
+together; nothing below it imports it."""

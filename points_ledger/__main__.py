@@ -2,5 +2,5 @@
 
 from points_ledger.cli import run
 
-if __name__ == "__main__":  # not when a worker process of a rebuild imports it
+if __name__ == "__main__":  # not when something only imports the module
     run()

@@ -34,10 +34,10 @@ def digest(context: Context, output_format: str) -> None:
     configured (`chain` says which). `verify --digest FILE` (FILE being this command's --format json output)
     later proves the log up to that position has not changed since.
     """
-    from projections.digest import log_digest
+    from projections import answers
 
     with context.ledger(must_exist=True) as app:
-        result = log_digest(app, app.recorder.max_notification_id() or 0, app.store.chain).as_dict()
+        result = answers.digest(app).as_dict()
     if output_format == "json":
         output.print_json(result)
     else:
@@ -65,9 +65,9 @@ def verify(context: Context, digest_file: Path | None, workers: int | None, outp
     must be the last one the ledger recorded. The views are first caught up to the log head. Costs one
     pass over the whole log, like a rebuild (and one more with --digest).
     """
+    from projections import answers
     from projections.runner import Projections, RebuildWorkersError
     from projections.verify import VerifyWorkerError
-    from projections.verify import verify as verify_ledger
 
     saved = _read_digest(digest_file) if digest_file is not None else None
     show_progress = sys.stderr.isatty()
@@ -76,25 +76,20 @@ def verify(context: Context, digest_file: Path | None, workers: int | None, outp
         head = projections.db.head()
         with count_progress("verify", head or None, enabled=show_progress) as progress:
             try:
-                result = verify_ledger(
+                result = answers.verify(
                     projections, saved, lambda done: progress(done, f"{done:,}/{head:,} events"), workers
                 )
             except RebuildWorkersError as error:
                 raise click.BadParameter(str(error), param_hint="--workers") from error
             except VerifyWorkerError as error:
                 raise CommandError(f"{error}; verify stopped without a verdict") from error
-    summary = {
-        "position": result.position, "events": result.events, "members": result.members,
-        "snapshots": result.snapshots, "chain": result.chain, "discrepancies": result.found, "digest": result.digest,
-    }  # fmt: skip
-    rows = [{"view": d.view, "where": d.where, "detail": d.detail} for d in result.discrepancies]
+    summary, rows = result.summary(), result.rows()
     if output_format == "json":
         output.print_json_lines([*rows, summary])
     else:
         if rows:
-            output.print_rows(
-                "discrepancies", ["view", "where", "detail"], ([r["view"], r["where"], r["detail"]] for r in rows)
-            )
+            columns = answers.DISCREPANCY_COLUMNS
+            output.print_rows("discrepancies", columns, ([row[column] for column in columns] for row in rows))
         output.print_record("verify", summary)
     if result.found > len(rows):
         warn(f"{result.found - len(rows)} more discrepancies not shown")

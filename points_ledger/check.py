@@ -7,7 +7,6 @@ ledger needs once (no retries), and exits 1 if any check failed. Nothing is writ
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,7 +21,6 @@ from points_ledger.kafka_options import consumed_topic_options, kafka_options
 
 if TYPE_CHECKING:
     import psycopg
-    from kafka import KafkaConsumer
 
     from consumers.kafka_settings import KafkaSettings
     from ledger.storage.store import Store
@@ -30,13 +28,6 @@ if TYPE_CHECKING:
 
 #: Largest clock difference accepted between us and the database, or ahead of us in a record timestamp.
 CLOCK_SKEW_MAX = timedelta(seconds=60)
-#: Milliseconds each Kafka step waits.
-KAFKA_TIMEOUT_MS = 5_000
-#: Milliseconds to read one record when sampling a topic's newest timestamp.
-SAMPLE_TIMEOUT_MS = 3_000
-#: Offsets read back from a partition's end to sample its newest record: a transactional producer's commit
-#: marker takes the last offset, and the newest record is the one before it.
-SAMPLE_OFFSETS_BACK = 2
 
 
 @dataclass(frozen=True)
@@ -73,6 +64,7 @@ def failed(name: str, detail: str, fix: str) -> Check:
 def store_checks(store: Store) -> Iterator[Check]:
     import psycopg
 
+    from ledger.storage.store_probes import server, server_clock
     from points_ledger.preflight import connect
 
     if store.kind == "memory":
@@ -87,17 +79,17 @@ def store_checks(store: Store) -> Iterator[Check]:
         yield failed("store", f"{store.describe()}: {first_line(error)}", _postgres_fix(str(error)))
         return
     with connection:
-        info = connection.info
-        tls = "TLS" if connection.pgconn.ssl_in_use else "no TLS"
-        yield passed("store", f"{store.describe()}: PostgreSQL {info.server_version // 10000}, {tls}")
+        found = server(connection)
+        tls = "TLS" if found.tls else "no TLS"
+        yield passed("store", f"{store.describe()}: PostgreSQL {found.major_version}, {tls}")
         try:
             yield _postgres_privileges(connection)
-            server_now = connection.execute("SELECT now()").fetchone()
+            server_now = server_clock(connection)
         except psycopg.Error as error:
             yield failed("store", f"{store.describe()}: {first_line(error)}", _postgres_fix(str(error)))
             return
         if server_now is not None:
-            yield _clock_check("store clock", "the database server's clock", server_now[0], datetime.now(UTC))
+            yield _clock_check("store clock", "the database server's clock", server_now, datetime.now(UTC))
 
 
 def _sqlite_check(store: Store) -> Check:
@@ -126,38 +118,25 @@ def _postgres_fix(reason: str) -> str:
     return "see the reason above"
 
 
-#: Tables of the ledger that a first start of this version creates beside an older ledger's (filled from it).
-LATER_TABLES = ("ledger_claims", "ledger_position_log")
-
-
 def _postgres_privileges(connection: psycopg.Connection[Any]) -> Check:
-    """The ledger creates its tables on first use, then inserts and reads. An older ledger gets the tables it
-    lacks (LATER_TABLES) created and filled on the first start of this version, which needs CREATE."""
-    row = connection.execute(
-        "SELECT to_regclass('ledger_events') IS NOT NULL, "
-        "array(SELECT t FROM unnest(%s::text[]) AS t WHERE to_regclass(t) IS NULL), current_user, "
-        "has_schema_privilege(current_user, current_schema(), 'CREATE'), current_schema()",
-        (list(LATER_TABLES),),
-    ).fetchone()
-    if row is None:
+    """The ledger creates its tables on first use, then inserts and reads; the first start of this version
+    beside an older ledger creates the tables it lacks, which needs CREATE."""
+    from ledger.storage.store_probes import table_rights
+
+    rights = table_rights(connection)
+    if rights is None:
         return failed("store privileges", "cannot read the catalog", "grant the ledger's user access to the database")
-    exists, missing, user, can_create, schema = row
-    if exists:
-        tables = ["ledger_events", *(table for table in LATER_TABLES if table not in missing)]
-        granted = connection.execute(
-            "SELECT bool_and(has_table_privilege(current_user, t, 'INSERT') AND has_table_privilege(current_user, t, "
-            "'SELECT')) FROM unnest(%s::text[]) AS t",
-            (tables,),
-        ).fetchone()
-        if granted is None or not granted[0]:
-            return failed("store privileges", f"user {user} cannot insert into and read {', '.join(tables)}",
+    user, schema, missing = rights.user, rights.schema, rights.missing
+    if rights.tables:
+        if not rights.can_read_and_append:
+            return failed("store privileges", f"user {user} cannot insert into and read {', '.join(rights.tables)}",
                           f"GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA {schema} TO {user}")  # fmt: skip
-        if missing and not can_create:
+        if missing and not rights.can_create:
             return failed("store privileges", f"the ledger has no {' and no '.join(missing)} yet, and user {user} "
                           f"cannot create them in {schema}", f"GRANT CREATE ON SCHEMA {schema} TO {user} for the "
                           "first start, which creates them and fills them from the ledger")  # fmt: skip
         return passed("store privileges", f"user {user} can read and append to the ledger's tables")
-    if not can_create:
+    if not rights.can_create:
         return failed("store privileges", f"no ledger tables yet, and user {user} cannot create them in {schema}",
                       f"GRANT CREATE ON SCHEMA {schema} TO {user}, or create the tables as their owner")  # fmt: skip
     return passed("store privileges", f"no ledger tables yet; user {user} may create them in schema {schema}")
@@ -179,10 +158,10 @@ def _clock_check(name: str, other: str, their_time: datetime, our_time: datetime
 
 
 def kafka_checks(settings: KafkaSettings, config: LedgerSettings) -> Iterator[Check]:
-    from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
-    from consumers.kafka_clients import KafkaSecurityError, accepts_connections, check_security
+    from consumers.kafka_clients import KafkaSecurityError, accepts_connections
+    from consumers.kafka_probes import admin_client, topic_names
 
     servers = settings.bootstrap_servers
     if not accepts_connections(servers):
@@ -190,8 +169,7 @@ def kafka_checks(settings: KafkaSettings, config: LedgerSettings) -> Iterator[Ch
                      "check --bootstrap-servers / KAFKA_BOOTSTRAP_SERVERS and that the brokers run")  # fmt: skip
         return
     try:
-        check_security(settings)
-        admin: Any = KafkaAdminClient(**settings.common(), request_timeout_ms=KAFKA_TIMEOUT_MS)
+        admin = admin_client(settings)
     except KafkaSecurityError as error:
         yield failed("kafka", str(error), _security_fix(settings))
         return
@@ -201,7 +179,7 @@ def kafka_checks(settings: KafkaSettings, config: LedgerSettings) -> Iterator[Ch
     topics: set[str] = set()
     try:
         yield passed("kafka", f"{servers}: connected ({settings.security_protocol})")
-        topics = set(admin.list_topics())
+        topics = topic_names(admin)
         yield from _topic_checks(topics, config)
         yield _group_check(admin, config.consume.group)
     except KafkaError as error:
@@ -238,26 +216,24 @@ def _topic_checks(existing: set[str], config: LedgerSettings) -> Iterator[Check]
 def _group_check(admin: Any, group: str) -> Check:
     from kafka.errors import KafkaError
 
+    from consumers.kafka_probes import committed_partitions
+
     try:
-        offsets = admin.list_group_offsets(group).get(group, {})
+        partitions = committed_partitions(admin, group)
     except KafkaError as error:
         return failed(f"group {group}", first_line(error), f"grant READ/DESCRIBE on group {group} to this user")
-    return passed(f"group {group}", f"coordinator answers; {len(offsets)} partition(s) with committed offsets")
+    return passed(f"group {group}", f"coordinator answers; {partitions} partition(s) with committed offsets")
 
 
 def _record_clock_checks(settings: KafkaSettings, topics: list[str]) -> Iterator[Check]:
     """A record stamped ahead of our clock means a producer's clock (or ours) is wrong: the ledger would then
     judge messages from the future by a wrong time."""
-    from kafka import KafkaConsumer
     from kafka.errors import KafkaError
 
-    if not topics:
-        return
-    consumer: KafkaConsumer | None = None
+    from consumers.kafka_probes import newest_timestamps
+
     try:
-        consumer = KafkaConsumer(**settings.common(), enable_auto_commit=False, request_timeout_ms=KAFKA_TIMEOUT_MS)
-        for topic in topics:
-            newest = _newest_timestamp(consumer, topic)
+        for topic, newest in newest_timestamps(settings, topics):
             if newest is None:
                 yield passed(f"clock {topic}", "no records to compare with yet")
             else:
@@ -265,44 +241,15 @@ def _record_clock_checks(settings: KafkaSettings, topics: list[str]) -> Iterator
                                    record=True)  # fmt: skip
     except KafkaError as error:
         yield failed("kafka clock", first_line(error), "grant READ on the consumed topics")
-    finally:
-        if consumer is not None:
-            consumer.close()
-
-
-def _newest_timestamp(consumer: KafkaConsumer, topic: str) -> datetime | None:
-    from kafka import TopicPartition
-
-    from consumers.kafka_batch import record_time
-
-    partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-    if not partitions:
-        return None
-    consumer.assign(partitions)
-    ends = consumer.end_offsets(partitions, timeout_ms=KAFKA_TIMEOUT_MS)
-    for partition in partitions:
-        consumer.seek(partition, max(ends.get(partition, 0) - SAMPLE_OFFSETS_BACK, 0))
-    newest: datetime | None = None
-    deadline = time.monotonic() + SAMPLE_TIMEOUT_MS / 1000
-    while time.monotonic() < deadline:
-        for records in consumer.poll(timeout_ms=200, max_records=len(partitions) * 10).values():
-            for record in records:
-                stamped = record_time(record)
-                if stamped is not None:
-                    newest = stamped if newest is None else max(newest, stamped)
-        if newest is not None:
-            break
-    return newest
 
 
 # ---- the rest ----------------------------------------------------------------------------------
 
 
 def codec_check() -> Check:
-    from kafka import codec as kafka_codec
+    from consumers.kafka_probes import unreadable_codecs
 
-    missing = [name for name, has in (("snappy", kafka_codec.has_snappy), ("lz4", kafka_codec.has_lz4),
-                                      ("zstd", kafka_codec.has_zstd)) if not has()]  # fmt: skip
+    missing = unreadable_codecs()
     if missing:
         return failed("codecs", f"cannot read batches compressed with {', '.join(missing)}",
                       "reinstall points-ledger with its dependencies (lz4, python-snappy, zstandard)")  # fmt: skip

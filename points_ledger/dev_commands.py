@@ -13,8 +13,8 @@ import click
 from points_ledger import output
 from points_ledger.context import Context, pass_context
 from points_ledger.errors import CommandError, reported_errors, warn
-from points_ledger.kafka_commands import stop_on_signals
 from points_ledger.kafka_options import kafka_options
+from points_ledger.lifecycle import stop_on_signals
 from points_ledger.progress import count_progress
 
 #: Where Kafka clients look by default (KAFKA_BOOTSTRAP_SERVERS' default): nothing else to set for a trial.

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
-import threading
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, BinaryIO
 
 import click
@@ -33,35 +29,11 @@ from points_ledger.kafka_options import (
     metrics_options,
     no_broker_hint,
 )
+from points_ledger.lifecycle import CRASH_BEFORE_COMMIT_ENV, crash_after_batch, stop_on_signals
 from points_ledger.progress import count_progress
 
 if TYPE_CHECKING:
     from ledger.outcomes import Tally
-
-CRASH_AFTER_BATCH_ENV = "POINTS_LEDGER_CRASH_AFTER_BATCH"
-#: Tests only: `consume` dies by SIGKILL in the Nth batch, its dead letters confirmed, nothing of it recorded.
-CRASH_BEFORE_COMMIT_ENV = "POINTS_LEDGER_CRASH_BEFORE_COMMIT"
-
-
-@contextmanager
-def stop_on_signals(doing: str = "stopping after the current batch") -> Iterator[threading.Event]:
-    """SIGTERM/SIGINT ask for a clean stop (`doing` says what it waits for); a second one abandons it."""
-    stop = threading.Event()
-
-    def handle(signum: int, frame: object) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        # os.write, not print: the main thread may be inside a write to stderr right now.
-        notice = f"points-ledger: {signal.Signals(signum).name}: {doing}\n"
-        os.write(sys.stderr.fileno(), notice.encode())
-
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield stop
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 @click.command()
@@ -195,32 +167,6 @@ def replay_group(group: str) -> str:
     """A consumer group nobody else is in: it holds no committed offsets and takes no partitions from
     `group`; where to start is the store's recorded position, or offset 0 when it has none."""
     return f"{group}.replay-{uuid.uuid4().hex[:12]}"
-
-
-def crash_after_batch(variable: str = CRASH_AFTER_BATCH_ENV) -> int | None:
-    """POINTS_LEDGER_CRASH_AFTER_BATCH=N (tests only): die by SIGKILL right after the Nth database commit; the
-    batch number of another crash point's `variable` is read the same way."""
-    value = os.environ.get(variable)
-    if not value:
-        return None
-    if not value.isdigit() or int(value) < 1:
-        raise click.BadParameter(f"{variable} must be a positive integer, not {value!r}")
-    return int(value)
-
-
-def crash_hook() -> Callable[[], None]:
-    """What a command calls after each database commit: with POINTS_LEDGER_CRASH_AFTER_BATCH=N (tests only)
-    the Nth call kills the process by SIGKILL, between two committed batches."""
-    crash_after = crash_after_batch()
-    commits = 0
-
-    def committed() -> None:
-        nonlocal commits
-        commits += 1
-        if commits == crash_after:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    return committed
 
 
 def _summary(tally: Tally) -> str:

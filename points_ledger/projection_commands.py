@@ -13,7 +13,7 @@ import click
 from points_ledger import output
 from points_ledger.context import Context, format_option, pass_context
 from points_ledger.errors import CommandError, warn
-from points_ledger.kafka_commands import crash_hook, stop_on_signals
+from points_ledger.lifecycle import crash_hook, stop_on_signals
 from points_ledger.progress import count_progress
 from projections.defaults import (
     ACCEPTANCE_TEXT_CHARS_MAX,

@@ -10,8 +10,8 @@ import click
 from points_ledger import output
 from points_ledger.context import Context, format_option, pass_context
 from points_ledger.errors import CommandError, reported_errors, warn
-from points_ledger.kafka_commands import stop_on_signals
 from points_ledger.kafka_options import TOPIC, broker_unreachable, kafka_options, metrics_options
+from points_ledger.lifecycle import stop_on_signals
 from points_ledger.progress import count_progress
 from projections.defaults import DEFAULT_SOURCE, POLL_INTERVAL_S_MAX, POLL_INTERVAL_S_MIN
 

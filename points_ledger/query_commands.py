@@ -1,4 +1,5 @@
-"""`balance`, `balances`, `history` and `report …`: answers served from the views, or folded from the log.
+"""`balance`, `balances`, `history` and `report …`: options parsed, the answer asked of the report layer
+(projections.answers) and rendered.
 
 By default a query first catches the views up on whatever the log recorded after their positions (no answer
 is ever stale), then reads them in one transaction. `--from-log` folds the event log instead, as the ground
@@ -7,12 +8,12 @@ truth to compare with. Every JSON answer carries `position`: the last log positi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
@@ -20,16 +21,14 @@ from points_ledger import output
 from points_ledger.context import TIME, Context, format_option, pass_context
 from points_ledger.errors import CommandError
 from points_ledger.files import binary_output, check_target, force_option
-from projections import periods
 from projections.defaults import BREAKAGE_WINDOW_DAYS
 
 if TYPE_CHECKING:
-    from ledger.application import LedgerApplication
-    from projections.db import Sql
-    from projections.periods import Granularity
+    from projections.answers import BreakageMethod
+    from projections.periods import Granularity, ReportPeriods
+    from projections.sources import ReportSource
 
 F = TypeVar("F", bound=Callable[..., Any])
-T = TypeVar("T")
 
 
 def from_log_option(command: F) -> F:
@@ -52,42 +51,13 @@ def report_format_option(command: F) -> F:
 
 
 @contextmanager
-def views(app: LedgerApplication) -> Iterator[tuple[Sql, int]]:
-    """The views, caught up, in one read transaction, and the log position they reflect."""
-    from projections.runner import Projections
+def source(context: Context, from_log: bool) -> Iterator[ReportSource]:
+    """The ledger's views (caught up, in one read transaction) or its log, open for the context: an answer may
+    be an iterator, read as it is printed."""
+    from projections.sources import report_source
 
-    with Projections(app).reading() as (sql, position):
-        yield sql, position
-
-
-@contextmanager
-def answering(
-    context: Context,
-    from_log: bool,
-    from_views: Callable[[Sql, LedgerApplication], T],
-    from_the_log: Callable[[LedgerApplication, int], T],
-) -> Iterator[tuple[T, int]]:
-    """The answer and the log position it reflects: from the caught-up views, or folded from the log up to
-    its head (`from_the_log` is given that position). The ledger (and the views' read transaction) stay open
-    for the context, so an answer may be an iterator read as it is printed."""
-    with context.ledger(must_exist=True) as app:
-        if from_log:
-            head = app.recorder.max_notification_id() or 0
-            yield from_the_log(app, head), head
-            return
-        with views(app) as (sql, position):
-            yield from_views(sql, app), position
-
-
-def answer(
-    context: Context,
-    from_log: bool,
-    from_views: Callable[[Sql, LedgerApplication], T],
-    from_the_log: Callable[[LedgerApplication, int], T],
-) -> tuple[T, int]:
-    """The answer, whole, and the log position it reflects (see `answering`)."""
-    with answering(context, from_log, from_views, from_the_log) as found:
-        return found
+    with context.ledger(must_exist=True) as app, report_source(app, from_log) as found:
+        yield found
 
 
 @click.command()
@@ -98,18 +68,12 @@ def answer(
 @pass_context
 def balance(context: Context, member_id: str, as_of: datetime | None, from_log: bool, output_format: str) -> None:
     """A member's balance, tier and lots with points left (latest, or as of a time)."""
-    from projections import queries, statements
+    from projections import answers
 
-    def from_the_log(app: LedgerApplication, head: int) -> dict[str, Any] | None:
-        member = app.member(member_id) if as_of is None else statements.replay(app.member_events(member_id), as_of)
-        return None if member is None else statements.statement(member, as_of)
-
-    result, position = answer(
-        context, from_log, lambda sql, app: queries.statement(sql, member_id, as_of), from_the_log
-    )
+    with source(context, from_log) as found:
+        result = answers.balance(found, member_id, as_of)
     if result is None:
         raise CommandError(f"no member {member_id!r}" + (f" as of {as_of.isoformat()}" if as_of else ""))
-    result["position"] = position
     if output_format == "json":
         output.print_json(result)
         return
@@ -139,27 +103,18 @@ def balances(context: Context, as_of: datetime | None, from_log: bool, output_fo
     Rows are printed as they are read from the views, so memory does not grow with members; the table is in
     fixed-width columns (a longer value widens its own line). --from-log folds the whole log first and holds
     every member's figures."""
-    from projections import queries
-    from projections.figures import figures_as_of
-    from projections.log import read_log
+    from projections import answers
 
-    def from_the_log(app: LedgerApplication, head: int) -> Iterable[dict[str, Any]]:
-        figures = figures_as_of(read_log(app, stop=head), as_of).members.values()
-        return (
-            {"member_id": m.member_id, "balance": m.balance, "tier": m.tier}
-            for m in sorted(figures, key=lambda member: member.member_id)
-        )
-
-    with answering(context, from_log, lambda sql, app: queries.balances(sql, as_of), from_the_log) as found:
-        rows, position = found
+    with source(context, from_log) as found:
+        rows = answers.balances(found, as_of)
         if output_format == "json":
-            output.print_json_lines({**row, "position": position} for row in rows)
+            output.print_json_lines(rows)
         elif output_format == "csv":
-            columns = ("member_id", "balance", "tier", "position")
-            output.print_csv(columns, ({**row, "position": position} for row in rows))
+            output.print_csv(answers.BALANCES_COLUMNS, rows)
         else:
-            title = f"balances (log position {position})"
-            output.print_rows_as_they_come(title, BALANCE_COLUMNS, (list(row.values()) for row in rows))
+            title = f"balances (log position {found.position})"
+            columns = [column.name for column in BALANCE_COLUMNS]
+            output.print_rows_as_they_come(title, BALANCE_COLUMNS, ([row[c] for c in columns] for row in rows))
 
 
 @click.command()
@@ -169,17 +124,14 @@ def balances(context: Context, as_of: datetime | None, from_log: bool, output_fo
 @pass_context
 def history(context: Context, member_id: str, from_log: bool, output_format: str) -> None:
     """Every recorded change of a member (the audit trail), with provenance and running balance."""
-    from projections import queries, statements
+    from projections import answers
 
-    rows, position = answer(
-        context, from_log,
-        lambda sql, app: queries.history(sql, member_id),
-        lambda app, head: list(statements.history(app.member_events(member_id))),
-    )  # fmt: skip
+    with source(context, from_log) as found:
+        rows, position = answers.history(found, member_id), found.position
     if not rows:
         raise CommandError(f"no member {member_id!r}")
     if output_format == "json":
-        output.print_json_lines({**row, "position": position} for row in rows)
+        output.print_json_lines(rows)
         return
     output.print_rows(
         f"history of {member_id} (log position {position})",
@@ -211,16 +163,22 @@ def by_option(command: F) -> F:
     )(command)
 
 
-def period_options(command: F) -> F:
+def period_report(command: F) -> F:
+    """The options of a report over periods: --from, --to, --by, --from-log and --format (in that order)."""
+    command = cast("F", pass_context(command))
+    for option in (report_format_option, from_log_option, by_option):
+        command = option(command)
     command = click.option("--to", "end", type=TIME, required=True, help="Range end (inclusive).")(command)
     return click.option("--from", "start", type=TIME, required=True, help="Range start (exclusive).")(command)
 
 
-def checked_periods(start: datetime, end: datetime, granularity: Granularity | None) -> list[tuple[datetime, datetime]]:
+def checked_periods(start: datetime, end: datetime, granularity: Granularity | None) -> ReportPeriods:
+    from projections.periods import ReportPeriods
+
     if end < start:
         raise click.BadParameter("--to must not be before --from", param_hint="--to")
     try:
-        return periods.split(start, end, granularity)
+        return ReportPeriods.of(start, end, granularity)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--by") from error
 
@@ -265,7 +223,7 @@ def report() -> None:
 def liability(  # noqa: PLR0917 (one parameter per option, as click passes them)
     context: Context,
     as_of: datetime | None,
-    breakage_method: str,
+    breakage_method: BreakageMethod,
     breakage_window_days: int,
     chart_path: Path | None,
     start: datetime | None,
@@ -276,9 +234,7 @@ def liability(  # noqa: PLR0917 (one parameter per option, as click passes them)
 ) -> None:
     """Points liability: outstanding and negative points, valued at the point value, net of breakage, by tier,
     with the points expiring within 30/60/90 days and 12 months (current) or later (non-current)."""
-    from projections import queries, reports
-    from projections.figures import period_flows
-    from projections.log import read_log
+    from projections import answers
 
     if chart_path is not None:
         if start is None or end is None:
@@ -288,30 +244,10 @@ def liability(  # noqa: PLR0917 (one parameter per option, as click passes them)
         return
     if as_of is None:
         raise click.UsageError("give --as-of (or --chart with --from and --to)")
-    window = reports.breakage_window(as_of, breakage_window_days)
-    estimated = breakage_method == "estimated"
-
-    def from_views(sql: Sql, app: LedgerApplication) -> dict[str, Any]:
-        breakage = reports.estimated_breakage(queries.flows(sql, *window), window) if estimated else None
-        return queries.liability(sql, as_of, app.program, breakage)
-
-    def from_the_log(app: LedgerApplication, head: int) -> dict[str, Any]:
-        breakage = None
-        if estimated:
-            breakage = reports.estimated_breakage(period_flows(read_log(app, stop=head), *window).flows, window)
-        return reports.liability(read_log(app, stop=head), as_of, app.program, breakage)
-
-    result, position = answer(context, from_log, from_views, from_the_log)
-    result["position"] = position
+    with source(context, from_log) as found:
+        result = answers.liability(found, as_of, breakage_method, breakage_window_days)
     if output_format == "csv":
-        lines = [{"tier": name, **line} for name, line in result["by_tier"].items()]
-        lines.append({"tier": "total", **{key: value for key, value in result.items() if key != "by_tier"}})
-        common = {"as_of": as_of, "breakage_rate": result["breakage_rate"], "position": position}
-        columns = (
-            "as_of", "tier", "members", "outstanding_points", "negative_points", "liability_value", "liability_net",
-            *reports.EXPIRY_COLUMNS, "breakage_rate", "position",
-        )  # fmt: skip
-        output.print_csv(columns, ({**line, **common} for line in lines))
+        output.print_csv(answers.LIABILITY_CSV_COLUMNS, answers.liability_csv_rows(result))
     else:
         _print_report("points liability", result, output_format)
 
@@ -321,81 +257,41 @@ def _liability_chart(
 ) -> None:
     # matplotlib takes about 0.45 s to import, a third of every command's start-up: only --chart pays it.
     from points_ledger.chart import draw_liability_chart
-    from projections import queries, reports
-    from projections.figures import figures_as_of
-    from projections.log import read_log
+    from projections import answers
 
     start, end = span
-    month_ends = [period_end for _, period_end in checked_periods(start, end, "month")]
-
-    def from_the_log(app: LedgerApplication, head: int) -> list[int]:
-        return [reports.outstanding(figures_as_of(read_log(app, stop=head), moment)) for moment in month_ends]
-
-    outstanding, position = answer(
-        context, from_log, lambda sql, app: [queries.outstanding_points(sql, moment) for moment in month_ends],
-        from_the_log,
-    )  # fmt: skip
-    program = context.program()
-    values = [reports.points_value(points, program) for points in outstanding]
-    rows = [
-        {"as_of": moment, "outstanding_points": points, "liability_value": value, "position": position}
-        for moment, points, value in zip(month_ends, outstanding, values, strict=True)
-    ]
+    months = checked_periods(start, end, "month")
+    with source(context, from_log) as found:
+        rows = answers.liability_at_period_ends(found, months)
+        currency = found.program.currency
     title = f"points liability, month ends {start.date().isoformat()} to {end.date().isoformat()}"
-    drawn = [
-        (moment, points, Decimal(value)) for moment, points, value in zip(month_ends, outstanding, values, strict=True)
-    ]
+    drawn = [(row["as_of"], row["outstanding_points"], Decimal(row["liability_value"])) for row in rows]
     with binary_output(path, force=force) as file:
-        draw_liability_chart(file, drawn, program.currency, title)
-    _print_rows("liability by month end", ["as_of", "outstanding_points", "liability_value", "position"], rows,
-                output_format)  # fmt: skip
+        draw_liability_chart(file, drawn, currency, title)
+    _print_rows("liability by month end", answers.LIABILITY_AT_PERIOD_ENDS_COLUMNS, rows, output_format)
 
 
 @report.command()
-@period_options
-@by_option
-@from_log_option
-@report_format_option
-@pass_context
+@period_report
 def rollforward(  # noqa: PLR0917 (one parameter per option, as click passes them)
     context: Context, start: datetime, end: datetime, granularity: Granularity | None, from_log: bool,
     output_format: str,
 ) -> None:  # fmt: skip
     """Opening balance, the flows of points in (FROM, TO], and the closing balance; with --by, a row per month
     or quarter and a total row, each satisfying the identity exactly."""
-    from ledger.events import FLOW_SIGNS
-    from projections import queries, reports
-    from projections.log import read_log
+    from projections import answers
 
-    columns = ("period", "from", "to", "opening", *FLOW_SIGNS, "closing", "position")
-    spans = checked_periods(start, end, granularity)
-    wanted = [*spans, (start, end)] if granularity else spans
-
-    def from_views(sql: Sql, app: LedgerApplication) -> list[dict[str, Any]]:
-        lines = queries.rollforwards(sql, spans)
-        return [*lines, reports.rollforward_total(lines)] if granularity else lines
-
-    def from_the_log(app: LedgerApplication, head: int) -> list[dict[str, Any]]:
-        return [reports.rollforward(read_log(app, stop=head), a, b) for a, b in wanted]
-
-    lines, position = answer(context, from_log, from_views, from_the_log)
-    if granularity is None:
-        result = {**lines[0], "position": position}
-        if output_format == "csv":
-            output.print_csv(columns, [{"period": "range", **result}])
-        else:
-            _print_report("points roll-forward", result, output_format)
+    periods = checked_periods(start, end, granularity)
+    with source(context, from_log) as found:
+        rows = answers.rollforward(found, periods)
+    if granularity is None and output_format != "csv":  # one line: a record, with no period to name
+        _print_report("points roll-forward", {k: v for k, v in rows[0].items() if k != "period"}, output_format)
         return
-    rows = _labelled(lines, spans, granularity, position)
-    _print_rows("points roll-forward", columns, rows, output_format)
+    _print_rows("points roll-forward", answers.ROLLFORWARD_COLUMNS, rows, output_format)
 
 
 @report.command("kpis")
-@period_options
-@by_option
-@from_log_option
-@report_format_option
-@pass_context
+@period_report
 def kpis_command(  # noqa: PLR0917 (one parameter per option, as click passes them)
     context: Context, start: datetime, end: datetime, granularity: Granularity | None, from_log: bool,
     output_format: str,
@@ -404,51 +300,18 @@ def kpis_command(  # noqa: PLR0917 (one parameter per option, as click passes th
     the redemption rate, tier upgrades and downgrades, and rejected messages by reason.
 
     With --format json, one object per period and, on the last line, one for the whole range."""
-    from ledger.outcomes import Rejection
-    from projections import kpis
-    from projections.log import read_log
+    from projections import answers
 
-    # A column per rejection reason in CSV; one total in the table (the JSON keeps the reasons as an object).
-    csv_columns = (
-        "period", "from", "to", *kpis.KPI_COLUMNS[:-1], *(f"rejected_{reason.value}" for reason in Rejection),
-        "position",
-    )  # fmt: skip
-    table_columns = ("period", *kpis.KPI_COLUMNS)
-    spans = checked_periods(start, end, granularity)
-    wanted = [*spans, (start, end)] if granularity else spans
-
-    def from_views(sql: Sql, app: LedgerApplication) -> list[dict[str, Any]]:
-        return kpis.kpi_rows(wanted, kpis.counts_from_views(sql, wanted), app.program)
-
-    def from_the_log(app: LedgerApplication, head: int) -> list[dict[str, Any]]:
-        return kpis.kpi_rows(wanted, kpis.counts_from_log(read_log(app, stop=head), wanted), app.program)
-
-    lines, position = answer(context, from_log, from_views, from_the_log)
-    rows = _labelled(lines, spans, granularity, position)
+    periods = checked_periods(start, end, granularity)
+    with source(context, from_log) as found:
+        rows, position = answers.kpis(found, periods), found.position
     if output_format == "csv":
-        output.print_csv(csv_columns, ({**row, **_rejected_columns(row["rejected"])} for row in rows))
+        output.print_csv(answers.KPI_CSV_COLUMNS, (answers.kpi_csv_row(row) for row in rows))
     elif output_format == "table":
-        table = [{**row, "rejected": sum(row["rejected"].values())} for row in rows]
-        _print_rows(f"program KPIs (log position {position})", table_columns, table, output_format)
+        table = [answers.kpi_table_row(row) for row in rows]
+        _print_rows(f"program KPIs (log position {position})", answers.KPI_TABLE_COLUMNS, table, output_format)
     else:
-        _print_rows("program KPIs", table_columns, rows, output_format)
-
-
-def _rejected_columns(rejected: dict[str, int]) -> dict[str, int]:
-    from ledger.outcomes import Rejection
-
-    return {f"rejected_{reason.value}": rejected.get(reason.value, 0) for reason in Rejection}
-
-
-def _labelled(
-    lines: list[dict[str, Any]], spans: list[tuple[datetime, datetime]], granularity: Granularity | None,
-    position: int,
-) -> list[dict[str, Any]]:  # fmt: skip
-    """Each period's line named (2025-01, 2025-Q1), then the whole range's as `total` when there are periods."""
-    names = [periods.label(a, granularity) for a, _ in spans]
-    if granularity is not None:
-        names.append("total")
-    return [{"period": name, **line, "position": position} for name, line in zip(names, lines, strict=True)]
+        _print_rows("program KPIs", answers.KPI_TABLE_COLUMNS, rows, output_format)
 
 
 def _print_rows(title: str, columns: Sequence[str], rows: list[dict[str, Any]], output_format: str) -> None:

@@ -18,7 +18,7 @@ from points_ledger import output
 from points_ledger.context import TIME, Context, batch_size_option, format_option, open_ledger, pass_context
 from points_ledger.errors import CommandError, FirstShown, UsageProblemError, list_bad_rows, reported_errors, say
 from points_ledger.files import check_target, force_option
-from points_ledger.kafka_commands import crash_hook
+from points_ledger.lifecycle import crash_hook
 from points_ledger.report_files import opened, report_writer, require_rereadable
 from projections.defaults import CONTEXT_EVENTS, REPORT_ITEMS
 

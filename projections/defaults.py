@@ -1,7 +1,7 @@
 """Defaults and limits of the read side that the CLI shows in its options' help.
 
 Dependency-free: the CLI declares every command with these before it loads eventsourcing
-(follow.py, publish.py, reconcile.py and reports.py use them from here).
+(the modules of projections/ that apply them import them from here).
 """
 
 #: Bounds on the re-poll interval (seconds).

@@ -49,14 +49,12 @@ def redemption_rate(redeemed: int, issued: int) -> str | None:
 
 
 def kpi_row(start: datetime, end: datetime, counts: PeriodCounts, program: Program) -> dict[str, Any]:
-    rank = {tier.name: index for index, tier in enumerate(program.tiers)}
     upgrades = downgrades = 0
     for (before, after), changes in counts.tier_changes.items():
-        if before not in rank or after not in rank:
-            raise ValueError(f"tier change {before} -> {after}: a tier the program does not have")
-        if rank[after] > rank[before]:
+        step = program.tier_rank(after) - program.tier_rank(before)  # a tier the program lacks is refused
+        if step > 0:
             upgrades += changes
-        elif rank[after] < rank[before]:
+        elif step < 0:
             downgrades += changes
     return {
         "from": start,

@@ -7,6 +7,9 @@ with `start < effective_at <= end`; so consecutive periods tile the range withou
 from __future__ import annotations
 
 import calendar
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -48,6 +51,18 @@ def split(start: datetime, end: datetime, granularity: Granularity | None) -> li
     return periods or [(start, end)]
 
 
+def require_consecutive(spans: Sequence[tuple[datetime, datetime]]) -> None:
+    """Refuse periods that end before they start or do not follow one another (each starts where the one
+    before ends)."""
+    if not spans:
+        raise ValueError("no periods")
+    if any(end < start for start, end in spans):
+        raise ValueError("the period must not end before it starts")
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        if end != start:
+            raise ValueError("the periods must follow one another")
+
+
 def label(start: datetime, granularity: Granularity | None) -> str:
     """The name of the period that starts (exclusively) at `start`: 2025-01, 2025-Q1, or `range`."""
     if granularity is None:
@@ -56,3 +71,29 @@ def label(start: datetime, granularity: Granularity | None) -> str:
     if granularity == "month":
         return f"{moment.year:04d}-{moment.month:02d}"
     return f"{moment.year:04d}-Q{(moment.month - 1) // 3 + 1}"
+
+
+@dataclass(frozen=True, slots=True)
+class ReportPeriods:
+    """The periods a report lists: (start, end] whole (`range`), or cut by month or quarter and then whole
+    again as `total`."""
+
+    start: datetime
+    end: datetime
+    granularity: Granularity | None
+    spans: tuple[tuple[datetime, datetime], ...]
+
+    @classmethod
+    def of(cls, start: datetime, end: datetime, granularity: Granularity | None) -> ReportPeriods:
+        """Raises ValueError for a range that ends before it starts or is cut into too many periods."""
+        return cls(start, end, granularity, tuple(split(start, end, granularity)))
+
+    @property
+    def listed(self) -> list[tuple[datetime, datetime]]:
+        """Every period a line is given for: each period, then the whole range when it is cut."""
+        return [*self.spans, (self.start, self.end)] if self.granularity else list(self.spans)
+
+    def labels(self) -> list[str]:
+        """The name of each listed period (2025-01, 2025-Q1, `range`), the whole range's `total` when cut."""
+        names = [label(start, self.granularity) for start, _ in self.spans]
+        return [*names, "total"] if self.granularity else names

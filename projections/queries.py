@@ -7,30 +7,47 @@ two can be compared field by field.
 
 from __future__ import annotations
 
-import itertools
 import json
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from ledger.events import FLOW_SIGNS
+from ledger.events import signed_flow
 from ledger.member import member_uuid
 from ledger.micros import from_micros, to_micros
 from ledger.program import Program
 from projections import reports
 from projections.db import Sql
+from projections.figures import RollforwardFigures
+from projections.periods import require_consecutive
+
+
+def state_at(member_key: str = "?", *, effective_by: bool = True, recorded_by: bool = False) -> str:
+    """A query of one member's balance and tier as of a time: its last audit row effective by the bound time
+    (`?`, when `effective_by`), of those recorded by a bound log position (`?`, first, when `recorded_by`).
+    `member_key` is a bound `?` (first of all) or a column of an enclosing query. The one place a member's
+    state at a time is asked of the audit trail; its index (member_key, effective_at, version, ...) answers it
+    with one probe."""
+    conditions = [f"member_key = {member_key}"]
+    if recorded_by:
+        conditions.append("position <= ?")
+    if effective_by:
+        conditions.append("effective_at <= ?")
+    return (
+        f"SELECT balance, tier FROM pl_audit WHERE {' AND '.join(conditions)} "
+        "ORDER BY effective_at DESC, version DESC LIMIT 1"
+    )
 
 
 def _states_at(sql: Sql) -> str:
-    """A subquery of each member's state (member_key, member_id, balance, tier) at the bound time (`?`): the
-    member's last audit row effective by then (a member's effective times never run backwards). On PostgreSQL
-    one probe per member into the covering index (member_key, effective_at, version, balance, tier), which
-    costs the number of members, not the length of history; SQLite, which has no LATERAL, groups instead."""
+    """A subquery of each member's state (member_key, member_id, balance, tier) at the bound time (`?`). On
+    PostgreSQL one `state_at` probe per member, which costs the number of members, not the length of history;
+    SQLite, which has no LATERAL, takes each member's last audit row by then (a member's effective times never
+    run backwards), grouped."""
     if sql.dialect == "postgresql":
         return (
             "SELECT m.member_key, m.member_id, at_time.balance, at_time.tier FROM pl_members m "
-            "CROSS JOIN LATERAL (SELECT balance, tier FROM pl_audit a WHERE a.member_key = m.member_key "
-            "AND a.effective_at <= ? ORDER BY a.effective_at DESC, a.version DESC LIMIT 1) AS at_time"
+            f"CROSS JOIN LATERAL ({state_at('m.member_key')}) AS at_time"
         )
     return (
         "SELECT a.member_key, a.member_id, a.balance, a.tier FROM pl_audit a JOIN (SELECT member_key, "
@@ -51,11 +68,7 @@ def statement(sql: Sql, member_id: str, as_of: datetime | None) -> dict[str, Any
         )
         when = from_micros(member["ledger_time"])
     else:
-        member = sql.row(
-            "SELECT balance, tier FROM pl_audit WHERE member_key = ? AND effective_at <= ? "
-            "ORDER BY effective_at DESC, version DESC LIMIT 1",
-            (key, to_micros(as_of)),
-        )
+        member = sql.row(state_at(), (key, to_micros(as_of)))
         if member is None:
             return None
         lots = sql.rows(
@@ -155,7 +168,7 @@ def flows(sql: Sql, start: datetime, end: datetime) -> dict[str, int]:
         "AND flow IS NOT NULL GROUP BY flow",
         (to_micros(start), to_micros(end)),
     )
-    return {row["flow"]: FLOW_SIGNS[row["flow"]] * int(row["delta"]) for row in rows}
+    return {row["flow"]: signed_flow(row["flow"], int(row["delta"])) for row in rows}  # signed sums back to points
 
 
 def rollforward(sql: Sql, start: datetime, end: datetime) -> dict[str, Any]:
@@ -163,22 +176,16 @@ def rollforward(sql: Sql, start: datetime, end: datetime) -> dict[str, Any]:
 
 
 def rollforwards(sql: Sql, spans: Sequence[tuple[datetime, datetime]]) -> list[dict[str, Any]]:
-    """The roll-forward of each of consecutive periods: the opening summed once, each period's flows from an
-    index range, each closing carried forward; the last closing is then summed on its own and must agree."""
-    for (_, end), (start, _) in itertools.pairwise(spans):
-        if end != start:
-            raise ValueError("roll-forward periods must follow one another")
-    lines = []
-    opening = total_balance(sql, spans[0][0])
-    for start, end in spans:
-        moved = flows(sql, start, end)
-        closing = opening + sum(FLOW_SIGNS[flow] * points for flow, points in moved.items())
-        lines.append(reports.rollforward_of(start, end, opening, moved, closing))
-        opening = closing
-    summed = total_balance(sql, spans[-1][1])
-    if summed != opening:
-        raise ArithmeticError(f"roll-forward does not close: the flows give {opening}, the balances sum to {summed}")
-    return lines
+    """The roll-forward of each of consecutive periods (projections.reports.rollforward_lines)."""
+    return reports.rollforward_lines(spans, rollforward_figures(sql, spans))
+
+
+def rollforward_figures(sql: Sql, spans: Sequence[tuple[datetime, datetime]]) -> RollforwardFigures:
+    """The sum of balances at the first start, summed once, each period's flows from an index range, and the
+    sum of balances at the last end, summed on its own."""
+    require_consecutive(spans)
+    moved = [flows(sql, start, end) for start, end in spans]
+    return RollforwardFigures(total_balance(sql, spans[0][0]), moved, total_balance(sql, spans[-1][1]))
 
 
 def due_members(sql: Sql, as_of: datetime, base_tier: str) -> list[str]:

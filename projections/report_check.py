@@ -21,6 +21,7 @@ from ledger.member import member_uuid
 from ledger.micros import from_micros, to_micros
 from projections.db import Sql
 from projections.defaults import REPORT_ITEMS
+from projections.queries import state_at
 from projections.reconcile import KINDS, Side, kind_of
 from schemas.messages import MEMBER_ID_MAX_CHARS
 
@@ -158,10 +159,8 @@ def side_at(sql: Sql, member_id: str, position: int, as_of: datetime | None) -> 
     """The member's balance and tier as the ledger had them at log `position` (and effective by `as_of`):
     its last audit row recorded by then. None: the member did not exist then."""
     key = str(member_uuid(member_id))
-    at = "" if as_of is None else " AND effective_at <= ?"
     row = sql.row(
-        f"SELECT balance, tier FROM pl_audit WHERE member_key = ? AND position <= ?{at} "
-        "ORDER BY effective_at DESC, version DESC LIMIT 1",
+        state_at(effective_by=as_of is not None, recorded_by=True),
         (key, position) if as_of is None else (key, position, to_micros(as_of)),
     )
     return None if row is None else Side(int(row["balance"]), row["tier"])

@@ -6,17 +6,17 @@ or from a fold over the log (`--from-log`), and both paths end in the same funct
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from ledger.events import FLOW_SIGNS
+from ledger.events import FLOW_SIGNS, signed_flow
 from ledger.member import Member
 from ledger.program import Program
-from projections.figures import LedgerFigures, figures_as_of, period_flows
-from projections.periods import add_months
+from projections.figures import LedgerFigures, RollforwardFigures, figures_as_of, rollforward_figures
+from projections.periods import add_months, require_consecutive
 
 _CENT = Decimal("0.01")
 _RATE = Decimal("0.0001")
@@ -165,22 +165,40 @@ def liability_of(
 def rollforward(events: Iterable[Member.Event], start: datetime, end: datetime) -> dict[str, Any]:
     """Opening + issued + migrated + adjusted_in - adjusted_out - redeemed - expired - clawed_back = closing
     (from the log; `migrated` is signed, every other flow a count)."""
-    period = period_flows(events, start, end)
-    opening = sum(member.balance for member in period.opening.members.values())
-    closing = sum(member.balance for member in period.closing.members.values())
-    return rollforward_of(start, end, opening, period.flows, closing)
+    return rollforward_lines([(start, end)], rollforward_figures(events, [(start, end)]))[0]
 
 
-def rollforward_of(start: datetime, end: datetime, opening: int, flows: dict[str, int], closing: int) -> dict[str, Any]:
-    """The roll-forward line; refuses one that does not close."""
+def net_change(flows: Mapping[str, int]) -> int:
+    """What flows of points do to the sum of balances."""
+    return sum(signed_flow(flow, points) for flow, points in flows.items())
+
+
+def rollforward_line(start: datetime, end: datetime, opening: int, flows: Mapping[str, int]) -> dict[str, Any]:
+    """The roll-forward line of (start, end]: every flow listed, the closing what the opening and flows give."""
     moved = {flow: flows.get(flow, 0) for flow in FLOW_SIGNS}
-    derived = opening + sum(FLOW_SIGNS[flow] * points for flow, points in moved.items())
-    if derived != closing:
-        raise ArithmeticError(f"roll-forward does not close: opening and flows give {derived}, closing is {closing}")
-    return {"from": start, "to": end, "opening": opening, **moved, "closing": closing}
+    return {"from": start, "to": end, "opening": opening, **moved, "closing": opening + net_change(moved)}
+
+
+def rollforward_lines(spans: Sequence[tuple[datetime, datetime]], figures: RollforwardFigures) -> list[dict[str, Any]]:
+    """The roll-forward of each of consecutive periods, each closing carried to the next opening; refused
+    unless the last closing is the sum of balances found on its own."""
+    require_consecutive(spans)
+    lines = []
+    opening = figures.opening
+    for (start, end), moved in zip(spans, figures.flows, strict=True):
+        lines.append(rollforward_line(start, end, opening, moved))
+        opening = lines[-1]["closing"]
+    if opening != figures.closing:
+        raise ArithmeticError(
+            f"roll-forward does not close: the flows give {opening}, the balances sum to {figures.closing}"
+        )
+    return lines
 
 
 def rollforward_total(lines: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The roll-forward of consecutive periods taken together (refused if it does not close)."""
+    """The roll-forward of consecutive periods taken together: the first opening and every period's flows."""
     moved = {flow: sum(line[flow] for line in lines) for flow in FLOW_SIGNS}
-    return rollforward_of(lines[0]["from"], lines[-1]["to"], lines[0]["opening"], moved, lines[-1]["closing"])
+    total = rollforward_line(lines[0]["from"], lines[-1]["to"], lines[0]["opening"], moved)
+    if total["closing"] != lines[-1]["closing"]:
+        raise ArithmeticError(f"roll-forward does not close: {total['closing']} against {lines[-1]['closing']}")
+    return total

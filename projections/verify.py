@@ -66,6 +66,17 @@ class Verification:
         if len(self.discrepancies) < DISCREPANCIES_KEPT_MAX:
             self.discrepancies.append(Discrepancy(view, where, detail))
 
+    def summary(self) -> dict[str, Any]:
+        """What was checked and the verdict, as `verify` prints it last."""
+        return {
+            "position": self.position, "events": self.events, "members": self.members, "snapshots": self.snapshots,
+            "chain": self.chain, "discrepancies": self.found, "digest": self.digest,
+        }  # fmt: skip
+
+    def rows(self) -> list[dict[str, str]]:
+        """The discrepancies kept (at most DISCREPANCIES_KEPT_MAX of `found`), a row each."""
+        return [{"view": d.view, "where": d.where, "detail": d.detail} for d in self.discrepancies]
+
 
 def verify(
     projections: Projections, saved: Digest | None = None, on_events: OnEvents | None = None, workers: int | None = None

@@ -24,13 +24,13 @@ from uuid import UUID
 import orjson
 from eventsourcing.persistence import Notification
 
-from ledger.events import FLOW_SIGNS
-from ledger.lot_moves import move_lots_by_id
+from ledger.events import signed_flow
 from ledger.member import Member
 from ledger.micros import from_micros, to_micros
 from ledger.rules import Lot
 from ledger.storage.chain import UNKEYED, Chain, ChainMismatchError, mismatch
 from projections.db import Rows, Sql, placeholders
+from projections.figures import fold_member
 from projections.statements import COMMON_FIELDS
 
 #: The hash a member's chain starts from.
@@ -297,14 +297,11 @@ def fold_member_row(rows: dict[str, MemberRow], log_event: LogEvent) -> list[tup
     moves = event.lot_moves()
     row.debt += moves.debt_delta
     changes: list[tuple[Any, ...]] = []
-    for lot, delta in move_lots_by_id(row.lots, moves, row.member_id):
+    for lot, delta in fold_member(row, event, moves):
         row.changed_lots.add(lot.lot_id)
         changes.append(
             (log_event.position, row.member_key, lot.lot_id, at, delta, lot.points, to_micros(lot.expires_at))
         )
-    row.balance += event.balance_delta
-    if isinstance(event, Member.TierChanged):
-        row.tier = event.to_tier
     row.ledger_time = at
     row.version = event.originator_version
     return changes
@@ -338,7 +335,7 @@ def audit_row(log_event: LogEvent, head: ChainHead | None, chain: Chain) -> tupl
     if head is None:
         raise LookupError(f"view audit: event {log_event.position} of an unknown member {log_event.member_key}")
     flow = event.flow()
-    delta = 0 if flow is None else FLOW_SIGNS[flow[0]] * flow[1]
+    delta = 0 if flow is None else signed_flow(*flow)
     tier_after = event.to_tier if isinstance(event, Member.TierChanged) else head.tier
     provenance = event.provenance
     occurred_at = provenance.get("occurred_at")

@@ -17,6 +17,7 @@ from ledger.application import LedgerApplication
 from ledger.program import Program
 from ledger.storage.store import parse_store_url
 from points_ledger.preflight import connect
+from projections.runner import Projections
 
 #: The shared PostgreSQL server every developer machine and CI runs; tests never stop it.
 POSTGRES_ADMIN_URL = os.environ.get("LEDGER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -27,17 +28,34 @@ def _admin_connect() -> psycopg.Connection[Any]:
 
 
 @contextmanager
-def throwaway_database() -> Iterator[str]:
-    """A fresh PostgreSQL database on the shared server, dropped afterwards."""
+def throwaway_database(template: str = "template1") -> Iterator[str]:
+    """A fresh PostgreSQL database on the shared server, a copy of `template`, dropped afterwards."""
     name = f"pl_test_{uuid.uuid4().hex[:12]}"
     with _admin_connect() as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
     try:
         yield f"{base}/{name}"
     finally:
         with _admin_connect() as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def ledger_template() -> Iterator[str]:
+    """The name of a database holding the ledger's and the views' tables, empty, for `throwaway_database` to
+    copy: a hypothesis test that wants a fresh database per example then skips creating them each time.
+    Emptied with TRUNCATE, so every copy gets a ledger id of its own when first opened."""
+    with throwaway_database() as url:
+        app = LedgerApplication(parse_store_url(url), Program())
+        try:
+            Projections(app).catch_up()
+        finally:
+            app.close()
+        with connect(parse_store_url(url), autocommit=True) as db:
+            tables = [row[0] for row in db.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+            db.execute("TRUNCATE " + ", ".join(f'"{table}"' for table in tables) + " RESTART IDENTITY")
+        yield url.rsplit("/", 1)[1]
 
 
 @pytest.fixture

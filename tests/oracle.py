@@ -35,7 +35,7 @@ class OMember:
     used: set[tuple[str, str]] = field(default_factory=set)
     changes: list[tuple[datetime, int, str | None, str]] = field(default_factory=list)  # (t, delta, flow, tier)
     enrolled_t: datetime | None = None
-    opened: bool = False  # an opening balance was carried over
+    opening_id: str | None = None  # the opening balance carried over, if any
 
     def balance(self) -> int:
         return sum(int(lot["remaining"]) for lot in self.lots) - self.debt
@@ -86,8 +86,12 @@ class Oracle:
                 self._change(member, t, -lot["remaining"], "expired")
                 lot["remaining"] = 0
 
+    def _credits(self, member: OMember, t: datetime) -> int:
+        """Tier credits at t: the purchases of the year up to t, less what refunds clawed back."""
+        return sum(p["base"] - p["cc"] for p in member.purchases.values() if t - YEAR < p["t"] <= t)
+
     def _evaluate(self, member: OMember, t: datetime) -> None:
-        credits = sum(p["base"] - p["cc"] for p in member.purchases.values() if t - YEAR < p["t"] <= t)
+        credits = self._credits(member, t)
         qualified = [name for name, threshold, _ in TIERS if threshold <= credits][-1]
         assert member.last_qualified is not None
         if RANK[qualified] > RANK[member.tier] or qualified == member.tier or t >= member.last_qualified + YEAR:
@@ -144,9 +148,9 @@ class Oracle:
             self._change(member, t, -msg.points, "redeemed")
             return "recorded"
         if isinstance(msg, OpeningBalance):
-            if member.opened:
+            if member.opening_id is not None:
                 return "rejected"
-            member.opened = True
+            member.opening_id = msg.opening_balance_id
             if msg.points > 0:
                 self._new_lot(member, msg.points, t, msg.expires_at)
             else:
@@ -172,21 +176,54 @@ class Oracle:
 
     # -- reports --
 
+    def state(self, member_id: str) -> dict[str, Any]:
+        """A member's state after its last message, as plain values: its times, tier, tier credits at its last
+        time, open lots in spending order as (points, remaining, expires), debt, balance and opening balance."""
+        member = self.members[member_id]
+        open_lots = sorted(
+            (lot for lot in member.lots if lot["remaining"] > 0), key=lambda lot: (lot["expires"], lot["seq"])
+        )
+        return {
+            "enrolled_at": member.enrolled_t,
+            "last_effective_at": member.last_t,
+            "tier": member.tier,
+            "last_qualified_at": member.last_qualified,
+            "credits": self._credits(member, member.last_t),
+            "lots": [(lot["points"], lot["remaining"], lot["expires"]) for lot in open_lots],
+            "debt": member.debt,
+            "balance": member.balance(),
+            "opening_balance_id": member.opening_id,
+        }
+
     def balance_and_tier(self, member_id: str, at: datetime | None = None) -> tuple[int, str]:
         member = self.members[member_id]
         changes = [c for c in member.changes if at is None or c[0] <= at]
         return sum(c[1] for c in changes), changes[-1][3] if changes else "member"
 
     def liability(self, at: datetime) -> dict[str, int]:
-        outstanding = negative = count = 0
+        lines = self.liability_by_tier(at).values()
+        return {
+            column: sum(line[column] for line in lines)
+            for column in ("members", "outstanding_points", "negative_points")
+        }
+
+    def liability_by_tier(self, at: datetime) -> dict[str, dict[str, int]]:
+        """Per tier (every tier listed): members enrolled by `at`, their positive balances and their debts."""
+        lines = {name: {"members": 0, "outstanding_points": 0, "negative_points": 0} for name, _, _ in TIERS}
         for member_id, member in self.members.items():
             if member.enrolled_t is None or member.enrolled_t > at:
                 continue
-            balance, _ = self.balance_and_tier(member_id, at)
-            count += 1
-            outstanding += max(balance, 0)
-            negative += -min(balance, 0)
-        return {"members": count, "outstanding_points": outstanding, "negative_points": negative}
+            balance, tier = self.balance_and_tier(member_id, at)
+            lines[tier]["members"] += 1
+            lines[tier]["outstanding_points"] += max(balance, 0)
+            lines[tier]["negative_points"] += -min(balance, 0)
+        return lines
+
+    def rollforward(self, start: datetime, end: datetime) -> dict[str, int]:
+        """Every balance summed at `start` and at `end`, and the flows between: read apart, never derived."""
+        opening = sum(self.balance_and_tier(member_id, start)[0] for member_id in self.members)
+        closing = sum(self.balance_and_tier(member_id, end)[0] for member_id in self.members)
+        return {"opening": opening, **self.flows(start, end), "closing": closing}
 
     def flows(self, start: datetime, end: datetime) -> dict[str, int]:
         totals = dict.fromkeys(

@@ -4,19 +4,53 @@ from __future__ import annotations
 
 import json
 import subprocess
+from datetime import datetime
 from pathlib import Path
 
 import click
 import pytest
 
+from ledger.program import Program
 from points_ledger.cli import main
+from schemas import Invalid, parse_message
 from tests.cli_helpers import SAMPLE, cli, one_line_error
 from tests.conftest import POSTGRES_ADMIN_URL
+from tests.oracle import Oracle
 
 
 def ok_json(result: subprocess.CompletedProcess[str]) -> object:
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
+
+
+def summary_rows(stdout: str) -> dict[str, str]:
+    """The rows of a one-table summary (a title line, then a key | value table), or an assertion error if
+    the output holds anything else."""
+    title, *table = stdout.splitlines()
+    assert title and not title.startswith(("┌", "│")), stdout
+    rows: dict[str, str] = {}
+    for line in table:
+        if line.startswith(("┌", "├", "└")):
+            continue
+        cells = [cell.strip() for cell in line.strip("│").split("│")]
+        assert line.startswith("│") and len(cells) == 2, stdout
+        rows[cells[0]] = cells[1]
+    return rows
+
+
+@pytest.fixture(scope="module")
+def sample_oracle() -> Oracle:
+    """The independent reading of the sample's valid lines (tests/oracle.py), to hold the answers against."""
+    oracle, acceptance = Oracle(), Program().acceptance()
+    for line in SAMPLE.read_bytes().splitlines():
+        parsed = parse_message(line, acceptance)
+        if line.strip() and not isinstance(parsed, Invalid):
+            oracle.process(parsed)
+    return oracle
+
+
+def utc(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 COMMANDS = [
@@ -34,7 +68,7 @@ def test_every_command_explains_itself(command: list[str]) -> None:
     assert "Usage: points-ledger" in result.stdout and len(result.stdout.splitlines()) > 4
 
 
-def test_ingest_the_sample_twice_then_query_everything(store_url: str, tmp_path: Path) -> None:
+def test_ingest_the_sample_twice_then_query_everything(store_url: str, tmp_path: Path, sample_oracle: Oracle) -> None:
     dead = tmp_path / "dead.jsonl"
     first = ok_json(cli("ingest", str(SAMPLE), "--dead-letter", str(dead), "--format", "json", store=store_url))
     assert isinstance(first, dict)
@@ -51,6 +85,9 @@ def test_ingest_the_sample_twice_then_query_everything(store_url: str, tmp_path:
     rows = [json.loads(line) for line in cli("balances", "--format", "json", store=store_url).stdout.splitlines()]
     assert rows and all(set(row) == {"member_id", "balance", "tier", "position"} for row in rows)
     assert [row["member_id"] for row in rows] == sorted(row["member_id"] for row in rows)
+    assert {row["member_id"]: (row["balance"], row["tier"]) for row in rows} == {
+        member_id: sample_oracle.balance_and_tier(member_id) for member_id in sample_oracle.members
+    }
     member = "M000059"  # the sample's first line, at 2024-01-01T00:00:00Z
     row = next(row for row in rows if row["member_id"] == member)
 
@@ -62,6 +99,12 @@ def test_ingest_the_sample_twice_then_query_everything(store_url: str, tmp_path:
 
     early = ok_json(cli("balance", member, "--as-of", "2024-01-01T00:00:00Z", "--format", "json", store=store_url))
     assert isinstance(early, dict) and early["as_of"] == "2024-01-01T00:00:00+00:00"
+    # Its first message, a redemption of 1,000 points, enrolled it and was refused: nothing to spend yet.
+    assert (early["balance"], early["tier"], early["lots"]) == (0, "member", [])
+    then = ok_json(cli("balance", member, "--as-of", "2024-06-30T00:00:00Z", "--format", "json", store=store_url))
+    assert isinstance(then, dict) and then["lots"]
+    assert (then["balance"], then["tier"]) == sample_oracle.balance_and_tier(member, utc("2024-06-30T00:00:00Z"))
+    assert then["balance"] not in {early["balance"], statement["balance"]}  # a time inside its history
 
     trail = [
         json.loads(line) for line in cli("history", member, "--format", "json", store=store_url).stdout.splitlines()
@@ -79,6 +122,8 @@ def test_ingest_the_sample_twice_then_query_everything(store_url: str, tmp_path:
                               "expiring_90d", "current_points", "non_current_points", "breakage", "by_tier",
                               "position"}  # fmt: skip
     assert liability["liability_value"] == f"{liability['outstanding_points'] / 100:.2f}"
+    expected_liability = sample_oracle.liability(utc("2026-01-01T00:00:00Z"))
+    assert {key: liability[key] for key in expected_liability} == expected_liability
 
     rollforward = ok_json(
         cli("report", "rollforward", "--from", "2024-03-31T00:00:00Z", "--to", "2025-03-31T00:00:00Z",
@@ -87,6 +132,8 @@ def test_ingest_the_sample_twice_then_query_everything(store_url: str, tmp_path:
     assert isinstance(rollforward, dict)
     assert list(rollforward) == ["from", "to", "opening", "issued", "migrated", "adjusted_in", "adjusted_out",
                                  "redeemed", "expired", "clawed_back", "closing", "position"]  # fmt: skip
+    expected = sample_oracle.rollforward(utc("2024-03-31T00:00:00Z"), utc("2025-03-31T00:00:00Z"))
+    assert {key: rollforward[key] for key in expected} == expected and expected["issued"] > 0
 
     swept = ok_json(cli("sweep", "--as-of", "2027-01-01T00:00:00Z", "--format", "json", store=store_url))
     assert isinstance(swept, dict) and swept["members"] == len(rows) and swept["changed"] == len(rows)
@@ -99,7 +146,12 @@ def test_piped_ingest_prints_only_the_summary_and_reads_stdin(tmp_path: Path) ->
     line = b'{"type":"enrollment","event_id":"e1","member_id":"M","occurred_at":"2024-01-01T00:00:00Z"}\n'
     result = cli("ingest", "-", store=store, stdin=line)
     assert result.returncode == 0 and result.stderr == ""
-    assert "recorded" in result.stdout and "1" in result.stdout
+    assert summary_rows(result.stdout) == {
+        "processed": "1", "recorded": "1", "duplicates": "0", "rejected": "0", "invalid": "0", "failed": "0"
+    }  # fmt: skip
+    statement = ok_json(cli("balance", "M", "--format", "json", store=store))  # the line read from stdin is recorded
+    assert isinstance(statement, dict)
+    assert (statement["member_id"], statement["as_of"]) == ("M", "2024-01-01T00:00:00+00:00")
 
 
 def test_invalid_lines_without_a_dead_letter_file_are_reported_on_stderr(tmp_path: Path) -> None:

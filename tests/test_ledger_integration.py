@@ -7,6 +7,7 @@ import itertools
 import subprocess
 import sys
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -129,6 +130,9 @@ def test_a_large_messy_stream_follows_the_rules_to_the_point(store_url: str, str
 
 
 def test_snapshots_load_the_same_member_as_a_full_replay(store_url: str) -> None:
+    """A member with snapshots, loaded both ways a ledger loads one (the repository's, and the write side's two
+    queries in `stored_histories`), holds the whole state of the replay of every event from the first, and of
+    the member the writer kept in memory."""
     app = LedgerApplication(parse_store_url(store_url), Program())
     lines = [
         f'{{"type":"purchase","event_id":"e{i}","member_id":"LONG","occurred_at":"2024-01-01T00:00:{i % 60:02d}Z",'
@@ -138,11 +142,18 @@ def test_snapshots_load_the_same_member_as_a_full_replay(store_url: str) -> None
     ingest_lines(app, io.BytesIO(b"\n".join(lines)), "long.jsonl", CollectedLetters(), batch_size=50)
     fresh = LedgerApplication(parse_store_url(store_url), Program())
     assert fresh.snapshots is not None
-    assert list(fresh.snapshots.get(fresh.member_events("LONG")[0].originator_id))  # snapshots were taken
-    loaded = fresh.member("LONG")
     replayed = fresh.member_events("LONG")
+    snapshots = [snapshot.originator_version for snapshot in fresh.snapshots.get(replayed[0].originator_id)]
+    assert snapshots and snapshots[-1] < len(replayed)  # loading takes a snapshot and the events after it
+    full_replay: Any = None
+    for event in replayed:  # every event from the first, no snapshot
+        full_replay = event.mutate(full_replay)
+    loaded = fresh.member("LONG")
+    loaded_to_write = fresh._members_of(["LONG"])["LONG"]
+    in_memory = app._members["LONG"]
     assert loaded is not None and loaded.version == len(replayed)
     assert loaded.balance == sum(event.balance_delta for event in replayed) > 1000
+    assert vars(loaded) == vars(full_replay) == vars(loaded_to_write) == vars(in_memory)
     app.close()
     fresh.close()
 

@@ -16,6 +16,7 @@ from ledger.application import LedgerApplication, PreparedWrite
 from ledger.outcomes import Tally
 from ledger.program import Program
 from ledger.storage.store import parse_store_url
+from schemas import Invalid, parse_message
 from tests.messages import CollectedLetters
 from tests.test_extremes import FAILING_AMOUNT, _purchase, a_rule_that_fails  # noqa: F401 (a fixture)
 
@@ -48,6 +49,16 @@ def _one_at_a_time(lines: list[bytes], path: Path) -> tuple[dict[str, Any], dict
     state = _state(app)
     app.close()
     return state, tally.as_dict()
+
+
+def _lines_of_batches(lines: list[bytes], batches: int, batch_size: int = 25) -> list[bytes]:
+    """The lines up to the end of the first `batches` whole batches of `_ingest` (invalid lines join no batch)."""
+    acceptance, valid = Program().acceptance(), 0
+    for index, line in enumerate(lines):
+        valid += not isinstance(parse_message(line, acceptance), Invalid)
+        if valid == batches * batch_size:
+            return lines[: index + 1]
+    raise AssertionError(f"fewer than {batches} batches of {batch_size} valid lines")
 
 
 def _stream_and_reference(tmp_path: Path, seed: int) -> tuple[list[bytes], dict[str, Any], dict[str, int]]:
@@ -92,11 +103,18 @@ def test_a_write_that_keeps_failing_stops_the_ingest_and_leaves_whole_batches(
 ) -> None:
     lines, expected_state, expected_tally = _stream_and_reference(tmp_path, seed=78)
     app = _ledger(tmp_path / "ledger.db")
-    _failing_writes(app, monkeypatch, dict.fromkeys(range(4, 100), OperationalError("the database went away")))
+    failing: dict[int, BaseException] = dict.fromkeys(range(4, 100), OperationalError("the database went away"))
+    calls = _failing_writes(app, monkeypatch, failing)
     with pytest.raises(OperationalError):
         _ingest(app, lines)
+    written = [call for call in calls if call not in failing]
+    assert written == [1, 2, 3] and len(calls) > len(written)  # the fourth write failed, and again when retried
     recorded = app.recorder.max_notification_id() or 0
     assert 0 < recorded < sum(len(kinds) for kinds, _, _ in expected_state.values())
+    # What stands is exactly the batches whose writes succeeded, each whole: the state one message per
+    # transaction gives for their lines, and nothing of the batches after.
+    whole_batches, _ = _one_at_a_time(_lines_of_batches(lines, len(written)), tmp_path / "whole-batches.db")
+    assert _state(app) == whole_batches
     app.close()
 
     again = _ledger(tmp_path / "ledger.db")  # the next run, with the database back, completes the file

@@ -101,9 +101,9 @@ def test_views_caught_up_in_any_chunks_equal_a_rebuild_and_the_log_on_sqlite(
     flags=st.lists(st.booleans(), min_size=1, max_size=4),
 )
 def test_views_caught_up_in_any_chunks_equal_a_rebuild_and_the_log_on_postgresql(
-    messages: list[Message], cuts: list[int], flags: list[bool]
+    ledger_template: str, messages: list[Message], cuts: list[int], flags: list[bool]
 ) -> None:
-    with throwaway_database() as url:
+    with throwaway_database(ledger_template) as url:
         check_views_equal_rebuild_and_log(url, messages, [cut for cut in cuts if cut <= len(messages)], flags)
 
 

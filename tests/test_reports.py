@@ -8,17 +8,20 @@ import itertools
 import json
 import struct
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from devkit.streamgen import DEFAULT_START, generate
+from ledger.program import Program
 from points_ledger.chart import CHART_SIZE_PX
 from projections import periods, reports
 from projections.kpis import KPI_COLUMNS, redemption_rate
+from schemas import Invalid, parse_message
 from tests.cli_helpers import cli
+from tests.oracle import Oracle
 
 FLOWS_SIGNED = {
     "issued": 1, "migrated": 1, "adjusted_in": 1, "adjusted_out": -1, "redeemed": -1, "expired": -1, "clawed_back": -1,
@@ -66,17 +69,43 @@ def test_estimated_breakage_is_expired_over_expired_and_redeemed() -> None:
     assert reports.estimated_breakage({}, window).rate == 0
 
 
+#: Two years of a generated stream, swept long after it: expiries, downgrades.
+STREAM = generate(8_000, 200, 730, seed=31)
+SWEEP_AT = DEFAULT_START + timedelta(days=1200)
+
+
 @pytest.fixture(scope="module")
 def ledger_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """Two years of a generated stream, swept long after, on SQLite (read only by the tests below)."""
+    """The stream, swept, on SQLite (read only by the tests below)."""
     directory = tmp_path_factory.mktemp("reports")
     stream = directory / "stream.jsonl"
-    stream.write_bytes(b"\n".join(generate(8_000, 200, 730, seed=31)) + b"\n")
+    stream.write_bytes(b"\n".join(STREAM) + b"\n")
     url = f"sqlite:///{directory / 'ledger.db'}"
     assert cli("ingest", str(stream), "--dead-letter", str(directory / "dead.jsonl"), store=url).returncode == 0
-    sweep_at = (DEFAULT_START + timedelta(days=1200)).isoformat()  # long after the stream: expiries, downgrades
-    assert cli("sweep", "--as-of", sweep_at, store=url).returncode == 0
+    assert cli("sweep", "--as-of", SWEEP_AT.isoformat(), store=url).returncode == 0
     return url
+
+
+@pytest.fixture(scope="module")
+def oracle() -> Oracle:
+    """The same stream read by the independent oracle: the figures the reports are held to."""
+    oracle = Oracle()
+    for line in STREAM:
+        parsed = parse_message(line, Program().acceptance())
+        if not isinstance(parsed, Invalid):
+            oracle.process(parsed)
+    oracle.sweep(SWEEP_AT)
+    return oracle
+
+
+def cents(points: int) -> Decimal:
+    """Points valued at the default program's point value, 0.01: exact in cents."""
+    return Decimal(points).scaleb(-2)
+
+
+def four_places(numerator: int, denominator: int) -> str:
+    """A ratio as finance states it: four places, half up."""
+    return str((Decimal(numerator) / Decimal(denominator)).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP))
 
 
 def ok_lines(*args: str, store: str) -> list[dict[str, Any]]:
@@ -91,10 +120,12 @@ RANGE = ("--from", RANGE_START.isoformat(), "--to", RANGE_END.isoformat())
 MONTHS = len(periods.split(RANGE_START, RANGE_END, "month"))
 
 
-def test_the_rollforward_by_month_closes_every_month_and_adds_up_to_the_range(ledger_url: str) -> None:
+def test_the_rollforward_by_month_closes_every_month_and_adds_up_to_the_range(ledger_url: str, oracle: Oracle) -> None:
     rows = ok_lines("report", "rollforward", *RANGE, "--by", "month", "--format", "json", store=ledger_url)
     months, total = rows[:-1], rows[-1]
     assert len(months) == MONTHS and total["period"] == "total"
+    assert {flow: total[flow] for flow in FLOWS_SIGNED} == oracle.flows(RANGE_START, RANGE_END)
+    assert total["closing"] == sum(oracle.balance_and_tier(member)[0] for member in oracle.members)
     for row in rows:
         moved = sum(sign * int(row[flow]) for flow, sign in FLOWS_SIGNED.items())
         assert row["opening"] + moved == row["closing"], row
@@ -125,7 +156,7 @@ def test_csv_is_the_same_report_for_spreadsheets(ledger_url: str) -> None:
     assert lines["gold"]["liability_value"] == liability["by_tier"]["gold"]["liability_value"]
 
 
-def test_liability_splits_outstanding_points_by_expiry_and_nets_breakage(ledger_url: str) -> None:
+def test_liability_splits_outstanding_points_by_expiry_and_nets_breakage(ledger_url: str, oracle: Oracle) -> None:
     as_of = (DEFAULT_START + timedelta(days=500)).isoformat()
     for breakage in ("configured", "estimated"):
         query = ("report", "liability", "--as-of", as_of, "--breakage", breakage, "--format", "json")
@@ -141,13 +172,19 @@ def test_liability_splits_outstanding_points_by_expiry_and_nets_breakage(ledger_
     assert isinstance(breakage, dict) and breakage["method"] == "estimated"
     assert breakage["to"] == datetime.fromisoformat(as_of).isoformat()
     assert datetime.fromisoformat(breakage["to"]) - datetime.fromisoformat(breakage["from"]) == timedelta(days=200)
-    expected = reports.estimated_breakage(breakage, (DEFAULT_START, DEFAULT_START)).rate
-    assert estimated["breakage_rate"] == str(expected) and 0 < expected < 1
-    value = Decimal(str(estimated["liability_value"]))
-    assert estimated["liability_net"] == reports.money(value * (1 - expected))
+    # held to the oracle: the points expired and redeemed in the window, and the points outstanding at AS-OF
+    window = oracle.flows(datetime.fromisoformat(as_of) - timedelta(days=200), datetime.fromisoformat(as_of))
+    assert (breakage["expired"], breakage["redeemed"]) == (window["expired"], window["redeemed"])
+    rate = four_places(window["expired"], window["expired"] + window["redeemed"])
+    assert estimated["breakage_rate"] == rate and 0 < Decimal(rate) < 1
+    outstanding = oracle.liability(datetime.fromisoformat(as_of))["outstanding_points"]
+    value = cents(outstanding)
+    assert (estimated["outstanding_points"], estimated["liability_value"]) == (outstanding, str(value))
+    net = (value * (1 - Decimal(rate))).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    assert estimated["liability_net"] == str(net)
 
 
-def test_kpis_per_month_then_the_whole_range_from_views_and_from_the_log(ledger_url: str) -> None:
+def test_kpis_per_month_then_the_whole_range_from_views_and_from_the_log(ledger_url: str, oracle: Oracle) -> None:
     query = ("report", "kpis", *RANGE, "--by", "month", "--format", "json")
     rows = ok_lines(*query, store=ledger_url)
     assert ok_lines(*query, "--from-log", store=ledger_url) == rows
@@ -157,7 +194,9 @@ def test_kpis_per_month_then_the_whole_range_from_views_and_from_the_log(ledger_
         assert sum(int(row[key]) for row in months) == total[key], key
     assert total["new_members"] == len(ok_lines("balances", "--format", "json", store=ledger_url)) == 200
     assert max(int(row["active_members"]) for row in months) <= total["active_members"] <= 200
-    assert total["redemption_rate"] == redemption_rate(int(total["points_redeemed"]), int(total["points_issued"]))
+    expected = oracle.kpis(RANGE_START, RANGE_END)
+    assert {key: total[key] for key in expected} == expected
+    assert total["redemption_rate"] == four_places(expected["points_redeemed"], expected["points_issued"])
     assert total["tier_upgrades"] > 0 and total["tier_downgrades"] > 0
     rejected = total["rejected"]
     assert isinstance(rejected, dict) and sum(rejected.values()) > 0
@@ -174,7 +213,7 @@ def png_size(path: Path) -> tuple[int, int]:
     return width, height
 
 
-def test_the_liability_chart_is_a_png_of_the_month_ends(ledger_url: str, tmp_path: Path) -> None:
+def test_the_liability_chart_is_a_png_of_the_month_ends(ledger_url: str, oracle: Oracle, tmp_path: Path) -> None:
     chart = tmp_path / "liability.png"
     rows = ok_lines("report", "liability", "--chart", str(chart), *RANGE, "--format", "json", store=ledger_url)
     assert png_size(chart) == CHART_SIZE_PX
@@ -183,6 +222,9 @@ def test_the_liability_chart_is_a_png_of_the_month_ends(ledger_url: str, tmp_pat
     liability = ok_lines("report", "liability", "--as-of", as_of, "--format", "json", store=ledger_url)[0]
     assert rows[10]["outstanding_points"] == liability["outstanding_points"]
     assert rows[10]["liability_value"] == liability["liability_value"]
+    for row in rows[::5]:
+        outstanding = oracle.liability(datetime.fromisoformat(str(row["as_of"])))["outstanding_points"]
+        assert (row["outstanding_points"], row["liability_value"]) == (outstanding, str(cents(outstanding)))
     missing = cli("report", "liability", "--chart", str(chart), store=ledger_url)
     assert missing.returncode == 2 and "--chart needs --from and --to" in missing.stderr
     assert cli("report", "liability", store=ledger_url).returncode == 2

@@ -3,14 +3,14 @@
 The library's JSON format tags every time and decimal (`{"_type_": "datetime_iso", "_data_": "…"}`) and
 writes each through a Python callback: measured, about 4.6 such callbacks per event and a sixth of the
 ingest's deciding thread. Member events now store times as plain RFC 3339 strings (which orjson writes
-itself) and decimals as plain strings, and every member event class is one `class_version` later than
-before (ledger.events). Which field holds a time or a decimal is known from the event class's own field
-types, so reading converts exactly those (`_readers`).
+itself) and decimals as plain strings: the compact format came as one `class_version` more of every member
+event class (ledger.events: version 2 of `Event`, 3 of `PointsRedeemed`). Which field holds a time or a
+decimal is known from the event class's own field types, so reading converts exactly those (`_readers`).
 
 Events stored in the library's format still read: they carry an older `class_version`, so on the way in
-they go through the classes' upcasters, the last of which (`untag` in ledger.upcasters, the one into the
-compact version) replaces each tagged value by its plain text. Snapshots, and anything that is not a member
-event, keep the library's own format and path.
+they go through the classes' upcasters, among them `untag` (ledger.upcasters, the one into the compact
+version), which replaces each tagged value by its plain text. Snapshots, and anything that is not a member
+event, keep the library's own format and path (ledger.storage.transcoding).
 """
 
 from __future__ import annotations

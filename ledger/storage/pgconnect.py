@@ -1,7 +1,8 @@
 """The libpq connection parameters of a PostgreSQL store: one place for every connection we open.
 
-Two kinds of connection reach the server: the CLI's first direct one (`points_ledger.preflight`) and
-the eventsourcing library's pool. The library builds its pool from POSTGRES_* settings only, with
+Two kinds of connection reach the server: our own direct ones (the CLI's first one and `check`'s, in
+`points_ledger.preflight`; the schema lock's, below; a rebuild's VACUUM, `projections.db`) and the
+eventsourcing library's pool. The library builds its pool from POSTGRES_* settings only, with
 host, port, user, dbname and always a `password` — an empty string when there is none, and libpq
 takes an empty string as "given": PGPASSWORD is then never consulted (only the passfile is).
 `configure_pool` therefore replaces the pool's (still closed) connection kwargs with ours: the URL's

@@ -1,8 +1,9 @@
-"""How member events become bytes: the library's JSON format, encoded by orjson.
+"""How snapshots become bytes: the library's JSON format, encoded by orjson. (Member events have a compact
+format of their own, ledger.compact, which also reads their oldest versions, stored in this one.)
 
 The stored format is exactly the library's `JSONTranscoder` format (types it
 cannot write natively become `{"_type_": ..., "_data_": ...}` through the
-registered transcodings), so events read back with the library's own decoder
+registered transcodings), so snapshots read back with the library's own decoder
 and older stores stay readable. Only encoding is swapped: the standard
 library's encoder took about a sixth of Kafka consume time; orjson writes the
 same bytes in half the time. orjson is told to hand datetimes and dataclasses
