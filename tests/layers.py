@@ -110,11 +110,50 @@ def _library_private_names() -> frozenset[str]:
     return frozenset(names)
 
 
+def _sources() -> dict[str, ast.Module]:
+    return {
+        str(path.relative_to(ROOT)): ast.parse(path.read_text(encoding="utf-8"))
+        for directory in SOURCE_DIRECTORIES
+        for path in sorted((ROOT / directory).rglob("*.py"))
+    }
+
+
+def _base_names(node: ast.ClassDef) -> set[str]:
+    return {ast.unparse(base).split(".")[0] for base in node.bases}
+
+
+def _library_derived_classes(sources: dict[str, ast.Module]) -> set[str]:
+    """Names of our classes that inherit from one of the library's, directly or through ours."""
+    library_names = {
+        alias.asname or alias.name
+        for tree in sources.values()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("eventsourcing")
+        for alias in node.names
+    }
+    classes = [node for tree in sources.values() for node in ast.walk(tree) if isinstance(node, ast.ClassDef)]
+    derived: set[str] = set()
+    while True:
+        more = {c.name for c in classes if _base_names(c) & (library_names | derived)} - derived
+        if not more:
+            return derived
+        derived |= more
+
+
 def library_private_uses() -> Iterator[tuple[str, int, str]]:
-    """(path, line, name) of every attribute of ours named like one of the library's private names."""
+    """(path, line, name) of every attribute of ours named like one of the library's private names: on any
+    object but `self`/`cls`, and on `self`/`cls` inside a class that inherits from one of the library's (an
+    own class's `self._events` is its own)."""
     private = _library_private_names()
-    for directory in SOURCE_DIRECTORIES:
-        for path in sorted((ROOT / directory).rglob("*.py")):
-            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-                if isinstance(node, ast.Attribute) and node.attr in private:
-                    yield str(path.relative_to(ROOT)), node.lineno, node.attr
+    sources = _sources()
+    derived = _library_derived_classes(sources)
+    for path, tree in sources.items():
+        own = [node for node in ast.walk(tree) if isinstance(node, ast.ClassDef) and node.name not in derived]
+        own_lines = {id(inner) for cls in own for inner in ast.walk(cls)}
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Attribute) and node.attr in private):
+                continue
+            on_self = isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")
+            if on_self and id(node) in own_lines:
+                continue
+            yield path, node.lineno, node.attr
