@@ -27,21 +27,11 @@ if TYPE_CHECKING:
     from consumers.member_table import MemberTable
     from ledger.application import LedgerApplication
     from ledger.storage.store import Store
-    from projections import reconcile
-    from projections.db import Sql
     from projections.report_check import ReportHeader
     from projections.runner import Projections
 
 #: The largest report `correct` reads, in bytes (it is read in pieces: this bounds time, not memory).
 REPORT_MAX_BYTES = 4 * 1024**3
-
-
-def _sides_of(sql: Sql, as_of: datetime | None) -> Iterator[tuple[str, reconcile.Side]]:
-    """A ledger's balances (as of a time, or its latest), by member id, streamed from its views."""
-    from projections import queries, reconcile
-
-    for row in queries.balances(sql, as_of):
-        yield row["member_id"], reconcile.Side(int(row["balance"]), row["tier"])
 
 
 def _reported(sides: Iterable[Any], describe: str) -> Iterator[Any]:
@@ -60,6 +50,7 @@ def _other_ledger(
     from ledger.storage.identity import ledger_id
     from ledger.storage.store import parse_store_url
     from ledger.storage.store_urls import mask_url
+    from projections import reconcile
     from projections.runner import Projections
 
     def store() -> Store:  # a shadow ledger keeps the same chain key
@@ -71,7 +62,7 @@ def _other_ledger(
         with reported_errors(lambda: describe):
             sql, position = stack.enter_context(Projections(app).reading())
             against = {"store": app.store.describe(), "id": ledger_id(app), "position": position}
-        yield _reported(_sides_of(sql, as_of), describe), against
+        yield _reported(reconcile.ledger_sides(sql, as_of), describe), against
 
 
 def _balance_file(path: Path, members: MemberTable) -> tuple[Iterable[Any], dict[str, Any]]:
@@ -190,7 +181,7 @@ def reconcile_command(  # noqa: PLR0917 (one parameter per option, as click pass
             report_writer(report_path, {"as_of": as_of, "ledger": ledger_side, "against": against}, force=force)
         )
         try:
-            for member_id, ours, theirs in reconcile.merged(_sides_of(sql, as_of), other):
+            for member_id, ours, theirs in reconcile.merged(reconcile.ledger_sides(sql, as_of), other):
                 found = reconcile.discrepancy(member_id, ours, theirs)
                 tally.add(found)
                 if found is not None:

@@ -1,6 +1,6 @@
 """Tamper evidence for finance: one hash that commits to the log itself, up to a position.
 
-The digest is the chain's hash (SHA-256, or HMAC-SHA-256 under the chain key: ledger.chain) over every stored
+The digest is the chain's hash (SHA-256, or HMAC-SHA-256 under the chain key: ledger.storage.chain) over every stored
 event up to the position, in log order: for each, a JSON array of its position, member id, version, topic and
 length in bytes, then the bytes. Change, drop or insert any stored event at or before the position and the
 digest changes. It reads the log only, never the views, so a view edited by hand cannot make it lie. Finance
@@ -28,7 +28,7 @@ from projections.views import ChainHead, audit_row
 
 #: Fields of a saved digest, as `digest --format json` writes them (a digest of the log adds CHAIN_FIELD).
 DIGEST_FIELDS = ("position", "digest", "members", "events")
-#: The chain's mode (ledger.chain) a digest of the log was taken in.
+#: The chain's mode (ledger.storage.chain) a digest of the log was taken in.
 CHAIN_FIELD = "chain"
 #: Log events read per page.
 DIGEST_PAGE = 5_000

@@ -21,6 +21,7 @@ from typing import Any
 
 from ledger.member import member_uuid
 from ledger.micros import from_micros, to_micros
+from projections import queries
 from projections.db import Sql
 
 KINDS = ("balance", "tier", "balance_and_tier", "missing_in_ledger", "missing_in_other")
@@ -47,6 +48,12 @@ class Discrepancy:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def ledger_sides(sql: Sql, as_of: datetime | None) -> Iterator[tuple[str, Side]]:
+    """A ledger's balances (as of a time, or its latest), by member id, streamed from its views."""
+    for row in queries.balances(sql, as_of):
+        yield row["member_id"], Side(int(row["balance"]), row["tier"])
 
 
 def kind_of(ledger: Side | None, other: Side | None) -> str | None:

@@ -1,6 +1,6 @@
 """A reconcile report checked against the ledger it names, before `correct` acts on any of it.
 
-A report names its ledger (the ledger's id, ledger/identity.py), the log position its comparison was made at,
+A report names its ledger (the ledger's id, ledger/storage/identity.py), the log position its comparison was made at,
 and the time compared (`as_of`, or the latest). Every item is recomputed from the views as of that
 position: the ledger's balance and tier then (the member's last audit row recorded by that position, and
 effective by `as_of` when there is one), hence the kind of discrepancy and `difference` (the ledger's balance

@@ -8,7 +8,7 @@ view with it.
 - Rows the log does not account for: view rows at positions the log does not hold, or of members it never
   enrolled, and snapshots of events it does not hold.
 - The upstream positions: each tracking position must be the last one the position log recorded, and that
-  log's chain must hold (ledger.position_log).
+  log's chain must hold (ledger.storage.position_log).
 - With a saved digest, the digest recomputed from the log at its position must equal it: a stored event
   edited, deleted or inserted since is caught, whatever the views say (projections.digest).
 A trail or digest chained in another mode than this run's (another key, or none) is one discrepancy saying so,
@@ -55,7 +55,7 @@ class Verification:
     events: int = 0
     members: int = 0
     snapshots: int = 0
-    #: The chain's mode this run checks with (ledger.chain).
+    #: The chain's mode this run checks with (ledger.storage.chain).
     chain: str = ""
     found: int = 0
     discrepancies: list[Discrepancy] = field(default_factory=list)

@@ -4,7 +4,7 @@
   points, expiry) and every lot movement (for lots and expiring points as of any time).
 - `audit`: one row per recorded change (the audit trail), with the running balance, the tier after,
   provenance, and a hash chain per member over the stored event's bytes (tamper evidence): SHA-256, or
-  HMAC-SHA-256 under the chain key when one is configured (ledger.chain); `pl_audit_chain` records which.
+  HMAC-SHA-256 under the chain key when one is configured (ledger.storage.chain); `pl_audit_chain` records which.
 
 A view applies a batch of events to its tables in the caller's transaction. It reads only its own
 tables, so views can be caught up and rebuilt apart. Table names take a suffix: a rebuild writes
@@ -397,7 +397,7 @@ class AuditView(View):
             "details TEXT NOT NULL, hash TEXT NOT NULL",
             "member_key, version",
         ),
-        # one row: the chain's mode (ledger.chain), so that a run with another key (or none) is refused plainly
+        # one row: the chain's mode (ledger.storage.chain), so that a run with another key (or none) is refused plainly
         "pl_audit_chain": ("chain TEXT NOT NULL", "chain"),
     }
 
@@ -431,7 +431,7 @@ class AuditView(View):
 
     @staticmethod
     def chain_mode(sql: Sql, suffix: str = "") -> str | None:
-        """The mode the trail named with `suffix` is chained in (ledger.chain); None for an empty trail that
+        """The mode the trail named with `suffix` is chained in (ledger.storage.chain); None for an empty trail that
         records none. A trail from before modes were recorded holds SHA-256 chains."""
         recorded = _recorded_chain(sql, suffix)
         if recorded is not None:
