@@ -92,12 +92,15 @@ def main() -> int:
     )  # fmt: skip
     counts = dict.fromkeys(("applied", "duplicates", "stale", "other", "skipped"), 0)
     last_record = time.monotonic()
+    held: set[object] = set()  # the partitions held at the last poll: idle time counts from when they came
     try:
         while not stopping:
             batches = consumer.poll(timeout_ms=500)
+            if consumer.assignment() != held:  # joined or rebalanced: no record could arrive before
+                held, last_record = set(consumer.assignment()), time.monotonic()
             if not batches:
                 idle = time.monotonic() - last_record
-                if args.until_idle is not None and consumer.assignment() and idle > args.until_idle:
+                if args.until_idle is not None and held and idle > args.until_idle:
                     break
                 continue
             with db:  # one transaction per poll: the effects and the ids seen commit together
