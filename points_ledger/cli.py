@@ -14,6 +14,7 @@ import click
 from consumers.defaults import DEFAULT_BATCH_SIZE
 from ledger.limits import DEFAULT_STORE_URL, OutOfRangeError
 from points_ledger import (
+    api_key_commands,
     audit_commands,
     config_commands,
     dev_commands,
@@ -253,6 +254,7 @@ for command in [
     *migrate_command.COMMANDS,
     *repair_commands.COMMANDS,
     *config_commands.COMMANDS,
+    *api_key_commands.COMMANDS,
     check,
 ]:
     main.add_command(command)
