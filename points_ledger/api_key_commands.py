@@ -114,12 +114,14 @@ def api_key_create(context: Context, name: str, role: str, operator: str | None,
         except NameTakenError as error:
             raise CommandError(str(error)) from error
     shown = {"id": created.id, "name": created.name, "role": created.role.value, "key": key}
+    # Messages go before the data, here and in `revoke`: stderr is unbuffered and stdout may not be, so this is
+    # the order a terminal, a pipe and a log all show.
+    warn("the key below is shown only this once; keep it in the client's secret store")
     if output_format == "json":
         output.print_json(shown)
     else:
         output.print_record("api key", {k: v for k, v in shown.items() if k != "key"})
         click.echo(f"key: {key}")  # on a line of its own: never wrapped or cut by a table
-    warn("the key is shown only this once; keep it in the client's secret store")
 
 
 @api_key_group.command("list")
@@ -151,15 +153,15 @@ def api_key_revoke(context: Context, key_id: str, operator: str | None, output_f
         except UnknownKeyError as error:
             raise CommandError(str(error)) from error
     row = _row(key)
-    if output_format == "json":
-        output.print_json(row)
-    else:
-        output.print_record("api key", row)
     if revoked_now:
         warn(f"revoked the key {key.id} ({key.name})")
     else:
         warn(f"the key {key.id} ({key.name}) was already revoked at {row['revoked_at']} by "
-            f"{key.revoked_by}; nothing changed")  # fmt: skip
+             f"{key.revoked_by}; nothing changed")  # fmt: skip
+    if output_format == "json":
+        output.print_json(row)
+    else:
+        output.print_record("api key", row)
 
 
 COMMANDS = [api_key_group]
