@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ import pytest
 from ledger.access import PERMISSIONS, ApiKey, Permission, Role, may, may_post
 from ledger.application import LedgerApplication
 from ledger.program import Program
-from ledger.storage.api_keys import KEYS_TABLE, REVOCATIONS_TABLE, ApiKeyStore, api_key_store
+from ledger.storage.api_keys import KEYS_TABLE, REVOCATIONS_TABLE, ApiKeyStore, NameTakenError, api_key_store
 from ledger.storage.store import parse_store_url
 from tests.cli_helpers import cli, one_line_error
 from tests.tampering import database, on_sqlite, run
@@ -145,6 +147,30 @@ def test_who_and_when_are_recorded_and_listed(store_url: str) -> None:
 
     table = cli("api-key", "list", store=store_url)
     assert "carol" in table.stdout and "dave" in table.stdout and created["id"] in table.stdout
+
+
+def test_two_creators_at_once_get_one_key_of_a_name(store_url: str) -> None:
+    """Each creator on a connection of its own, started together: the name is checked under the write lock."""
+    apps = [LedgerApplication(parse_store_url(store_url), Program()) for _ in range(4)]
+    try:
+        stores = [api_key_store(app) for app in apps]
+        start = threading.Barrier(len(stores))
+
+        def create_one(store: ApiKeyStore) -> str:
+            start.wait()
+            try:
+                store.create("till-race", Role.POS, "ops")
+            except NameTakenError:
+                return "taken"
+            return "created"
+
+        with ThreadPoolExecutor(len(stores)) as pool:
+            outcomes = sorted(pool.map(create_one, stores))
+    finally:
+        for app in apps:
+            app.close()
+    assert outcomes == ["created", "taken", "taken", "taken"]
+    assert [row["name"] for row in listed(store_url)] == ["till-race"]
 
 
 def test_revoking_an_unknown_id_fails(store_url: str) -> None:

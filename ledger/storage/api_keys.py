@@ -23,12 +23,13 @@ import secrets
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from ledger.access import ApiKey, Role, check_name
 from ledger.micros import from_micros, to_micros
-from ledger.storage.backend import Backend
+from ledger.storage.backend import Backend, OnBackend
 from ledger.storage.pgconnect import schema_lock
+from ledger.storage.store import Store
 
 KEYS_TABLE = "ledger_api_keys"
 REVOCATIONS_TABLE = "ledger_api_key_revocations"
@@ -191,6 +192,13 @@ class ApiKeyStore:
         return api_key if api_key.active else None
 
 
-def api_key_store(ledger: Any) -> ApiKeyStore:
-    """The key store of an open ledger (a LedgerApplication)."""
+class _OpenLedger(OnBackend, Protocol):
+    """An open ledger (a LedgerApplication): its recorder, its backend and its store."""
+
+    @property
+    def store(self) -> Store: ...
+
+
+def api_key_store(ledger: _OpenLedger) -> ApiKeyStore:
+    """The key store of an open ledger, in its database."""
     return ApiKeyStore(ledger.backend, ledger.recorder, lambda: schema_lock(ledger.store))
