@@ -47,17 +47,26 @@ def produce(bootstrap: str, topic: str, lines: Iterable[bytes]) -> ProduceResult
 
 
 def read_topic(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[Any]:
-    """Every record of a topic, read without a group up to the end offsets it has now (no idle wait)."""
+    """Every record of a topic, read without a group up to its end now (no idle wait).
+
+    The end is the high-water mark a fetch response gives, and at least what ListOffsets says: Tansu answers
+    ListOffsets with the first offset of the last batch + 1, which would leave the rest of that batch unread.
+    """
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
     partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
     consumer.assign(partitions)
     consumer.seek_to_beginning(*partitions)
-    ends = consumer.end_offsets(partitions)
+    listed = consumer.end_offsets(partitions)
+
+    def read_to_the_end(partition: TopicPartition) -> bool:
+        high = consumer.highwater(partition)
+        return high is not None and consumer.position(partition) >= max(high, listed[partition])
+
     records: list[Any] = []
     deadline = time.monotonic() + timeout_s
-    while any(consumer.position(partition) < end for partition, end in ends.items()):
+    while not all(read_to_the_end(partition) for partition in partitions):
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s reading {topic} up to {ends}")
+            raise AssertionError(f"timed out after {timeout_s} s reading {topic} up to {listed}")
         for batch in consumer.poll(timeout_ms=200).values():
             records.extend(batch)
     consumer.close()
