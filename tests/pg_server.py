@@ -74,7 +74,7 @@ def pg_server(
                        check=True, capture_output=True)  # fmt: skip
         if configure is not None:
             configure(server)
-        server.start()
+        server = _started(server)
         try:
             with server.admin() as admin:
                 admin.execute('CREATE DATABASE "ledger"')
@@ -83,6 +83,23 @@ def pg_server(
             subprocess.run([*server._pg_ctl(), "-m", "immediate", "-w", "stop"], check=False, capture_output=True)
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+#: Ports tried: another test worker may bind a port picked free before the server does.
+FREE_PORT_TRIES = 3
+
+
+def _started(server: PgServer) -> PgServer:
+    """`server` started, on another free port if its own was taken meanwhile (its data does not name it)."""
+    for attempt in range(1, FREE_PORT_TRIES + 1):
+        try:
+            server.start()
+            return server
+        except subprocess.CalledProcessError:
+            if attempt == FREE_PORT_TRIES:
+                raise
+            server = PgServer(server.base, free_port())
+    raise AssertionError("unreachable")
 
 
 def write_as_postgres(path: Path, content: str | bytes, mode: int = 0o600) -> None:
