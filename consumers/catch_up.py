@@ -75,16 +75,17 @@ def catch_up_target(settings: KafkaSettings, topics: Iterable[str]) -> CatchUp:
             if not numbers:
                 raise MissingTopicError(topic)
             partitions.extend(TopicPartition(topic, number) for number in sorted(numbers))
-        ends: dict[TopicPartition, int] = probe.end_offsets(partitions)
-        beginnings: dict[TopicPartition, int] = probe.beginning_offsets(partitions)
-        listed = {partition: end for partition, end in ends.items() if end > beginnings[partition]}
-        return CatchUp(_ends(probe, listed))
+        return CatchUp(partition_ends(probe, partitions))
     finally:
         probe.close()
 
 
-def _ends(probe: KafkaConsumer, listed: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
-    """Each listed end, raised to the high-water mark of a fetch at the offset before it."""
+def partition_ends(probe: KafkaConsumer, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+    """Each of `partitions` with records in it, and the offset after its last one: ListOffsets' end, raised to
+    the high-water mark of a fetch at the offset before it (see `catch_up_target`). Assigns `probe` to them."""
+    ends: dict[TopicPartition, int] = probe.end_offsets(partitions)
+    beginnings: dict[TopicPartition, int] = probe.beginning_offsets(partitions)
+    listed = {partition: end for partition, end in ends.items() if end > beginnings[partition]}
     probe.assign(list(listed))
     for partition, end in listed.items():
         probe.seek(partition, end - 1)

@@ -12,6 +12,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from consumers.catch_up import partition_ends
 from consumers.kafka_batch import recorded_through, upstream_name
 from consumers.kafka_clients import ensure_topics, new_producer
 from consumers.kafka_consumer import ConsumeOptions
@@ -47,26 +48,17 @@ def produce(bootstrap: str, topic: str, lines: Iterable[bytes]) -> ProduceResult
 
 
 def read_topic(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[Any]:
-    """Every record of a topic, read without a group up to its end now (no idle wait).
-
-    The end is the high-water mark a fetch response gives, and at least what ListOffsets says: Tansu answers
-    ListOffsets with the first offset of the last batch + 1, which would leave the rest of that batch unread.
-    """
+    """Every record of a topic, read without a group up to its end now (no idle wait)."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
     partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-    consumer.assign(partitions)
-    consumer.seek_to_beginning(*partitions)
-    listed = consumer.end_offsets(partitions)
-
-    def read_to_the_end(partition: TopicPartition) -> bool:
-        high = consumer.highwater(partition)
-        return high is not None and consumer.position(partition) >= max(high, listed[partition])
-
+    ends = partition_ends(consumer, partitions) if partitions else {}
     records: list[Any] = []
+    if ends:
+        consumer.seek_to_beginning(*ends)
     deadline = time.monotonic() + timeout_s
-    while not all(read_to_the_end(partition) for partition in partitions):
+    while any(consumer.position(partition) < end for partition, end in ends.items()):
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s reading {topic} up to {listed}")
+            raise AssertionError(f"timed out after {timeout_s} s reading {topic} up to {ends}")
         for batch in consumer.poll(timeout_ms=200).values():
             records.extend(batch)
     consumer.close()
