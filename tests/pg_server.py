@@ -13,12 +13,13 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from devkit.broker import free_port
+from devkit.broker import started_on_a_free_port
 
 #: The server binaries of the installed PostgreSQL.
 PG_BIN = Path("/usr/lib/postgresql") / sorted(os.listdir("/usr/lib/postgresql"))[-1] / "bin"
@@ -68,13 +69,13 @@ def pg_server(
     database `ledger`; stopped and removed afterwards."""
     base = Path(tempfile.mkdtemp(prefix="pl-pg-"))
     shutil.chown(base, "postgres")
-    server = PgServer(base, free_port())
+    server = PgServer(base, port=0)  # its port is picked when it starts
     try:
         subprocess.run([*AS_POSTGRES, str(PG_BIN / "initdb"), "-D", str(server.data), "-U", "postgres", *initdb_args],
                        check=True, capture_output=True)  # fmt: skip
         if configure is not None:
             configure(server)
-        server = _started(server)
+        server = started_on_a_free_port(partial(_started, base), subprocess.CalledProcessError)
         try:
             with server.admin() as admin:
                 admin.execute('CREATE DATABASE "ledger"')
@@ -85,21 +86,10 @@ def pg_server(
         shutil.rmtree(base, ignore_errors=True)
 
 
-#: Ports tried: another test worker may bind a port picked free before the server does.
-FREE_PORT_TRIES = 3
-
-
-def _started(server: PgServer) -> PgServer:
-    """`server` started, on another free port if its own was taken meanwhile (its data does not name it)."""
-    for attempt in range(1, FREE_PORT_TRIES + 1):
-        try:
-            server.start()
-            return server
-        except subprocess.CalledProcessError:
-            if attempt == FREE_PORT_TRIES:
-                raise
-            server = PgServer(server.base, free_port())
-    raise AssertionError("unreachable")
+def _started(base: Path, port: int) -> PgServer:
+    server = PgServer(base, port)
+    server.start()
+    return server
 
 
 def write_as_postgres(path: Path, content: str | bytes, mode: int = 0o600) -> None:
