@@ -29,7 +29,7 @@ from points_ledger.kafka_options import (
     metrics_options,
     no_broker_hint,
 )
-from points_ledger.lifecycle import CRASH_BEFORE_COMMIT_ENV, crash_after_batch, stop_on_signals
+from points_ledger.lifecycle import CRASH_BEFORE_COMMIT_ENV, crash_batch, stop_on_signals
 from points_ledger.progress import count_progress
 
 if TYPE_CHECKING:
@@ -141,8 +141,8 @@ def consume(
         warn(f"replaying from the beginning in consumer group {group}, in batches of up to {batch_size:,} messages")
     options = ConsumeOptions(
         topics, group, batch_size, until_idle_s,
-        RetryPolicy(attempts=config.consume.store_attempts), crash_after_batch(), until_caught_up,
-        crash_after_batch(CRASH_BEFORE_COMMIT_ENV),
+        RetryPolicy(attempts=config.consume.store_attempts), crash_batch(), until_caught_up,
+        crash_batch(CRASH_BEFORE_COMMIT_ENV),
     )  # fmt: skip
     metrics = ConsumerMetrics()
     show_progress = sys.stdout.isatty() and sys.stderr.isatty()

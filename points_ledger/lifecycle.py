@@ -43,9 +43,10 @@ def stop_on_signals(doing: str = "stopping after the current batch") -> Iterator
             signal.signal(sig, handler)
 
 
-def crash_after_batch(variable: str = CRASH_AFTER_BATCH_ENV) -> int | None:
-    """POINTS_LEDGER_CRASH_AFTER_BATCH=N (tests only): die by SIGKILL right after the Nth database commit; the
-    batch number of another crash point's `variable` is read the same way."""
+def crash_batch(variable: str = CRASH_AFTER_BATCH_ENV) -> int | None:
+    """The batch number N a crash hook's `variable` names (tests only): with POINTS_LEDGER_CRASH_AFTER_BATCH,
+    die by SIGKILL right after the Nth database commit; with POINTS_LEDGER_CRASH_BEFORE_COMMIT, in the Nth
+    batch before its commit."""
     value = os.environ.get(variable)
     if not value:
         return None
@@ -57,7 +58,7 @@ def crash_after_batch(variable: str = CRASH_AFTER_BATCH_ENV) -> int | None:
 def crash_hook() -> Callable[[], None]:
     """What a command calls after each database commit: with POINTS_LEDGER_CRASH_AFTER_BATCH=N (tests only)
     the Nth call kills the process by SIGKILL, between two committed batches."""
-    crash_after = crash_after_batch()
+    crash_after = crash_batch()
     commits = 0
 
     def committed() -> None:
