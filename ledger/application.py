@@ -141,6 +141,18 @@ class DecidedBatch:
 
 
 @dataclass(frozen=True, slots=True)
+class Applied:
+    """What one message did (`LedgerApplication.apply_one`): the decision, the member as it stands after it
+    (None when the message failed on a new member), the log position of its last event (None when nothing
+    was recorded: a duplicate, a failure) and, when a rule failed on it, that failure."""
+
+    decision: Decision
+    member: Member | None
+    position: int | None
+    failure: Failure | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PreparedWrite:
     """One transaction's worth: the events (encoded) and the tracking record (`LedgerApplication.prepare`)."""
 
@@ -238,6 +250,21 @@ class LedgerApplication(Application[UUID]):
             return isinstance(error, PositionConflictError) or (tracking is not None and self._tracked(tracking))
 
         return self._retrying(lambda: self._apply_batch_once(batch, tracking, on_failures), final)
+
+    def apply_one(self, message: Message, source: Source) -> Applied:
+        """Decide one message and record it in its own transaction, retried like `apply_batch` when another
+        writer changed its member first (optimistic concurrency: the member's next version is taken once).
+        A rule that fails on it records nothing and comes back as the `failure`, not raised."""
+
+        def once() -> Applied:
+            decided = self.decide([(message, source)])
+            member = decided.members[0] if decided.members else None
+            if decided.failures:
+                return Applied(decided.decisions[0], member, None, decided.failures[0])
+            positions = self.commit(self.prepare(decided))
+            return Applied(decided.decisions[0], member, max(positions) if positions else None)
+
+        return self._retrying(once)
 
     def _retrying(self, once: Callable[[], T], final: Callable[[IntegrityError], bool] = lambda _: False) -> T:
         """`once()`, tried again (up to CONFLICT_RETRIES times) after another writer changed what it decided on,
@@ -372,12 +399,13 @@ class LedgerApplication(Application[UUID]):
             if message.member_id == member_id and index not in failures:
                 decisions[index] = self._decide(members, recall, message, source, ledger_time)
 
-    def write(self, decided: DecidedBatch, tracking: Tracking | None = None) -> None:
+    def write(self, decided: DecidedBatch, tracking: Tracking | None = None) -> Sequence[int]:
         """The write path's second step: record what `decide` decided, the ids its events claim and `tracking`
         in one transaction (`prepare`, then `commit`). It fails with `LedgerTimeMovedError` if a sweep moved
         the ledger's time since the batch was decided, and with IntegrityError if `tracking` is recorded
-        already or another writer changed one of its members first: then `forget` and decide again."""
-        self.commit(self.prepare(decided, tracking))
+        already or another writer changed one of its members first: then `forget` and decide again. Returns
+        the log positions of the events recorded."""
+        return self.commit(self.prepare(decided, tracking))
 
     def prepare(self, decided: DecidedBatch, tracking: Tracking | None = None) -> PreparedWrite:
         """`write`'s first half, on the deciding thread: what one transaction will record, with its events
@@ -410,18 +438,19 @@ class LedgerApplication(Application[UUID]):
             self._in_flight.append(notes)
         return PreparedWrite(processing_event, stored_events, snapshots, notes)
 
-    def commit(self, prepared: PreparedWrite) -> None:
+    def commit(self, prepared: PreparedWrite) -> Sequence[int]:
         """`write`'s second half: one transaction for the events, their claims and the tracking record; then
         the snapshots now due. It touches no member, so it may run on a writer thread while the next batch is
         decided (ledger.pipeline); writes commit in the order they were prepared. (What the library's `_record`
         does, minus building recordings that nothing here reads.)"""
         processing_event = prepared.processing_event
-        self.recorder.insert_events(
+        positions = self.recorder.insert_events(
             prepared.stored_events, tracking=processing_event.tracking, **processing_event.saved_kwargs
         )
         if prepared.notes is not None:
             self._in_flight.remove(prepared.notes)
         self._write_snapshots(prepared.snapshots)
+        return positions or ()
 
     @property
     def snapshots_mapper(self) -> Mapper[UUID]:

@@ -42,7 +42,7 @@ class Batch:
 class _InFlight:
     batch: Batch
     decisions: list[Decision]
-    write: Future[None]
+    write: Future[Sequence[int]]
 
 
 def apply_pipelined(app: LedgerApplication, batches: Iterable[Batch]) -> Iterator[tuple[Batch, list[Decision]]]:

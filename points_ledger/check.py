@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -260,15 +261,64 @@ def metrics_check(config: LedgerSettings) -> Check | None:
     port, address = config.metrics.port, config.metrics.address
     if port is None:
         return None
+    bound = _bindable(address, port)
+    if bound is not None:
+        return failed("metrics", f"cannot serve metrics on {address}:{port}: {bound}",
+                      "choose a free --metrics-port or stop what uses it")  # fmt: skip
+    return passed("metrics", f"{address}:{port} is free")
+
+
+def api_checks(config: LedgerSettings, store: Store) -> Iterator[Check]:
+    """What `serve` needs beyond the store: its address free to listen on (a warning: the server may be the
+    one listening), and API keys to let anyone in."""
+    api = config.api
+    bound = _bindable(api.host, api.port)
+    if bound is None:
+        yield passed("api", f"{api.host}:{api.port} is free; {api.workers} worker(s) of {api.threads} thread(s)")
+    else:
+        yield Check("api", True, f"cannot listen on {api.host}:{api.port}: {bound}",
+                    "stop what listens there (a running `serve`?) or choose api.port", warning=True)  # fmt: skip
+    if store.kind not in {"sqlite", "postgresql"}:
+        return
+    yield _api_keys_check(store)
+
+
+def _api_keys_check(store: Store) -> Check:
+    import sqlite3
+
+    import psycopg
+
+    from ledger.storage.api_keys import active_key_roles
+    from points_ledger.preflight import connect
+
+    try:
+        if store.kind == "sqlite":
+            if store.path is None or not store.path.exists():
+                return Check("api keys", True, "no ledger yet, so no API keys", "api-key create", warning=True)
+            with closing(sqlite3.connect(f"file:{store.path}?mode=ro", uri=True)) as connection:
+                roles = active_key_roles(connection)
+        else:
+            with connect(store) as connection:
+                roles = active_key_roles(connection)
+    except (sqlite3.Error, psycopg.Error) as error:
+        return failed("api keys", f"cannot read the API keys: {first_line(error)}", "grant SELECT on them")
+    if not roles:
+        return Check("api keys", True, "no active API key: every /v1 request gets 401",
+                     "points-ledger api-key create --name NAME --role ROLE", warning=True)  # fmt: skip
+    listed = ", ".join(f"{count} {role}" for role, count in roles.items())
+    return passed("api keys", f"{sum(roles.values())} active key(s): {listed}")
+
+
+def _bindable(address: str, port: int) -> str | None:
+    """None if a server could listen on `address`:`port` now; else why not."""
     try:
         family, kind, _, _, where = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)[0]
         with socket.socket(family, kind) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the metrics server does
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do
             probe.bind(where)
     except OSError as error:
-        return failed("metrics", f"cannot serve metrics on {address}:{port}: {error.strerror or error}",
-                      "choose a free --metrics-port or stop what uses it")  # fmt: skip
-    return passed("metrics", f"{address}:{port} is free")
+        return str(error.strerror or error)
+    return None
 
 
 def run_checks(load: Callable[[], tuple[LedgerSettings, Sources]]) -> list[Check]:
@@ -291,6 +341,7 @@ def run_checks(load: Callable[[], tuple[LedgerSettings, Sources]]) -> list[Check
     metrics = metrics_check(config)
     if metrics is not None:
         results.append(metrics)
+    results += api_checks(config, store)
     return results
 
 

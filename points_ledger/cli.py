@@ -25,6 +25,7 @@ from points_ledger import (
     publish_command,
     query_commands,
     repair_commands,
+    serve_command,
     topic_commands,
 )
 from points_ledger.check import check
@@ -227,11 +228,13 @@ def schemas() -> None:
 @force_option
 def schemas_export(directory: Path, force: bool) -> None:
     """Write the JSON Schema of every inbound message type, and of every outbound balance event (with its
-    version in the file name), into DIRECTORY (created if missing). Refuses to replace an existing schema
-    file without --force, and then writes none."""
+    version in the file name), and the HTTP API's OpenAPI document (openapi.json, as `serve` answers it at
+    /openapi.json), into DIRECTORY (created if missing). Refuses to replace an existing schema file without
+    --force, and then writes none."""
+    from points_ledger.api.app import openapi_document
     from schemas.export import json_schemas
 
-    documents = json_schemas()
+    documents = {**json_schemas(), "openapi.json": openapi_document()}
     targets = {directory / name: text for name, text in documents.items()}
     for path in targets:
         check_target(path, force)
@@ -255,6 +258,7 @@ for command in [
     *repair_commands.COMMANDS,
     *config_commands.COMMANDS,
     *api_key_commands.COMMANDS,
+    *serve_command.COMMANDS,
     check,
 ]:
     main.add_command(command)

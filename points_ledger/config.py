@@ -163,6 +163,23 @@ class MetricsSection(_Section):
     address: str = "127.0.0.1"
 
 
+class ApiSection(_Section):
+    """`serve`: where the HTTP API listens, how many processes and threads answer, and when it is ready."""
+
+    host: Annotated[str, Field(min_length=1, max_length=255)] = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65_535)] = 8080
+    #: Server processes, each with its own ledger connection pool.
+    workers: Annotated[int, Field(ge=1, le=32)] = 1
+    #: Requests a process works on at once (its thread pool), and the size of its PostgreSQL connection pool.
+    threads: Annotated[int, Field(ge=1, le=256)] = 16
+    #: /readyz answers 503 while the views are more than this many events behind the log.
+    ready_lag_max: Annotated[int, Field(ge=0, le=1_000_000_000)] = 10_000
+    #: Serve /metrics (Prometheus text) on the API's own port.
+    metrics: bool = True
+    #: Seconds a SIGTERM waits for the requests in flight before it closes their connections.
+    shutdown_timeout_s: Annotated[int, Field(ge=1, le=3_600)] = 30
+
+
 #: Environment variable -> setting (section, name). Secrets appear here, never among the flags.
 ENVIRONMENT: dict[str, tuple[str, str]] = {
     "LEDGER_CONFIG": ("", "config_file"),
@@ -192,6 +209,13 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "LEDGER_BATCH_SIZE": ("consume", "batch_size"),
     "LEDGER_METRICS_PORT": ("metrics", "port"),
     "LEDGER_METRICS_ADDRESS": ("metrics", "address"),
+    "LEDGER_API_HOST": ("api", "host"),
+    "LEDGER_API_PORT": ("api", "port"),
+    "LEDGER_API_WORKERS": ("api", "workers"),
+    "LEDGER_API_THREADS": ("api", "threads"),
+    "LEDGER_API_READY_LAG_MAX": ("api", "ready_lag_max"),
+    "LEDGER_API_METRICS": ("api", "metrics"),
+    "LEDGER_API_SHUTDOWN_TIMEOUT_S": ("api", "shutdown_timeout_s"),
 }
 
 
@@ -267,6 +291,7 @@ class LedgerSettings(BaseSettings):
     kafka: KafkaSection = KafkaSection()
     consume: ConsumeSection = ConsumeSection()
     metrics: MetricsSection = MetricsSection()
+    api: ApiSection = ApiSection()
 
     @classmethod
     def settings_customise_sources(

@@ -124,15 +124,24 @@ class UtcTime(click.ParamType[datetime]):
         if isinstance(value, datetime):
             return value
         try:
-            parsed = datetime.fromisoformat(str(value))
-        except ValueError:
-            self.fail(f"{value!r} is not an ISO 8601 time such as 2024-03-31T23:59:59Z", param, ctx)
-        if parsed.tzinfo is None:
-            self.fail(f"{value!r} has no UTC offset; add Z or +hh:mm", param, ctx)
-        try:
-            return parsed.astimezone(UTC)
-        except OverflowError:
-            self.fail(f"{value!r} is outside the range of representable times", param, ctx)
+            return parse_utc_time(str(value))
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
+
+
+def parse_utc_time(text: str) -> datetime:
+    """An ISO 8601 time with a UTC offset, in UTC; ValueError (saying what is wrong) for anything else. The
+    one reading of a time given by a person or a client: the CLI's options and the API's parameters."""
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an ISO 8601 time such as 2024-03-31T23:59:59Z") from None
+    if parsed.tzinfo is None:
+        raise ValueError(f"{text!r} has no UTC offset; add Z or +hh:mm")
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{text!r} is outside the range of representable times") from None
 
 
 TIME = UtcTime()

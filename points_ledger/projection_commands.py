@@ -40,20 +40,11 @@ def projections_group() -> None:
 @pass_context
 def status(context: Context, output_format: str) -> None:
     """Each view's position, the log head, the lag in events and when it last advanced (or was rebuilt)."""
+    from projections.answers import projections_status
     from projections.runner import Projections
 
     with context.ledger(must_exist=True) as app:
-        rows = [
-            {
-                "view": state.name,
-                "position": state.position,
-                "head": state.head,
-                "lag": state.lag,
-                "advanced_at": state.advanced_at,
-                "rebuilt_at": state.rebuilt_at,
-            }
-            for state in Projections(app).status()
-        ]
+        rows = projections_status(Projections(app))
     if output_format == "json":
         output.print_json_lines(rows)
     else:

@@ -54,6 +54,29 @@ def history(source: ReportSource, member_id: str) -> list[dict[str, Any]]:
     return [{**row, "position": source.position} for row in source.history(member_id)]
 
 
+#: Most history lines in one page.
+HISTORY_PAGE_MAX = 1_000
+
+
+def history_page(source: ReportSource, member_id: str, after: int, limit: int) -> dict[str, Any] | None:
+    """Up to `limit` lines of `history` after the line numbered (`version`) `after`, as `{"items", "next"}`:
+    `next` is the cursor of the following page (the last line's number, as text), None on the last page.
+    None: no such member."""
+    if not 1 <= limit <= HISTORY_PAGE_MAX:
+        raise ValueError(f"a page holds 1 to {HISTORY_PAGE_MAX} lines, not {limit}")
+    rows = source.history(member_id, after, limit + 1)  # one more: is there a next page?
+    if not rows and source.statement(member_id, None) is None:
+        return None
+    items = [{**row, "position": source.position} for row in rows[:limit]]
+    following = str(items[-1]["version"]) if len(rows) > limit else None
+    return {"items": items, "next": following}
+
+
+def recorded_with(source: ReportSource, member_id: str, event_id: str) -> list[dict[str, Any]]:
+    """The lines of a member's history recorded for the message `event_id` (what became of it)."""
+    return [row for row in history(source, member_id) if row["provenance"].get("event_id") == event_id]
+
+
 # ---- points liability --------------------------------------------------------------------------------
 
 #: The liability report as CSV: a row per tier, then `total`.
@@ -153,6 +176,15 @@ def _labelled(lines: list[dict[str, Any]], periods: ReportPeriods, position: int
 
 #: A discrepancy `verify` found.
 DISCREPANCY_COLUMNS = ("view", "where", "detail")
+
+
+def projections_status(projections: Projections) -> list[dict[str, Any]]:
+    """Each view's position, the log head, the lag in events and when it last advanced (or was rebuilt)."""
+    return [
+        {"view": state.name, "position": state.position, "head": state.head, "lag": state.lag,
+         "advanced_at": state.advanced_at, "rebuilt_at": state.rebuilt_at}
+        for state in projections.status()
+    ]  # fmt: skip
 
 
 def digest(app: LedgerApplication) -> Digest:

@@ -200,12 +200,14 @@ def due_members(sql: Sql, as_of: datetime, base_tier: str) -> list[str]:
     return sorted(row["member_id"] for row in rows)
 
 
-def history(sql: Sql, member_id: str) -> list[dict[str, Any]]:
-    """`history`: the member's audit rows, oldest first (empty if unknown)."""
+def history(sql: Sql, member_id: str, after: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+    """`history`: the member's audit rows after version `after`, oldest first, at most `limit` (all: None);
+    empty if unknown. An index range scan: a page costs the same however long the member's history."""
+    limited = "" if limit is None else f" LIMIT {int(limit)}"
     rows = sql.rows(
         "SELECT version, effective_at, occurred_at, recorded_at, kind, delta, balance, tier, event_id, source, "
-        "details FROM pl_audit WHERE member_key = ? ORDER BY version",
-        (str(member_uuid(member_id)),),
+        f"details FROM pl_audit WHERE member_key = ? AND version > ? ORDER BY version{limited}",
+        (str(member_uuid(member_id)), after),
     )
     return [
         {

@@ -44,8 +44,9 @@ class ReportSource(Protocol):
     def balances(self, as_of: datetime | None) -> Iterable[dict[str, Any]]:
         """Every member's member_id, balance and tier, by member id."""
 
-    def history(self, member_id: str) -> list[dict[str, Any]]:
-        """The member's audit trail, oldest first (empty if unknown)."""
+    def history(self, member_id: str, after: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+        """The member's audit trail after version `after`, oldest first, at most `limit` rows (empty if
+        unknown)."""
 
     def tier_totals(self, as_of: datetime) -> reports.TierTotals:
         """Per tier at `as_of`: members, outstanding and negative points, open lots' points by expiry."""
@@ -78,8 +79,8 @@ class ViewSource:
     def balances(self, as_of: datetime | None) -> Iterator[dict[str, Any]]:
         return queries.balances(self.sql, as_of)
 
-    def history(self, member_id: str) -> list[dict[str, Any]]:
-        return queries.history(self.sql, member_id)
+    def history(self, member_id: str, after: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+        return queries.history(self.sql, member_id, after, limit)
 
     def tier_totals(self, as_of: datetime) -> reports.TierTotals:
         return queries.tier_totals(self.sql, as_of)
@@ -126,8 +127,9 @@ class LogSource:
             for member in sorted(members, key=lambda member: member.member_id)
         ]
 
-    def history(self, member_id: str) -> list[dict[str, Any]]:
-        return list(statements.history(self.app.member_events(member_id)))
+    def history(self, member_id: str, after: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+        rows = [row for row in statements.history(self.app.member_events(member_id)) if row["version"] > after]
+        return rows if limit is None else rows[:limit]
 
     def tier_totals(self, as_of: datetime) -> reports.TierTotals:
         return reports.tier_totals(figures_as_of(self._events(), as_of), as_of)
@@ -152,5 +154,13 @@ def report_source(app: LedgerApplication, from_log: bool) -> Iterator[ReportSour
     if from_log:
         yield LogSource(app, app.recorder.max_notification_id() or 0)
         return
-    with Projections(app).reading() as (sql, position):
-        yield ViewSource(sql, position, app.program)
+    with view_source(Projections(app)) as found:
+        yield found
+
+
+@contextmanager
+def view_source(projections: Projections) -> Iterator[ViewSource]:
+    """The views of `projections`, caught up and held in one read transaction for the context (a server keeps
+    one `Projections` and asks it here for every answer)."""
+    with projections.reading() as (sql, position):
+        yield ViewSource(sql, position, projections.app.program)

@@ -45,7 +45,8 @@ def test_a_sound_set_up_passes_every_check(kafka_bootstrap: str, postgres_url: s
     assert all(row["ok"] for row in rows)
     names = [row["check"] for row in rows]
     assert names == ["settings", "store", "store privileges", "store clock", "kafka", f"topic {topic}",
-                     f"topic {topic}.dlq", "group points-ledger", f"clock {topic}", "codecs"]  # fmt: skip
+                     f"topic {topic}.dlq", "group points-ledger", f"clock {topic}", "codecs", "api",
+                     "api keys"]  # fmt: skip
 
 
 def test_check_finds_missing_topics_an_unknown_database_and_a_busy_metrics_port(

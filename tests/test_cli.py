@@ -260,7 +260,10 @@ def test_schemas_export_writes_one_json_schema_per_message_type_and_balance_even
     assert files == sorted([
         *(f"{kind}.schema.json" for kind in inbound),
         *(f"{name}.v1.schema.json" for name in ["BalanceChanged", "TierChanged", "RedemptionRejected"]),
+        "openapi.json",
     ])  # fmt: skip
+    openapi = json.loads((tmp_path / "out" / "openapi.json").read_text())
+    assert "/v1/messages" in openapi["paths"] and "Purchase" in openapi["components"]["schemas"]
     changed = json.loads((tmp_path / "out" / "BalanceChanged.v1.schema.json").read_text())
     assert changed["$id"] == "points-ledger/BalanceChanged.v1.schema.json"
     assert set(changed["required"]) == {

@@ -192,6 +192,27 @@ class ApiKeyStore:
         return api_key if api_key.active else None
 
 
+#: Active keys by role, read without creating anything (`active_key_roles`).
+_ACTIVE_ROLES = (
+    f"SELECT k.role, count(*) FROM {KEYS_TABLE} k LEFT JOIN {REVOCATIONS_TABLE} r ON r.id = k.id "
+    "WHERE r.id IS NULL GROUP BY k.role ORDER BY k.role"
+)
+
+
+def active_key_roles(connection: Any) -> dict[str, int]:
+    """How many active keys each role has, read on a DB-API connection (sqlite3 or psycopg) that may only
+    read (`check`); none when the key tables do not exist yet."""
+    cursor = connection.cursor()
+    try:
+        cursor.execute(_ACTIVE_ROLES)
+    except Exception as error:  # the drivers' "no such table" differ; any other failure is re-raised
+        text = str(error).lower()
+        if "no such table" in text or "does not exist" in text:
+            return {}
+        raise
+    return {str(role): int(count) for role, count in cursor.fetchall()}
+
+
 class _OpenLedger(OnBackend, Protocol):
     """An open ledger (a LedgerApplication): its recorder, its backend and its store."""
 

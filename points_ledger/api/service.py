@@ -1,0 +1,64 @@
+"""What one server process holds open for its lifetime: the ledger, its views and its API keys.
+
+The eventsourcing library is synchronous, so every route is a plain `def` that the framework runs on its
+thread pool; the pool's size (`api.threads`) is also the size of the ledger's PostgreSQL connection pool, so
+a request never waits for a connection that another thread of the same process holds. Reads share the one
+`Projections` (its catch-up takes a lock per view, so concurrent readers never apply an event twice). Writes
+take the process's write lock: the ledger's in-memory members are one writer's; other processes (more
+workers, `consume`) are kept apart by the store itself (each member's next version is taken once).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ledger.application import LedgerApplication
+    from ledger.storage.api_keys import ApiKeyStore
+    from ledger.storage.store import Store
+    from points_ledger.config import ApiSection, LedgerSettings
+    from projections.runner import Projections
+
+#: Connections the pool may open beyond `api.threads`, for the short-lived extra ones (a schema lock).
+POOL_OVERFLOW = 4
+
+
+@dataclass
+class LedgerService:
+    """The open ledger of one server process."""
+
+    app: LedgerApplication
+    projections: Projections
+    keys: ApiKeyStore
+    api: ApiSection
+    write_lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def pooled_store(store: Store, threads: int) -> Store:
+    """`store` with a PostgreSQL connection pool of `threads` connections (and a few more at a pinch)."""
+    if store.kind != "postgresql":
+        return store
+    env = {**store.env, "POSTGRES_POOL_SIZE": str(threads), "POSTGRES_MAX_OVERFLOW": str(POOL_OVERFLOW)}
+    return replace(store, env=env)
+
+
+@contextmanager
+def ledger_service(settings: LedgerSettings) -> Iterator[LedgerService]:
+    """Open the ledger named by `settings` (it must exist: create it with `ingest`, `consume` or `api-key
+    create` first) for the lifetime of a server process."""
+    from ledger.application import LedgerApplication
+    from ledger.program import load_program
+    from ledger.storage.api_keys import api_key_store
+    from projections.runner import Projections
+
+    store = pooled_store(settings.store_config(), settings.api.threads)
+    store.require_existing()
+    app = LedgerApplication(store, load_program(settings.program))
+    try:
+        yield LedgerService(app, Projections(app), api_key_store(app), settings.api)
+    finally:
+        app.close()
