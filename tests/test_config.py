@@ -201,3 +201,17 @@ def test_a_store_url_that_cannot_be_parsed_is_a_usage_error_without_the_url() ->
         assert "cannot be parsed" in result.stdout + result.stderr
     unparsed = cli("--store", f"postgresql://u:{SECRET}@[::1/db", "balances")
     one_line_error(unparsed, 2, "bad PostgreSQL URL (not shown: it cannot be parsed")
+
+
+def test_the_api_settings_come_from_the_file_and_the_environment_and_bad_ones_stop_serve(tmp_path: Path) -> None:
+    config = tmp_path / "api.toml"
+    config.write_text("[api]\nport = 9191\nthreads = 4\nready_lag_max = 0\n")
+    rows = shown(env={"LEDGER_CONFIG": str(config), "LEDGER_API_WORKERS": "3", "LEDGER_API_METRICS": "false"})
+    assert (rows["api.port"]["value"], rows["api.port"]["source"]) == (9191, f"file {config}")
+    assert (rows["api.workers"]["value"], rows["api.workers"]["source"]) == (3, "env LEDGER_API_WORKERS")
+    assert (rows["api.metrics"]["value"], rows["api.ready_lag_max"]["value"]) == (False, 0)
+    assert rows["api.host"] == {"setting": "api.host", "value": "127.0.0.1", "source": "default"}
+    for bad in ("[api]\nport = 0\n", "[api]\nworkers = 33\n", "[api]\nthreads = 0\n", "[api]\nlisten = 1\n"):
+        config.write_text(bad)
+        result = cli("--config", str(config), "serve", store=f"sqlite:///{tmp_path / 'x.db'}")
+        assert result.returncode == 2 and "api." in result.stderr, result.stderr

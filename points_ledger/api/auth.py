@@ -7,7 +7,7 @@ name and role are kept on the request for the access log and the metrics; the ke
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -44,10 +44,10 @@ def forbidden(key: ApiKey, what: str) -> Exception:
     return status_problem(403, f"a {key.role.value} key may not {what}")
 
 
-def requires(permission: Permission, what: str) -> Callable[[ApiKey], ApiKey]:
+def requires(permission: Permission, what: str) -> Callable[[ApiKey], Awaitable[ApiKey]]:
     """A dependency: the caller's key, if its role has `permission`; else 403 saying `what` it may not do."""
 
-    def allowed(key: Caller) -> ApiKey:
+    async def allowed(key: Caller) -> ApiKey:  # no I/O: not worth a trip to the thread pool
         if not key.may(permission):
             raise forbidden(key, what)
         return key
