@@ -1,13 +1,15 @@
-"""A real `points-ledger serve` for the API tests: a process of its own on a free loopback port, its keys made
-with `api-key create`, spoken to over real HTTP (http.client, keep-alive off: every request a connection)."""
+"""A real `points-ledger serve` for the API tests (and benchmarks/serve.py): a process of its own on a free
+loopback port, its keys made with `api-key create`, spoken to over real HTTP (http.client, keep-alive off:
+every request a connection)."""
 
 from __future__ import annotations
 
 import http.client
 import json
+import shlex
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,8 +103,7 @@ def create_keys(store: str, roles: tuple[str, ...] = ROLES) -> dict[str, str]:
     return keys
 
 
-def _start(store: str, log: Path, extra: tuple[str, ...], env: dict[str, str] | None, port: int) -> Server:
-    args = cli_command("serve", "--port", str(port), *extra, store=store)
+def _start(args: list[str], store: str, log: Path, env: dict[str, str] | None, port: int) -> Server:
     with log.open("wb") as sink:
         process = subprocess.Popen(args, stdout=sink, stderr=subprocess.STDOUT, env=cli_env(env))
     server = Server("127.0.0.1", port, process, log, store)
@@ -112,7 +113,7 @@ def _start(store: str, log: Path, extra: tuple[str, ...], env: dict[str, str] | 
             text = log.read_text(errors="replace")
             if "address already in use" in text.lower():
                 raise PortTakenError(text)
-            raise AssertionError(f"serve exited with {process.returncode}:\n{text}")
+            raise AssertionError(f"{shlex.join(args)} exited with {process.returncode}:\n{text}")
         try:  # listening (ours: another process on the port would not have logged it here), then answering
             if RUNNING in log.read_text(errors="replace") and server.get("/healthz", timeout=1.0).status == 200:
                 return server
@@ -120,7 +121,8 @@ def _start(store: str, log: Path, extra: tuple[str, ...], env: dict[str, str] | 
             pass
         time.sleep(0.05)
     process.kill()
-    raise AssertionError(f"serve did not answer /healthz in {START_TIMEOUT_S} s:\n{log.read_text(errors='replace')}")
+    text = log.read_text(errors="replace")
+    raise AssertionError(f"{shlex.join(args)} did not answer /healthz in {START_TIMEOUT_S} s:\n{text}")
 
 
 @contextmanager
@@ -130,9 +132,23 @@ def running_server(
     """`serve` on `store` (a ledger with a key per role, made unless `keys` are given), stopped (SIGTERM)
     afterwards."""
     keys = create_keys(store) if keys is None else keys
+
+    def command(port: int) -> list[str]:
+        return cli_command("serve", "--port", str(port), *extra, store=store)
+
+    with running_command(command, folder, store=store, env=env) as server:
+        server.keys = keys
+        yield server
+
+
+@contextmanager
+def running_command(
+    command: Callable[[int], list[str]], folder: Path, *, store: str = "", env: dict[str, str] | None = None
+) -> Iterator[Server]:
+    """The server `command(port)` starts on a free port (it must log RUNNING and answer /healthz), stopped
+    (SIGTERM) afterwards; its output goes to a log file in `folder`."""
     log = folder / f"serve-{time.monotonic_ns()}.log"
-    server = started_on_a_free_port(lambda port: _start(store, log, extra, env, port), PortTakenError)
-    server.keys = keys
+    server = started_on_a_free_port(lambda port: _start(command(port), store, log, env, port), PortTakenError)
     try:
         yield server
     finally:

@@ -49,6 +49,20 @@ def _multiprocess_metrics(workers: int) -> Iterator[None]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def uvicorn_options(api: ApiSection) -> dict[str, Any]:
+    """How uvicorn serves the API (benchmarks/serve_bare.py serves its constant with the same): its loop and
+    HTTP parser are uvicorn's `auto` choice, uvloop and httptools when installed."""
+    return {
+        "host": api.host,
+        "port": api.port,
+        "workers": api.workers,
+        "access_log": False,  # ours (points_ledger.api.observe) names the key, never shows it
+        "log_config": None,
+        "timeout_graceful_shutdown": api.shutdown_timeout_s,
+        "server_header": False,
+    }
+
+
 def serve(flags: Mapping[str, Any], api: ApiSection) -> None:
     """Serve until SIGTERM or SIGINT."""
     import uvicorn
@@ -56,14 +70,4 @@ def serve(flags: Mapping[str, Any], api: ApiSection) -> None:
     configure_logging()
     os.environ[FLAGS_VARIABLE] = json.dumps(flags, default=str)
     with _multiprocess_metrics(api.workers):
-        uvicorn.run(
-            APP,
-            factory=True,
-            host=api.host,
-            port=api.port,
-            workers=api.workers,
-            access_log=False,  # ours (points_ledger.api.observe) names the key, never shows it
-            log_config=None,
-            timeout_graceful_shutdown=api.shutdown_timeout_s,
-            server_header=False,
-        )
+        uvicorn.run(APP, factory=True, **uvicorn_options(api))

@@ -1,0 +1,53 @@
+"""The floor of `serve`: a FastAPI app that answers a constant, served by uvicorn with `serve`'s own options
+(points_ledger.api.server.uvicorn_options: one worker, access log off, uvloop and httptools when installed).
+
+    python -m benchmarks.serve_bare --port 8081
+
+`GET /v1/constant` answers as a ledger route does (a plain `def` run on the thread pool, its JSON rendered by
+points_ledger.api.rendering) but does no work; `GET /v1/constant-async` skips the thread pool too. Whatever
+`serve` takes beyond them is the ledger's own cost (benchmarks/serve.py compares them).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import uvicorn
+from fastapi import FastAPI
+from starlette.responses import Response
+
+from points_ledger.api.rendering import json_response
+from points_ledger.api.server import configure_logging, uvicorn_options
+from points_ledger.config import ApiSection
+
+#: What both constant routes answer: about the size of a member's balance.
+CONSTANT = {"member_id": "M000000", "balance": 1000, "tier": "member", "position": 0}
+
+app = FastAPI(docs_url=None, redoc_url=None)
+
+
+@app.get("/healthz")
+def healthz() -> Response:
+    return json_response({"status": "ok"})
+
+
+@app.get("/v1/constant")
+def constant() -> Response:
+    return json_response(CONSTANT)
+
+
+@app.get("/v1/constant-async")
+async def constant_async() -> Response:
+    return json_response(CONSTANT)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    configure_logging()
+    uvicorn.run(app, **uvicorn_options(ApiSection(port=args.port)))
+
+
+if __name__ == "__main__":
+    main()
