@@ -50,7 +50,7 @@ PASSWORD_FILE_BYTES_MAX = 4096
 
 
 #: Failures that mean "the store cannot be reached right now"; trying again later may work.
-UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     OperationalError,
     InterfaceError,
     psycopg.OperationalError,

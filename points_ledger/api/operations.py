@@ -8,6 +8,7 @@ from starlette.responses import Response
 from points_ledger.api.auth import service_of
 from points_ledger.api.problems import status_problem
 from points_ledger.api.rendering import json_response
+from points_ledger.api.service import LedgerService
 
 router = APIRouter()
 PROMETHEUS_MEDIA_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -29,6 +30,7 @@ def readyz(request: Request) -> Response:
 
     service = service_of(request)
     try:
+        _probe(service)
         views = answers.projections_status(service.projections)
     except UNAVAILABLE_ERRORS as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
@@ -39,6 +41,13 @@ def readyz(request: Request) -> Response:
     if lag > limit:
         return json_response({"status": "lagging", "lag": lag, "lag_max": limit, "head": head}, 503)
     return json_response({"status": "ready", "lag": lag, "lag_max": limit, "head": head})
+
+
+def _probe(service: LedgerService) -> None:
+    """One query outside the eventsourcing library's retries (ten tries per read on PostgreSQL, each waiting
+    up to the connect timeout): an unreachable store fails the probe within one connect timeout."""
+    with service.projections.db.transaction(commit=False) as sql:
+        sql.rows("SELECT 1")
 
 
 @router.get("/metrics", summary="Prometheus metrics (unless api.metrics is off)")

@@ -23,6 +23,8 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:points-ledger:problem:"
 #: Longest `detail`: it may quote input.
 DETAIL_MAX_CHARS = 1_000
+#: Seconds a client is asked to wait before it retries what the store could not take.
+RETRY_AFTER_S = 1
 
 log = logging.getLogger("points_ledger.api")
 
@@ -68,6 +70,16 @@ def status_problem(status: int, detail: str, headers: dict[str, str] | None = No
     return Problem(status, kind, title, detail, headers)
 
 
+def retry_later(kind: str, title: str) -> Problem:
+    """503: nothing was done; the same request (a message with the same event_id) may be sent again."""
+    retry = {"Retry-After": str(RETRY_AFTER_S)}
+    return Problem(503, kind, title, "nothing was recorded; retry with the same event_id", retry)
+
+
+def store_unavailable() -> Problem:
+    return retry_later("store-unavailable", "The ledger's store cannot be reached")
+
+
 def unauthorized(detail: str) -> Problem:
     return status_problem(401, detail, {"WWW-Authenticate": 'Bearer realm="points-ledger"'})
 
@@ -87,6 +99,7 @@ def _validation_detail(error: RequestValidationError) -> str:
 
 def install_problem_handlers(app: FastAPI) -> None:
     """Answer every error, including the framework's own (unknown routes, bad parameters), as a problem."""
+    from ledger.storage.store import UNAVAILABLE_ERRORS
 
     async def on_problem(request: Request, problem: Exception) -> Response:
         if not isinstance(problem, Problem):
@@ -103,6 +116,10 @@ def install_problem_handlers(app: FastAPI) -> None:
             raise TypeError(error)
         return invalid(_validation_detail(error)).response()
 
+    async def on_unavailable(request: Request, error: Exception) -> Response:
+        log.warning("store unavailable on %s %s: %s", request.method, request.url.path, type(error).__name__)
+        return store_unavailable().response()
+
     async def on_error(request: Request, error: Exception) -> Response:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return status_problem(500, "an unexpected error; it is logged on the server").response()
@@ -110,4 +127,6 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)
+    for unavailable in UNAVAILABLE_ERRORS:  # wherever the store fails: a key's check, a read, a write
+        app.add_exception_handler(unavailable, on_unavailable)
     app.add_exception_handler(Exception, on_error)

@@ -28,7 +28,7 @@ from ledger.access import ApiKey, may_post
 from ledger.outcomes import Outcome
 from points_ledger.api.auth import caller, forbidden, service_of
 from points_ledger.api.limits import read_body
-from points_ledger.api.problems import Problem, invalid, status_problem
+from points_ledger.api.problems import Problem, invalid, retry_later, status_problem, store_unavailable
 from points_ledger.api.rendering import json_response
 from projections import answers
 from projections.sources import view_source
@@ -40,8 +40,6 @@ if TYPE_CHECKING:
 
 router = APIRouter()
 log = logging.getLogger("points_ledger.api")
-#: Seconds a client is asked to wait before it retries a message the store could not take.
-RETRY_AFTER_S = 1
 MESSAGE_REF = {"$ref": "#/components/schemas/Message"}
 
 
@@ -96,14 +94,9 @@ def _apply(service: LedgerService, message: Message, key: ApiKey) -> Applied:
             return service.app.apply_one(message, {"api": key.name})
     except UNAVAILABLE_ERRORS as error:
         log.warning("store unavailable for %s: %s", message.event_id, type(error).__name__)
-        raise _retry_later("store-unavailable", "The ledger's store cannot be reached") from None
+        raise store_unavailable() from None
     except IntegrityError:
-        raise _retry_later("busy", "Other writers changed this member first") from None
-
-
-def _retry_later(kind: str, title: str) -> Problem:
-    retry = {"Retry-After": str(RETRY_AFTER_S)}
-    return Problem(503, kind, title, "nothing was recorded; retry with the same event_id", retry)
+        raise retry_later("busy", "Other writers changed this member first") from None
 
 
 def _answer(service: LedgerService, message: Message, applied: Applied) -> Response:
