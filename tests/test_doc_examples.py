@@ -6,12 +6,13 @@ convention (what `…` stands for, the markers) is in docs/testing.md ("Examples
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from devkit.broker import kafka_cluster
+from devkit.broker import free_port, kafka_cluster
 from tests.doc_examples import (
     COMMAND_LANGUAGES,
     DATA_LANGUAGES,
@@ -23,7 +24,7 @@ from tests.doc_examples import (
     output_matches,
     previous_runnable,
 )
-from tests.doc_runner import States, Workspace, link_shared, needs_kafka, write_shims
+from tests.doc_runner import States, Workspace, link_shared, needs_kafka, serves, write_shims
 
 BLOCKS = all_blocks()
 RUNNABLE = [block for block in BLOCKS if block.runs]
@@ -41,17 +42,21 @@ def states(tmp_path_factory: pytest.TempPathFactory) -> States:
 
 @pytest.fixture
 def workspace(request: pytest.FixtureRequest, tmp_path: Path, shims: Path) -> Iterator[Workspace]:
-    """The example's own directory; and, when it talks to Kafka, a broker of its own (Tansu starts in a tenth
-    of a second), so that it meets the default topic names empty, as a reader's new broker would be."""
+    """The example's own directory; when it talks to Kafka, a broker of its own (Tansu starts in a tenth of a
+    second), so that it meets the default topic names empty, as a reader's new broker would be; when it serves
+    the HTTP API, a free port of its own in LEDGER_API_PORT. Jobs it leaves running are stopped afterwards."""
     block: Block = request.param
     directory = tmp_path / "example"
     directory.mkdir()
     link_shared(directory)
-    if not needs_kafka(block):
-        yield Workspace(directory, shims)
-        return
-    with kafka_cluster(None) as (bootstrap_servers, _):
-        yield Workspace(directory, shims, {"KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers})
+    env = {"LEDGER_API_PORT": str(free_port())} if serves(block) else {}
+    with contextlib.ExitStack() as stack:
+        if needs_kafka(block):
+            bootstrap_servers, _ = stack.enter_context(kafka_cluster(None))
+            env["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap_servers
+        workspace = Workspace(directory, shims, env)
+        stack.callback(workspace.stop_jobs)
+        yield workspace
 
 
 @pytest.mark.parametrize("workspace", RUNNABLE, ids=[block.id for block in RUNNABLE], indirect=True)
