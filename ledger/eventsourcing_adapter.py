@@ -128,3 +128,13 @@ def memory_max_tracking_id(recorder: Any, application_name: str) -> int | None:
 def memory_lock(recorder: Any) -> AbstractContextManager[Any]:
     """The lock an in-memory recorder holds while it writes (`_database_lock`)."""
     return recorder._database_lock  # type: ignore[no-any-return]
+
+
+def keep_pooled_connections(recorder: Any, size: int) -> None:
+    """Keep up to `size` idle connections in the recorder's pool (the library's SQLite datastore fixes 5, and
+    closes every connection a sixth concurrent user opened: one new SQLite connection per request beyond that
+    for a server of more threads). The library reads `pool_size` each time a connection comes back."""
+    pool = getattr(getattr(recorder, "datastore", None), "pool", None)
+    if pool is None or not hasattr(pool, "pool_size"):
+        raise TypeError("the recorder has no connection pool to size")
+    pool.pool_size = size

@@ -17,6 +17,7 @@ import pytest
 from tests.api_helpers import ROLES, Server, running_server
 from tests.cli_helpers import SAMPLE, cli
 from tests.conftest import throwaway_database
+from tests.kafka_helpers import wait_for
 
 MEMBER = "M000040"  # in samples/stream.jsonl, with purchases through 2024 and 2025
 PROBLEM = "application/problem+json"
@@ -405,6 +406,7 @@ def test_metrics_count_requests_by_route_template_status_and_role(server: Server
 def test_the_access_log_has_a_line_per_request_and_never_a_key(server: Server) -> None:
     marker = fresh("logged")
     server.get(f"/v1/members/{marker}?api_key={server.keys['pos']}", "pos")
+    wait_for(lambda: marker in server.log_text(), 10, "the access log line (written once the answer is sent)")
     text = server.log_text()
     lines = [line for line in text.splitlines() if marker in line]
     assert len(lines) == 1 and "404" in lines[0] and "key=pos-key role=pos" in lines[0]

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from points_ledger.api import operations, reads, writes
+from points_ledger.api.auth import SECURITY_SCHEME
 from points_ledger.api.limits import DeclaredSizeLimit
 from points_ledger.api.observe import ApiMetrics, Observed
 from points_ledger.api.problems import PROBLEM_MEDIA_TYPE, TYPE_PREFIX, install_problem_handlers
@@ -79,6 +80,11 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         components = document.setdefault("components", {}).setdefault("schemas", {})
         components.update(schema.pop("$defs", {}))
         components["Message"] = schema
+        document["components"]["securitySchemes"] = SECURITY_SCHEME
+        for path, operations in document["paths"].items():
+            if path.startswith("/v1/"):
+                for operation in operations.values():
+                    operation["security"] = [{name: []} for name in SECURITY_SCHEME]
         app.openapi_schema = document
     return app.openapi_schema
 

@@ -7,18 +7,19 @@ name and role are kept on the request for the access log and the metrics; the ke
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Annotated
+from collections.abc import Callable
+from typing import TypeVar
 
-from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+import anyio.to_thread
+from fastapi import Request
 
 from ledger.access import ApiKey, Permission
 from points_ledger.api.problems import status_problem, unauthorized
 from points_ledger.api.service import LedgerService
 
-#: How the scheme appears in the OpenAPI document; the check itself is `caller`'s.
-bearer = HTTPBearer(auto_error=False, description="An API key: `points-ledger api-key create`.")
+#: The security scheme every /v1 route declares in the OpenAPI document (points_ledger.api.app).
+SECURITY_SCHEME = {"BearerKey": {"type": "http", "scheme": "bearer",
+                                 "description": "An API key: `points-ledger api-key create`."}}  # fmt: skip
 
 
 def service_of(request: Request) -> LedgerService:
@@ -26,30 +27,43 @@ def service_of(request: Request) -> LedgerService:
     return service
 
 
-def caller(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> ApiKey:
-    """The active key the request carries; 401 without one."""
-    if credentials is None:
+T = TypeVar("T")
+
+
+def bearer_key(request: Request) -> str | None:
+    """The key of `Authorization: Bearer KEY` (the scheme's name in any case), else None."""
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    return key.strip() or None if scheme.lower() == "bearer" else None
+
+
+def authorized(request: Request, permission: Permission | None, what: str) -> ApiKey:
+    """The active key the request carries, if its role has `permission` (None: any role); else 401 (no key, a
+    malformed, unknown or revoked one) or 403 saying `what` it may not do. Reads the store: call it on the
+    thread pool (`served`)."""
+    sent = bearer_key(request)
+    if sent is None:
         raise unauthorized("send an API key: Authorization: Bearer KEY")
-    key = service_of(request).keys.authenticate(credentials.credentials)
+    key = service_of(request).keys.authenticate(sent)
     if key is None:
         raise unauthorized("the API key is unknown, malformed or revoked")
     request.state.key_name, request.state.role = key.name, key.role.value
+    if permission is not None and not key.may(permission):
+        raise forbidden(key, what)
     return key
-
-
-Caller = Annotated[ApiKey, Depends(caller)]
 
 
 def forbidden(key: ApiKey, what: str) -> Exception:
     return status_problem(403, f"a {key.role.value} key may not {what}")
 
 
-def requires(permission: Permission, what: str) -> Callable[[ApiKey], Awaitable[ApiKey]]:
-    """A dependency: the caller's key, if its role has `permission`; else 403 saying `what` it may not do."""
+async def served(
+    request: Request, permission: Permission | None, what: str, work: Callable[[LedgerService, ApiKey], T]
+) -> T:
+    """`work(service, key)` for an authorized caller, with the key check, on ONE trip to the thread pool: the
+    store is synchronous, and each trip costs more than a balance look-up's own queries."""
 
-    async def allowed(key: Caller) -> ApiKey:  # no I/O: not worth a trip to the thread pool
-        if not key.may(permission):
-            raise forbidden(key, what)
-        return key
+    def in_thread() -> T:
+        key = authorized(request, permission, what)
+        return work(service_of(request), key)
 
-    return allowed
+    return await anyio.to_thread.run_sync(in_thread)

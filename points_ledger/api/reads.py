@@ -10,13 +10,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from starlette.responses import Response
 
 from ledger.access import ApiKey, Permission
-from points_ledger.api.auth import requires, service_of
+from points_ledger.api.auth import served
 from points_ledger.api.problems import invalid, status_problem
 from points_ledger.api.rendering import csv_response, json_response, wants_csv
+from points_ledger.api.service import LedgerService
 from points_ledger.context import parse_utc_time
 from projections import answers
 from projections.defaults import BREAKAGE_WINDOW_DAYS
@@ -25,11 +26,7 @@ from projections.sources import view_source
 
 router = APIRouter()
 
-MemberReader = Annotated[ApiKey, Depends(requires(Permission.READ_MEMBERS, "read members"))]
-HistoryReader = Annotated[ApiKey, Depends(requires(Permission.READ_HISTORY, "read a member's history"))]
-ReportReader = Annotated[ApiKey, Depends(requires(Permission.READ_REPORTS, "read reports"))]
-DigestReader = Annotated[ApiKey, Depends(requires(Permission.READ_DIGEST, "read the digest"))]
-StatusReader = Annotated[ApiKey, Depends(requires(Permission.READ_PROJECTIONS_STATUS, "read the views' status"))]
+READ_REPORTS = "read reports"
 Accept = Annotated[str | None, Header(description="`text/csv` for the CLI's CSV; JSON otherwise.")]
 TIME_EXAMPLE = "2026-03-31T23:59:59Z"
 
@@ -64,57 +61,63 @@ def no_member(member_id: str, as_of: datetime | None = None) -> Exception:
 
 
 @router.get("/v1/members/{member_id}", summary="A member's balance, tier and open lots (like `balance`)")
-def member_balance(
+async def member_balance(
     request: Request,
     member_id: str,
-    key: MemberReader,
     as_of: Annotated[str | None, Query(description=f"Balance as recorded up to this time: {TIME_EXAMPLE}")] = None,
 ) -> Response:
-    when = utc_time(as_of, "as_of")
-    with view_source(service_of(request).projections) as source:
-        found = answers.balance(source, member_id, when)
-    if found is None:
-        raise no_member(member_id, when)
-    return json_response(found)
+    def work(service: LedgerService, key: ApiKey) -> Response:
+        when = utc_time(as_of, "as_of")
+        with view_source(service.projections) as source:
+            found = answers.balance(source, member_id, when)
+        if found is None:
+            raise no_member(member_id, when)
+        return json_response(found)
+
+    return await served(request, Permission.READ_MEMBERS, "read members", work)
 
 
 @router.get(
     "/v1/members/{member_id}/history",
     summary="A member's history, a page at a time: {items, next} (like `history`)",
 )
-def member_history(
+async def member_history(
     request: Request,
     member_id: str,
-    key: HistoryReader,
     limit: Annotated[int, Query(ge=1, le=answers.HISTORY_PAGE_MAX, description="Lines per page.")] = 100,
     after: Annotated[
         str | None, Query(max_length=20, description="The `next` of the page before (omit for the first page).")
     ] = None,
 ) -> Response:
-    if after is not None and not after.isdigit():
-        raise invalid("after: not a cursor this API gave (pass the `next` of the page before)")
-    with view_source(service_of(request).projections) as source:
-        page = answers.history_page(source, member_id, int(after or 0), limit)
-    if page is None:
-        raise no_member(member_id)
-    return json_response(page)
+    def work(service: LedgerService, key: ApiKey) -> Response:
+        if after is not None and not after.isdigit():
+            raise invalid("after: not a cursor this API gave (pass the `next` of the page before)")
+        with view_source(service.projections) as source:
+            page = answers.history_page(source, member_id, int(after or 0), limit)
+        if page is None:
+            raise no_member(member_id)
+        return json_response(page)
+
+    return await served(request, Permission.READ_HISTORY, "read a member's history", work)
 
 
 @router.get("/v1/reports/liability", summary="Points liability at a time (like `report liability`)")
-def liability(  # noqa: PLR0917 (one parameter per query parameter, as FastAPI passes them)
+async def liability(
     request: Request,
-    key: ReportReader,
     as_of: Annotated[str, Query(description=f"e.g. {TIME_EXAMPLE}")],
     accept: Accept = None,
     breakage: Literal["configured", "estimated"] = "configured",
     breakage_window_days: Annotated[int, Query(ge=1, le=3660)] = BREAKAGE_WINDOW_DAYS,
 ) -> Response:
-    when = required_time(as_of, "as_of")
-    with view_source(service_of(request).projections) as source:
-        report = answers.liability(source, when, breakage, breakage_window_days)
-    if wants_csv(accept):
-        return csv_response(answers.LIABILITY_CSV_COLUMNS, answers.liability_csv_rows(report))
-    return json_response(report)
+    def work(service: LedgerService, key: ApiKey) -> Response:
+        when = required_time(as_of, "as_of")
+        with view_source(service.projections) as source:
+            report = answers.liability(source, when, breakage, breakage_window_days)
+        if wants_csv(accept):
+            return csv_response(answers.LIABILITY_CSV_COLUMNS, answers.liability_csv_rows(report))
+        return json_response(report)
+
+    return await served(request, Permission.READ_REPORTS, READ_REPORTS, work)
 
 
 Granularity = Annotated[Literal["month", "quarter"] | None, Query(description="A line per month or quarter.")]
@@ -123,37 +126,51 @@ RangeEnd = Annotated[str, Query(alias="to", description="Range end (inclusive)."
 
 
 @router.get("/v1/reports/rollforward", summary="Opening, flows and closing points (like `report rollforward`)")
-def rollforward(  # noqa: PLR0917 (one parameter per query parameter, as FastAPI passes them)
-    request: Request, key: ReportReader, start: RangeStart, end: RangeEnd, by: Granularity = None, accept: Accept = None
-) -> Response:
-    chosen = periods(start, end, by)
-    with view_source(service_of(request).projections) as source:
-        rows = answers.rollforward(source, chosen)
-    if wants_csv(accept):
-        return csv_response(answers.ROLLFORWARD_COLUMNS, rows)
-    if by is None:  # one line: the CLI prints it as one object, without a period to name
-        return json_response({key: value for key, value in rows[0].items() if key != "period"})
-    return json_response(rows)
+async def rollforward(
+    request: Request, start: RangeStart, end: RangeEnd, by: Granularity = None,
+    accept: Accept = None,
+) -> Response:  # fmt: skip
+    def work(service: LedgerService, key: ApiKey) -> Response:
+        chosen = periods(start, end, by)
+        with view_source(service.projections) as source:
+            rows = answers.rollforward(source, chosen)
+        if wants_csv(accept):
+            return csv_response(answers.ROLLFORWARD_COLUMNS, rows)
+        if by is None:  # one line: the CLI prints it as one object, without a period to name
+            return json_response({name: value for name, value in rows[0].items() if name != "period"})
+        return json_response(rows)
+
+    return await served(request, Permission.READ_REPORTS, READ_REPORTS, work)
 
 
 @router.get("/v1/reports/kpis", summary="Program KPIs per period (like `report kpis`)")
-def kpis(  # noqa: PLR0917 (one parameter per query parameter, as FastAPI passes them)
-    request: Request, key: ReportReader, start: RangeStart, end: RangeEnd, by: Granularity = None, accept: Accept = None
-) -> Response:
-    chosen = periods(start, end, by)
-    with view_source(service_of(request).projections) as source:
-        rows = answers.kpis(source, chosen)
-    if wants_csv(accept):
-        return csv_response(answers.KPI_CSV_COLUMNS, [answers.kpi_csv_row(row) for row in rows])
-    return json_response(rows)
+async def kpis(
+    request: Request, start: RangeStart, end: RangeEnd, by: Granularity = None,
+    accept: Accept = None,
+) -> Response:  # fmt: skip
+    def work(service: LedgerService, key: ApiKey) -> Response:
+        chosen = periods(start, end, by)
+        with view_source(service.projections) as source:
+            rows = answers.kpis(source, chosen)
+        if wants_csv(accept):
+            return csv_response(answers.KPI_CSV_COLUMNS, [answers.kpi_csv_row(row) for row in rows])
+        return json_response(rows)
+
+    return await served(request, Permission.READ_REPORTS, READ_REPORTS, work)
 
 
 @router.get("/v1/digest", summary="One hash committing to the log up to its head (like `digest`)")
-def digest(request: Request, key: DigestReader) -> Response:
-    found: Any = answers.digest(service_of(request).app).as_dict()
-    return json_response(found)
+async def digest(request: Request) -> Response:
+    def work(service: LedgerService, key: ApiKey) -> Response:
+        found: Any = answers.digest(service.app).as_dict()
+        return json_response(found)
+
+    return await served(request, Permission.READ_DIGEST, "read the digest", work)
 
 
 @router.get("/v1/projections/status", summary="Each view's position and lag (like `projections status`)")
-def projections_status(request: Request, key: StatusReader) -> Response:
-    return json_response(answers.projections_status(service_of(request).projections))
+async def projections_status(request: Request) -> Response:
+    def work(service: LedgerService, key: ApiKey) -> Response:
+        return json_response(answers.projections_status(service.projections))
+
+    return await served(request, Permission.READ_PROJECTIONS_STATUS, "read the views' status", work)

@@ -51,6 +51,7 @@ def ledger_service(settings: LedgerSettings) -> Iterator[LedgerService]:
     """Open the ledger named by `settings` (it must exist: create it with `ingest`, `consume` or `api-key
     create` first) for the lifetime of a server process."""
     from ledger.application import LedgerApplication
+    from ledger.eventsourcing_adapter import keep_pooled_connections
     from ledger.program import load_program
     from ledger.storage.api_keys import api_key_store
     from projections.runner import Projections
@@ -58,6 +59,8 @@ def ledger_service(settings: LedgerSettings) -> Iterator[LedgerService]:
     store = pooled_store(settings.store_config(), settings.api.threads)
     store.require_existing()
     app = LedgerApplication(store, load_program(settings.program))
+    if store.kind == "sqlite":  # PostgreSQL's pool is sized by `pooled_store`
+        keep_pooled_connections(app.recorder, settings.api.threads)
     try:
         yield LedgerService(app, Projections(app), api_key_store(app), settings.api)
     finally:

@@ -26,7 +26,7 @@ from starlette.responses import Response
 
 from ledger.access import ApiKey, may_post
 from ledger.outcomes import Outcome
-from points_ledger.api.auth import caller, forbidden, service_of
+from points_ledger.api.auth import forbidden, served
 from points_ledger.api.limits import read_body
 from points_ledger.api.problems import Problem, invalid, retry_later, status_problem, store_unavailable
 from points_ledger.api.rendering import json_response
@@ -63,25 +63,25 @@ def message_schema() -> dict[str, Any]:
         503: {"description": "The store could not take it now; retry with the same event_id."},
     },
 )
-def post_message(
+async def post_message(
     request: Request,
-    key: Annotated[ApiKey, Depends(caller)],
     body: Annotated[bytes, Depends(read_body)],
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=128)] = None,
 ) -> Response:
-    service = service_of(request)
-    parsed = parse_message(body, service.app.program.acceptance(), received_at=datetime.now(UTC))
-    if isinstance(parsed, Invalid):
-        raise invalid(parsed.reason, "invalid-message", error_class=parsed.error_class)
-    if idempotency_key is not None and idempotency_key != parsed.event_id:
-        raise status_problem(400, "the Idempotency-Key header must equal the message's event_id")
-    if not may_post(key.role, parsed.type):
-        raise forbidden(key, f"post {parsed.type} messages")
-    message: Message = parsed
-    if isinstance(message, Adjustment):  # the operator is who holds the key, never what the body claims
-        message = message.model_copy(update={"operator": key.name})
-    applied = _apply(service, message, key)
-    return _answer(service, message, applied)
+    def work(service: LedgerService, key: ApiKey) -> Response:
+        parsed = parse_message(body, service.app.program.acceptance(), received_at=datetime.now(UTC))
+        if isinstance(parsed, Invalid):
+            raise invalid(parsed.reason, "invalid-message", error_class=parsed.error_class)
+        if idempotency_key is not None and idempotency_key != parsed.event_id:
+            raise status_problem(400, "the Idempotency-Key header must equal the message's event_id")
+        if not may_post(key.role, parsed.type):
+            raise forbidden(key, f"post {parsed.type} messages")
+        message: Message = parsed
+        if isinstance(message, Adjustment):  # the operator is who holds the key, never what the body claims
+            message = message.model_copy(update={"operator": key.name})
+        return _answer(service, message, _apply(service, message, key))
+
+    return await served(request, None, "post messages", work)
 
 
 def _apply(service: LedgerService, message: Message, key: ApiKey) -> Applied:
