@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any, TypeVar, cast
 from uuid import UUID
 
@@ -69,7 +70,8 @@ MEMBER_CACHE_SIZE = 50_000
 #: at most two entries, so a snapshot holds at most three times the entries of the one before, per event
 #: since), however large a member grows.
 SNAPSHOT_EVENTS_MIN = 100
-#: Times a batch is retried after another writer changed one of its members first.
+#: Times a batch is retried after another writer changed one of its members first (then it is recorded a
+#: message per transaction, each retried as many times: `_apply_singly`).
 CONFLICT_RETRIES = 3
 #: Members loaded, decided and recorded together by a sweep.
 SWEEP_BATCH_SIZE = 1_000
@@ -249,7 +251,37 @@ class LedgerApplication(Application[UUID]):
         def final(error: IntegrityError) -> bool:
             return isinstance(error, PositionConflictError) or (tracking is not None and self._tracked(tracking))
 
-        return self._retrying(lambda: self._apply_batch_once(batch, tracking, on_failures), final)
+        try:
+            return self._retrying(lambda: self._apply_batch_once(batch, tracking, on_failures), final)
+        except IntegrityError as error:
+            if len(batch) == 1 or final(error):
+                raise
+        return self._apply_singly(batch, tracking, on_failures, final)
+
+    def _apply_singly(
+        self,
+        batch: Sequence[tuple[Message, Source]],
+        tracking: Tracking | None,
+        on_failures: OnFailures | None,
+        final: Callable[[IntegrityError], bool],
+    ) -> list[Decision]:
+        """A batch that lost to other writers of its members every time (the API posting to the same members
+        while `consume` records them): a message per transaction, each retried on its own, `tracking` with the
+        last. Each message's window for a conflict is then one message's, not the batch's. Recording the
+        messages before the last without `tracking` keeps exactly-once: each claims its event id, so a
+        redelivery after a crash half-way finds the ones recorded and counts them as duplicates."""
+        decisions: list[Decision] = []
+        for index, item in enumerate(batch):
+            last = index == len(batch) - 1
+
+            def reported(failures: Sequence[Failure], at: int = index) -> None:
+                if on_failures is None:
+                    raise failures[0].error
+                on_failures([Failure(at, failure.error) for failure in failures])
+
+            single = partial(self._apply_batch_once, [item], tracking if last else None, reported)
+            decisions += self._retrying(single, final if last else lambda _: False)
+        return decisions
 
     def apply_one(self, message: Message, source: Source) -> Applied:
         """Decide one message and record it in its own transaction, retried like `apply_batch` when another
