@@ -68,6 +68,15 @@ class Sql:
     def execute(self, statement: str, params: Sequence[Any] = ()) -> None:
         self.cursor.execute(self._sql(statement), tuple(params))
 
+    def execute_settings(self, statements: Sequence[str]) -> None:
+        """Parameterless statements (SET …) in one round trip: PostgreSQL's simple query protocol takes several
+        at once; SQLite's cursor one at a time."""
+        if self.dialect == "postgresql":
+            self.cursor.execute("; ".join(statements))
+        else:
+            for statement in statements:
+                self.cursor.execute(statement)
+
     def executemany(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
             self.cursor.executemany(self._sql(statement), [tuple(row) for row in rows])
@@ -240,8 +249,7 @@ class ViewDatabase:
         """The log's last notification id (0 when empty)."""
         return self.app.recorder.max_notification_id() or 0
 
-    def head_in(self, sql: Sql) -> int:
-        """The same, read in the caller's transaction."""
-        recorder = self.app.recorder
+    def head_statement(self) -> str:
+        """The query of the log's head (NULL when empty), to read it in a transaction with other things."""
         column = "notification_id" if self.dialect == "postgresql" else "rowid"
-        return int(sql.scalar(f"SELECT MAX({column}) FROM {recorder.events_table_name}") or 0)  # type: ignore[attr-defined]
+        return f"SELECT MAX({column}) FROM {self.app.recorder.events_table_name}"  # type: ignore[attr-defined]

@@ -59,13 +59,16 @@ def _states_at(sql: Sql) -> str:
 def statement(sql: Sql, member_id: str, as_of: datetime | None) -> dict[str, Any] | None:
     """`balance`: a member's balance, tier and lots with points left (latest, or as of a time); None if unknown."""
     key = str(member_uuid(member_id))
-    if as_of is None:
-        member = sql.row("SELECT balance, tier, ledger_time FROM pl_members WHERE member_key = ?", (key,))
-        if member is None:
-            return None
-        lots = sql.rows(
-            "SELECT points, remaining, expires_at FROM pl_lots WHERE member_key = ? ORDER BY expires_at, lot_id", (key,)
+    if as_of is None:  # one query (a round trip less for the till): the member's row once per lot, or alone
+        rows = sql.rows(
+            "SELECT m.balance, m.tier, m.ledger_time, l.points, l.remaining, l.expires_at FROM pl_members m "
+            "LEFT JOIN pl_lots l ON l.member_key = m.member_key WHERE m.member_key = ? ORDER BY l.expires_at, l.lot_id",
+            (key,),
         )
+        if not rows:
+            return None
+        member = rows[0]
+        lots = [row for row in rows if row["points"] is not None]
         when = from_micros(member["ledger_time"])
     else:
         member = sql.row(state_at(), (key, to_micros(as_of)))

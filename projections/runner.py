@@ -110,7 +110,8 @@ class Projections:
         chosen = list(VIEWS.values()) if views is None else list(views)
         while True:
             with self.db.transaction(commit=False) as sql:  # one round trip when there is nothing to do
-                position, head = min(self._positions_in(sql, chosen).values()), self.db.head_in(sql)
+                positions, head = self._positions_and_head_in(sql, chosen)
+                position = min(positions.values())
             if position >= (head if stop is None else min(stop, head)):
                 return position
             events = self.read_log(position + 1, CATCH_UP_BATCH, stop)
@@ -136,6 +137,19 @@ class Projections:
     def _position_in(self, sql: Sql, view: View) -> int:
         return self._positions_in(sql, [view])[view.name]
 
+    def _positions_and_head_in(self, sql: Sql, views: Sequence[View]) -> tuple[dict[str, int], int]:
+        """`_positions_in` and the log's head (`ViewDatabase.head_statement`), in one query: every answer asks both."""
+        names = {view.tracking_name: view.name for view in views}
+        rows = sql.rows(
+            f"SELECT application_name, notification_id FROM {self.db.tracking_table} "
+            f"WHERE application_name IN ({placeholders(len(names))}) UNION ALL "
+            f"SELECT NULL, ({self.db.head_statement()})",
+            list(names),
+        )
+        head = next((int(row["notification_id"] or 0) for row in rows if row["application_name"] is None), 0)
+        found = {names[row["application_name"]]: int(row["notification_id"]) for row in rows if row["application_name"]}
+        return {view.name: found.get(view.name, 0) for view in views}, head
+
     def _positions_in(self, sql: Sql, views: Sequence[View]) -> dict[str, int]:
         """Each view's position as this transaction sees it (0: nothing applied yet)."""
         names = {view.tracking_name: view.name for view in views}
@@ -152,19 +166,27 @@ class Projections:
         return decode(self.app, self.app.recorder.select_notifications(start=start, limit=limit, stop=stop))
 
     @contextmanager
-    def reading(self, views: Sequence[View] | None = None) -> Iterator[tuple[Sql, int]]:
+    def reading(
+        self, views: Sequence[View] | None = None, first: Callable[[Sql], object] | None = None
+    ) -> Iterator[tuple[Sql, int]]:
         """Catch `views` (all by default) up, then one consistent read transaction and the log position it reflects.
 
-        No answer is ever stale: whatever the log recorded before the call is in the views read."""
+        No answer is ever stale: whatever the log recorded before the call is in the views read. `first(sql)`
+        runs first in each read transaction, before anything is caught up (a server checks the caller's key
+        there: a request it refuses costs no catching up)."""
         chosen = list(VIEWS.values()) if views is None else list(views)
         asked_at: int | None = None  # the log head when the question was asked
         while True:
             with self.db.transaction(commit=False) as sql:
                 if sql.dialect == "postgresql":  # one snapshot for every statement of the answer
-                    sql.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                    sql.execute(f"SET LOCAL work_mem = '{READ_WORK_MEM}'")
-                position = min(self._positions_in(sql, chosen).values())
-                asked_at = self.db.head_in(sql) if asked_at is None else asked_at
+                    sql.execute_settings(
+                        ["SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", f"SET LOCAL work_mem = '{READ_WORK_MEM}'"]
+                    )
+                if first is not None:
+                    first(sql)
+                positions, head = self._positions_and_head_in(sql, chosen)
+                position = min(positions.values())
+                asked_at = head if asked_at is None else asked_at
                 if position >= asked_at:  # everything recorded before the question is in: answer
                     yield sql, position
                     return

@@ -7,7 +7,7 @@ once and the two answers can be compared field by field. Each knows the log posi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -159,8 +159,8 @@ def report_source(app: LedgerApplication, from_log: bool) -> Iterator[ReportSour
 
 
 @contextmanager
-def view_source(projections: Projections) -> Iterator[ViewSource]:
+def view_source(projections: Projections, first: Callable[[Sql], object] | None = None) -> Iterator[ViewSource]:
     """The views of `projections`, caught up and held in one read transaction for the context (a server keeps
-    one `Projections` and asks it here for every answer)."""
-    with projections.reading() as (sql, position):
+    one `Projections` and asks it here for every answer); `first` as `Projections.reading` takes it."""
+    with projections.reading(first=first) as (sql, position):
         yield ViewSource(sql, position, projections.app.program)

@@ -179,11 +179,21 @@ class ApiKeyStore:
 
     def authenticate(self, key: str) -> ApiKey | None:
         """The active key `key` is, or None (malformed, unknown id, wrong secret, revoked)."""
+        if parse_key(key) is None:
+            return None
+        with self._cursor(commit=False) as cursor:
+            return self._authenticated(cursor, key)
+
+    def authenticate_in(self, cursor: Any, key: str) -> ApiKey | None:
+        """`authenticate`, in the caller's transaction on the ledger's database (a server reads the key and
+        the answer in one transaction: a round trip less per request)."""
+        return self._authenticated(getattr(cursor, "sqlite_cursor", cursor), key)
+
+    def _authenticated(self, cursor: Any, key: str) -> ApiKey | None:
         key_id = parse_key(key)
         if key_id is None:
             return None
-        with self._cursor(commit=False) as cursor:
-            found = self._rows(cursor, self._select("WHERE k.id = ?"), (key_id,))
+        found = self._rows(cursor, self._select("WHERE k.id = ?"), (key_id,))
         if not found:
             return None
         if not hmac.compare_digest(key_hash(key), str(found[0][7])):

@@ -8,7 +8,7 @@ name and role are kept on the request for the access log and the metrics; the ke
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio.to_thread
 from fastapi import Request
@@ -16,6 +16,11 @@ from fastapi import Request
 from ledger.access import ApiKey, Permission
 from points_ledger.api.problems import status_problem, unauthorized
 from points_ledger.api.service import LedgerService
+from projections.sources import view_source
+
+if TYPE_CHECKING:
+    from projections.db import Sql
+    from projections.sources import ReportSource
 
 #: The security scheme every /v1 route declares in the OpenAPI document (points_ledger.api.app).
 SECURITY_SCHEME = {"BearerKey": {"type": "http", "scheme": "bearer",
@@ -36,14 +41,15 @@ def bearer_key(request: Request) -> str | None:
     return key.strip() or None if scheme.lower() == "bearer" else None
 
 
-def authorized(request: Request, permission: Permission | None, what: str) -> ApiKey:
+def authorized(request: Request, permission: Permission | None, what: str, cursor: Any | None = None) -> ApiKey:
     """The active key the request carries, if its role has `permission` (None: any role); else 401 (no key, a
-    malformed, unknown or revoked one) or 403 saying `what` it may not do. Reads the store: call it on the
-    thread pool (`served`)."""
+    malformed, unknown or revoked one) or 403 saying `what` it may not do. Reads the store (in the caller's
+    transaction, given its `cursor`): call it on the thread pool (`served`, `served_from_views`)."""
     sent = bearer_key(request)
     if sent is None:
         raise unauthorized("send an API key: Authorization: Bearer KEY")
-    key = service_of(request).keys.authenticate(sent)
+    keys = service_of(request).keys
+    key = keys.authenticate(sent) if cursor is None else keys.authenticate_in(cursor, sent)
     if key is None:
         raise unauthorized("the API key is unknown, malformed or revoked")
     request.state.key_name, request.state.role = key.name, key.role.value
@@ -65,5 +71,21 @@ async def served(
     def in_thread() -> T:
         key = authorized(request, permission, what)
         return work(service_of(request), key)
+
+    return await anyio.to_thread.run_sync(in_thread)
+
+
+async def served_from_views(
+    request: Request, permission: Permission, what: str, work: Callable[[ReportSource], T]
+) -> T:
+    """`work(source)` over the views for an authorized caller, on one trip to the thread pool, the key read in
+    the same transaction as the answer, before the views are caught up."""
+
+    def in_thread() -> T:
+        def check(sql: Sql) -> None:
+            authorized(request, permission, what, sql.cursor)
+
+        with view_source(service_of(request).projections, check) as source:
+            return work(source)
 
     return await anyio.to_thread.run_sync(in_thread)

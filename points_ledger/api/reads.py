@@ -14,7 +14,7 @@ from fastapi import APIRouter, Header, Query, Request
 from starlette.responses import Response
 
 from ledger.access import ApiKey, Permission
-from points_ledger.api.auth import served
+from points_ledger.api.auth import served, served_from_views
 from points_ledger.api.problems import invalid, status_problem
 from points_ledger.api.rendering import csv_response, json_response, wants_csv
 from points_ledger.api.service import LedgerService
@@ -22,7 +22,7 @@ from points_ledger.context import parse_utc_time
 from projections import answers
 from projections.defaults import BREAKAGE_WINDOW_DAYS
 from projections.periods import ReportPeriods
-from projections.sources import view_source
+from projections.sources import ReportSource
 
 router = APIRouter()
 
@@ -66,15 +66,14 @@ async def member_balance(
     member_id: str,
     as_of: Annotated[str | None, Query(description=f"Balance as recorded up to this time: {TIME_EXAMPLE}")] = None,
 ) -> Response:
-    def work(service: LedgerService, key: ApiKey) -> Response:
+    def work(source: ReportSource) -> Response:
         when = utc_time(as_of, "as_of")
-        with view_source(service.projections) as source:
-            found = answers.balance(source, member_id, when)
+        found = answers.balance(source, member_id, when)
         if found is None:
             raise no_member(member_id, when)
         return json_response(found)
 
-    return await served(request, Permission.READ_MEMBERS, "read members", work)
+    return await served_from_views(request, Permission.READ_MEMBERS, "read members", work)
 
 
 @router.get(
@@ -89,16 +88,15 @@ async def member_history(
         str | None, Query(max_length=20, description="The `next` of the page before (omit for the first page).")
     ] = None,
 ) -> Response:
-    def work(service: LedgerService, key: ApiKey) -> Response:
+    def work(source: ReportSource) -> Response:
         if after is not None and not after.isdigit():
             raise invalid("after: not a cursor this API gave (pass the `next` of the page before)")
-        with view_source(service.projections) as source:
-            page = answers.history_page(source, member_id, int(after or 0), limit)
+        page = answers.history_page(source, member_id, int(after or 0), limit)
         if page is None:
             raise no_member(member_id)
         return json_response(page)
 
-    return await served(request, Permission.READ_HISTORY, "read a member's history", work)
+    return await served_from_views(request, Permission.READ_HISTORY, "read a member's history", work)
 
 
 @router.get("/v1/reports/liability", summary="Points liability at a time (like `report liability`)")
@@ -109,15 +107,14 @@ async def liability(
     breakage: Literal["configured", "estimated"] = "configured",
     breakage_window_days: Annotated[int, Query(ge=1, le=3660)] = BREAKAGE_WINDOW_DAYS,
 ) -> Response:
-    def work(service: LedgerService, key: ApiKey) -> Response:
+    def work(source: ReportSource) -> Response:
         when = required_time(as_of, "as_of")
-        with view_source(service.projections) as source:
-            report = answers.liability(source, when, breakage, breakage_window_days)
+        report = answers.liability(source, when, breakage, breakage_window_days)
         if wants_csv(accept):
             return csv_response(answers.LIABILITY_CSV_COLUMNS, answers.liability_csv_rows(report))
         return json_response(report)
 
-    return await served(request, Permission.READ_REPORTS, READ_REPORTS, work)
+    return await served_from_views(request, Permission.READ_REPORTS, READ_REPORTS, work)
 
 
 Granularity = Annotated[Literal["month", "quarter"] | None, Query(description="A line per month or quarter.")]
@@ -130,17 +127,16 @@ async def rollforward(
     request: Request, start: RangeStart, end: RangeEnd, by: Granularity = None,
     accept: Accept = None,
 ) -> Response:  # fmt: skip
-    def work(service: LedgerService, key: ApiKey) -> Response:
+    def work(source: ReportSource) -> Response:
         chosen = periods(start, end, by)
-        with view_source(service.projections) as source:
-            rows = answers.rollforward(source, chosen)
+        rows = answers.rollforward(source, chosen)
         if wants_csv(accept):
             return csv_response(answers.ROLLFORWARD_COLUMNS, rows)
         if by is None:  # one line: the CLI prints it as one object, without a period to name
             return json_response({name: value for name, value in rows[0].items() if name != "period"})
         return json_response(rows)
 
-    return await served(request, Permission.READ_REPORTS, READ_REPORTS, work)
+    return await served_from_views(request, Permission.READ_REPORTS, READ_REPORTS, work)
 
 
 @router.get("/v1/reports/kpis", summary="Program KPIs per period (like `report kpis`)")
@@ -148,15 +144,14 @@ async def kpis(
     request: Request, start: RangeStart, end: RangeEnd, by: Granularity = None,
     accept: Accept = None,
 ) -> Response:  # fmt: skip
-    def work(service: LedgerService, key: ApiKey) -> Response:
+    def work(source: ReportSource) -> Response:
         chosen = periods(start, end, by)
-        with view_source(service.projections) as source:
-            rows = answers.kpis(source, chosen)
+        rows = answers.kpis(source, chosen)
         if wants_csv(accept):
             return csv_response(answers.KPI_CSV_COLUMNS, [answers.kpi_csv_row(row) for row in rows])
         return json_response(rows)
 
-    return await served(request, Permission.READ_REPORTS, READ_REPORTS, work)
+    return await served_from_views(request, Permission.READ_REPORTS, READ_REPORTS, work)
 
 
 @router.get("/v1/digest", summary="One hash committing to the log up to its head (like `digest`)")
