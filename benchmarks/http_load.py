@@ -86,12 +86,15 @@ class Tally:
 
 
 def server_cpu_s(pid: int) -> float:
-    """User plus system CPU seconds of process `pid` so far (Linux /proc), 0.0 where there is no /proc."""
+    """User plus system CPU seconds so far of process `pid` and its children (a server's worker processes),
+    from Linux /proc; 0.0 where there is none."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+                    for child in (task / "children").read_text().split()]  # fmt: skip
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") + sum(map(server_cpu_s, children))
 
 
 def own_cpu_s() -> float:

@@ -1,15 +1,15 @@
 """The HTTP API under load: balance look-ups and redemptions against the framework's floor (not a test).
 
     python -m benchmarks.serve [--members 50000] [--clients 8] [--seconds 10] [--warmup 2]
-                               [--store URL | --postgres]
+                               [--workers 1] [--threads N] [--store URL | --postgres]
 
 Builds a ledger of `--members` members (`--purchases` purchases each, 500 points apiece, in the last 30 days)
 as an operator would: a JSON Lines file through `points-ledger ingest`, then `projections rebuild`; the
 views must show no lag before any timing starts. Then, each phase with `--clients` keep-alive connections
 (benchmarks/http_load.py), `--warmup` seconds unmeasured and `--seconds` measured:
 
-1. bare: benchmarks/serve_bare.py's constant (a plain `def` route, as the ledger's are) and, for reference,
-   its `async def` twin, each a process of its own served with `serve`'s uvicorn options;
+1. bare: benchmarks/serve_bare.py's constant (a plain `def` route: the framework's own way to run synchronous
+   work, on its thread pool) and, for reference, its `async def` twin, served with `serve`'s uvicorn options;
 2. lookup: `GET /v1/members/{id}` with a pos key, members drawn at random from the whole ledger;
 3. redemption: `POST /v1/messages`, 10 points each, distinct event ids, the members in turn (each has
    enough points for many rounds; a 409 rejection is counted apart from the errors).
@@ -19,6 +19,9 @@ Each phase reports count, requests/s, p50/p99/max (ms), errors (non-2xx but 409,
 all share the machine's cores, so a client near one core's worth means the client was the bottleneck.
 `lookup_to_bare` is look-up requests/s over the bare route's. Goals (reported, not asserted):
 lookup_to_bare >= 0.3, look-up p99 < 20 ms at 8 clients.
+
+`--workers` is the processes of both servers, the bare one and `serve` (`serve --workers`); `--threads`
+is `serve`'s `api.threads` (default: the setting's default).
 
 The store is a fresh SQLite file in a temporary folder unless `--store` names one (it must be empty) or
 `--postgres` asks for a throwaway PostgreSQL database on the local server (created, and dropped afterwards).
@@ -45,6 +48,7 @@ from typing import Any
 
 from benchmarks.common import drop_database, fresh_database
 from benchmarks.http_load import Load, MakeRequest, measure, request_bytes
+from points_ledger.config import ApiSection
 from tests.api_helpers import Server, create_keys, running_command, running_server
 from tests.cli_helpers import cli_command, cli_env
 
@@ -164,7 +168,7 @@ def bare_phases(args: argparse.Namespace, folder: Path) -> tuple[dict[str, Any],
     """The constant, from a plain `def` route and from an `async def` one, served by benchmarks/serve_bare."""
 
     def command(port: int) -> list[str]:
-        return [sys.executable, "-m", "benchmarks.serve_bare", "--port", str(port)]
+        return [sys.executable, "-m", "benchmarks.serve_bare", "--port", str(port), "--workers", str(args.workers)]
 
     with running_command(command, folder) as bare:
         sync = phase("bare", bare, lambda port: constant(port, "/v1/constant"), args)
@@ -174,7 +178,8 @@ def bare_phases(args: argparse.Namespace, folder: Path) -> tuple[dict[str, Any],
 
 def ledger_phases(store: str, args: argparse.Namespace, folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     key = create_keys(store, ("pos",))["pos"]
-    with running_server(store, folder, keys={"pos": key}) as server:
+    flags = ["--workers", str(args.workers), *(["--threads", str(args.threads)] if args.threads else [])]
+    with running_server(store, folder, *flags, keys={"pos": key}) as server:
         answer = server.get(f"/v1/members/{member_id(0)}", role="pos")  # catches the views up on the key's event
         if answer.status != 200:
             raise SystemExit(f"a look-up answered {answer.status}: {answer.body[:300]!r}")
@@ -206,6 +211,8 @@ def run(args: argparse.Namespace, store: str, folder: Path) -> dict[str, Any]:
         "members": args.members,
         "purchases_per_member": args.purchases,
         "clients": args.clients,
+        "workers": args.workers,
+        "threads": args.threads or ApiSection().threads,
         "warmup_s": args.warmup,
         "seconds": args.seconds,
         "cores": os.cpu_count(),
@@ -232,12 +239,16 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=GOAL_CLIENTS)
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per phase")
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each phase")
+    parser.add_argument("--workers", type=int, default=1, help="server processes (both servers)")
+    parser.add_argument("--threads", type=int, help="serve's api.threads (default: the setting's default)")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--store", help="an empty store's URL (default: a fresh SQLite file in a temporary folder)")
     where.add_argument("--postgres", action="store_true", help="a throwaway database on the local PostgreSQL server")
     args = parser.parse_args()
-    if args.members < 1 or args.purchases < 1 or args.clients < 1 or args.seconds <= 0 or args.warmup < 0:
-        parser.error("--members, --purchases and --clients must be at least 1, --seconds above 0, --warmup not below")
+    if min(args.members, args.purchases, args.clients, args.workers, args.threads or 1) < 1:
+        parser.error("--members, --purchases, --clients, --workers and --threads must be at least 1")
+    if args.seconds <= 0 or args.warmup < 0:
+        parser.error("--seconds must be above 0 and --warmup not below")
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp, ExitStack() as cleanup:
         store = args.store or f"sqlite:///{Path(tmp) / 'ledger.db'}"
         if args.postgres:

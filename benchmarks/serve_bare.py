@@ -1,7 +1,7 @@
 """The floor of `serve`: a FastAPI app that answers a constant, served by uvicorn with `serve`'s own options
 (points_ledger.api.server.uvicorn_options: one worker, access log off, uvloop and httptools when installed).
 
-    python -m benchmarks.serve_bare --port 8081
+    python -m benchmarks.serve_bare --port 8081 [--workers N]
 
 `GET /v1/constant` answers as a ledger route does (a plain `def` run on the thread pool, its JSON rendered by
 points_ledger.api.rendering) but does no work; `GET /v1/constant-async` skips the thread pool too. Whatever
@@ -44,9 +44,10 @@ async def constant_async() -> Response:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--workers", type=int, default=1, help="processes, as `serve --workers`")
     args = parser.parse_args()
     configure_logging()
-    uvicorn.run(app, **uvicorn_options(ApiSection(port=args.port)))
+    uvicorn.run("benchmarks.serve_bare:app", **uvicorn_options(ApiSection(port=args.port, workers=args.workers)))
 
 
 if __name__ == "__main__":

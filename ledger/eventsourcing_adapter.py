@@ -120,6 +120,15 @@ def lock_events_table(recorder: Any, cursor: Any) -> None:
     recorder._lock_table(cursor)
 
 
+def take_sqlite_write_lock(recorder: Any, cursor: Any) -> None:
+    """Take SQLite's write lock now, in the caller's transaction, before it reads: a write statement (one
+    that changes no row) as its first statement. The library's transactions BEGIN deferred, and a deferred
+    transaction that reads and then writes fails at once ("database is locked") when another process wrote
+    in between; one that writes first waits for the lock (up to the store's lock timeout) instead."""
+    table = recorder.events_table_name
+    cursor.execute(f"UPDATE {table} SET topic = topic WHERE 0")  # noqa: S608 (the library's own table name)
+
+
 def memory_max_tracking_id(recorder: Any, application_name: str) -> int | None:
     """An upstream's last position in an in-memory recorder, under its lock (`_max_tracking_ids`)."""
     return recorder._max_tracking_ids[application_name]  # type: ignore[no-any-return]

@@ -7,7 +7,8 @@ period that was swept never changes afterwards, exactly as if every member had b
 
 The ledger's time is a tracking record (`LEDGER_TIME`, microseconds since the epoch) in the write
 side's own tracking table, moved forward only. Each writing transaction names the ledger time its
-decisions used and checks it under the events table's lock (PostgreSQL) or SQLite's single-writer lock:
+decisions used and checks it under the events table's lock (PostgreSQL) or SQLite's single-writer lock
+(taken before the check, `take_sqlite_write_lock`):
 if a sweep moved it meanwhile, the batch fails with `LedgerTimeMovedError` (an IntegrityError, so the
 application decides the batch again with the new time) instead of recording a backdated change.
 """
@@ -19,7 +20,13 @@ from typing import Any
 
 from eventsourcing.persistence import IntegrityError, Tracking
 
-from ledger.eventsourcing_adapter import Insert, lock_events_table, max_tracking_id, wrap_insert_events
+from ledger.eventsourcing_adapter import (
+    Insert,
+    lock_events_table,
+    max_tracking_id,
+    take_sqlite_write_lock,
+    wrap_insert_events,
+)
 from ledger.micros import from_micros, to_micros
 from ledger.storage.backend import Backend, unsupported
 
@@ -56,6 +63,8 @@ def guard_ledger_time(backend: Backend, recorder: Any) -> None:
             if EXPECTED_LEDGER_TIME in kwargs:
                 if on_postgres:
                     lock_events_table(recorder, cursor)  # the lock every insert takes: a sweep's mark waits for it
+                else:  # the write lock before the read: two processes writing at once wait, not fail
+                    take_sqlite_write_lock(recorder, cursor)
                 current = max_tracking_id(recorder, LEDGER_TIME, cursor)
                 if current != kwargs[EXPECTED_LEDGER_TIME]:
                     raise LedgerTimeMovedError(

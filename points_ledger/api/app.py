@@ -47,13 +47,10 @@ def create_app(settings: LedgerSettings | None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        import anyio.to_thread
-
         from points_ledger.api.service import ledger_service
 
         if settings is None:
             raise RuntimeError("an application built without settings cannot serve")
-        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api.threads
         with ledger_service(settings) as service:
             app.state.service = service
             yield

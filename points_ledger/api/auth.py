@@ -7,10 +7,10 @@ name and role are kept on the request for the access log and the metrics; the ke
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import anyio.to_thread
 from fastapi import Request
 
 from ledger.access import ApiKey, Permission
@@ -62,6 +62,11 @@ def forbidden(key: ApiKey, what: str) -> Exception:
     return status_problem(403, f"a {key.role.value} key may not {what}")
 
 
+async def on_the_pool(request: Request, work: Callable[[], T]) -> T:
+    """`work()` on the process's thread pool (`LedgerService.executor`), awaited."""
+    return await asyncio.get_running_loop().run_in_executor(service_of(request).executor, work)
+
+
 async def served(
     request: Request, permission: Permission | None, what: str, work: Callable[[LedgerService, ApiKey], T]
 ) -> T:
@@ -72,7 +77,7 @@ async def served(
         key = authorized(request, permission, what)
         return work(service_of(request), key)
 
-    return await anyio.to_thread.run_sync(in_thread)
+    return await on_the_pool(request, in_thread)
 
 
 async def served_from_views(
@@ -88,4 +93,4 @@ async def served_from_views(
         with view_source(service_of(request).projections, check) as source:
             return work(source)
 
-    return await anyio.to_thread.run_sync(in_thread)
+    return await on_the_pool(request, in_thread)

@@ -1,11 +1,14 @@
-"""For whoever runs the server: /healthz (liveness), /readyz (readiness) and /metrics. None needs a key."""
+"""For whoever runs the server: /healthz (liveness), /readyz (readiness) and /metrics. None needs a key.
+
+Only /readyz touches the store, on the process's thread pool like every route that does (`on_the_pool`);
+the others answer from memory on the event loop."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from points_ledger.api.auth import service_of
+from points_ledger.api.auth import on_the_pool, service_of
 from points_ledger.api.problems import status_problem
 from points_ledger.api.rendering import json_response
 from points_ledger.api.service import LedgerService
@@ -15,7 +18,7 @@ PROMETHEUS_MEDIA_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 @router.get("/healthz", summary="Liveness: the process answers")
-def healthz() -> Response:
+async def healthz() -> Response:
     return json_response({"status": "ok"})
 
 
@@ -24,11 +27,14 @@ def healthz() -> Response:
     summary="Readiness: the store answers and the views lag by at most api.ready_lag_max events",
     responses={503: {"description": "The store is unreachable, or the views lag too far behind the log."}},
 )
-def readyz(request: Request) -> Response:
+async def readyz(request: Request) -> Response:
+    return await on_the_pool(request, lambda: _readiness(service_of(request)))
+
+
+def _readiness(service: LedgerService) -> Response:
     from ledger.storage.store import UNAVAILABLE_ERRORS
     from projections import answers
 
-    service = service_of(request)
     try:
         _probe(service)
         views = answers.projections_status(service.projections)
@@ -51,7 +57,7 @@ def _probe(service: LedgerService) -> None:
 
 
 @router.get("/metrics", summary="Prometheus metrics (unless api.metrics is off)")
-def metrics(request: Request) -> Response:
+async def metrics(request: Request) -> Response:
     found = request.app.state.metrics
     if found is None:
         raise status_problem(404, "metrics are turned off (api.metrics)")

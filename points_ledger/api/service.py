@@ -1,17 +1,20 @@
-"""What one server process holds open for its lifetime: the ledger, its views and its API keys.
+"""What one server process holds open for its lifetime: the ledger, its views, its API keys and its thread pool.
 
-The eventsourcing library is synchronous, so every route is a plain `def` that the framework runs on its
-thread pool; the pool's size (`api.threads`) is also the size of the ledger's PostgreSQL connection pool, so
-a request never waits for a connection that another thread of the same process holds. Reads share the one
-`Projections` (its catch-up takes a lock per view, so concurrent readers never apply an event twice). Writes
-take the process's write lock: the ledger's in-memory members are one writer's; other processes (more
-workers, `consume`) are kept apart by the store itself (each member's next version is taken once).
+The eventsourcing library is synchronous, so a route's work runs on the process's own thread pool
+(`executor`, `api.threads` threads, handed work by asyncio's `run_in_executor`: anyio's `to_thread`, what
+the framework uses, cost a fifth of a balance look-up in bookkeeping). The pool's size is also the size of
+the ledger's PostgreSQL connection pool, so a request never waits for a connection that another thread of
+the same process holds. Reads share the one `Projections` (its catch-up takes a lock per view, so
+concurrent readers never apply an event twice). Writes take the process's write lock: the ledger's
+in-memory members are one writer's; other processes (more workers, `consume`) are kept apart by the store
+itself (each member's next version is taken once).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -35,6 +38,7 @@ class LedgerService:
     projections: Projections
     keys: ApiKeyStore
     api: ApiSection
+    executor: ThreadPoolExecutor
     write_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -61,7 +65,9 @@ def ledger_service(settings: LedgerSettings) -> Iterator[LedgerService]:
     app = LedgerApplication(store, load_program(settings.program))
     if store.kind == "sqlite":  # PostgreSQL's pool is sized by `pooled_store`
         keep_pooled_connections(app.recorder, settings.api.threads)
+    executor = ThreadPoolExecutor(settings.api.threads, thread_name_prefix="points-ledger-api")
     try:
-        yield LedgerService(app, Projections(app), api_key_store(app), settings.api)
+        yield LedgerService(app, Projections(app), api_key_store(app), settings.api, executor)
     finally:
+        executor.shutdown(wait=True)  # the work in flight ends before its ledger closes
         app.close()
