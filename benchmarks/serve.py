@@ -1,7 +1,7 @@
 """The HTTP API under load: balance look-ups and redemptions against the framework's floor (not a test).
 
     python -m benchmarks.serve [--members 50000] [--clients 8] [--seconds 10] [--warmup 2]
-                               [--workers 1] [--threads N] [--store URL | --postgres]
+                               [--workers 1] [--threads N] [--no-pin-cpu] [--store URL | --postgres]
 
 Builds a ledger of `--members` members (`--purchases` purchases each, 500 points apiece, in the last 30 days)
 as an operator would: a JSON Lines file through `points-ledger ingest`, then `projections rebuild`; the
@@ -21,7 +21,8 @@ all share the machine's cores, so a client near one core's worth means the clien
 lookup_to_bare >= 0.3, look-up p99 < 20 ms at 8 clients.
 
 `--workers` is the processes of both servers, the bare one and `serve` (`serve --workers`); `--threads`
-is `serve`'s `api.threads` (default: the setting's default).
+is `serve`'s `api.threads` (default: the setting's default); `--no-pin-cpu` leaves both servers' processes
+unpinned (`api.pin_cpu` false; pinned by default, as `serve` runs).
 
 The store is a fresh SQLite file in a temporary folder unless `--store` names one (it must be empty) or
 `--postgres` asks for a throwaway PostgreSQL database on the local server (created, and dropped afterwards).
@@ -168,7 +169,8 @@ def bare_phases(args: argparse.Namespace, folder: Path) -> tuple[dict[str, Any],
     """The constant, from a plain `def` route and from an `async def` one, served by benchmarks/serve_bare."""
 
     def command(port: int) -> list[str]:
-        return [sys.executable, "-m", "benchmarks.serve_bare", "--port", str(port), "--workers", str(args.workers)]
+        return [sys.executable, "-m", "benchmarks.serve_bare", "--port", str(port), "--workers", str(args.workers),
+                *(["--no-pin-cpu"] if args.no_pin_cpu else [])]  # fmt: skip
 
     with running_command(command, folder) as bare:
         sync = phase("bare", bare, lambda port: constant(port, "/v1/constant"), args)
@@ -213,6 +215,7 @@ def run(args: argparse.Namespace, store: str, folder: Path) -> dict[str, Any]:
         "clients": args.clients,
         "workers": args.workers,
         "threads": args.threads or ApiSection().threads,
+        "pin_cpu": not args.no_pin_cpu,
         "warmup_s": args.warmup,
         "seconds": args.seconds,
         "cores": os.cpu_count(),
@@ -241,6 +244,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each phase")
     parser.add_argument("--workers", type=int, default=1, help="server processes (both servers)")
     parser.add_argument("--threads", type=int, help="serve's api.threads (default: the setting's default)")
+    parser.add_argument("--no-pin-cpu", action="store_true", help="both servers unpinned (api.pin_cpu false)")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--store", help="an empty store's URL (default: a fresh SQLite file in a temporary folder)")
     where.add_argument("--postgres", action="store_true", help="a throwaway database on the local PostgreSQL server")

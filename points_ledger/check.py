@@ -274,7 +274,9 @@ def api_checks(config: LedgerSettings, store: Store) -> Iterator[Check]:
     api = config.api
     bound = _bindable(api.host, api.port)
     if bound is None:
-        yield passed("api", f"{api.host}:{api.port} is free; {api.workers} worker(s) of {api.threads} thread(s)")
+        pinned = "each on a CPU of its own" if api.pin_cpu else "unpinned"
+        processes = f"{api.workers} worker(s) of {api.threads} thread(s), {pinned}"
+        yield passed("api", f"{api.host}:{api.port} is free; {processes}")
     else:
         yield Check("api", True, f"cannot listen on {api.host}:{api.port}: {bound}",
                     "stop what listens there (a running `serve`?) or choose api.port", warning=True)  # fmt: skip

@@ -171,7 +171,9 @@ class ApiSection(_Section):
     #: Server processes, each with its own ledger connection pool.
     workers: Annotated[int, Field(ge=1, le=32)] = 1
     #: Requests a process works on at once (its thread pool), and the size of its PostgreSQL connection pool.
-    threads: Annotated[int, Field(ge=1, le=256)] = 16
+    threads: Annotated[int, Field(ge=1, le=256)] = 4
+    #: Run each server process, its event loop and its threads on one CPU (points_ledger.api.cpus).
+    pin_cpu: bool = True
     #: /readyz answers 503 while the views are more than this many events behind the log.
     ready_lag_max: Annotated[int, Field(ge=0, le=1_000_000_000)] = 10_000
     #: Serve /metrics (Prometheus text) on the API's own port.
@@ -213,6 +215,7 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "LEDGER_API_PORT": ("api", "port"),
     "LEDGER_API_WORKERS": ("api", "workers"),
     "LEDGER_API_THREADS": ("api", "threads"),
+    "LEDGER_API_PIN_CPU": ("api", "pin_cpu"),
     "LEDGER_API_READY_LAG_MAX": ("api", "ready_lag_max"),
     "LEDGER_API_METRICS": ("api", "metrics"),
     "LEDGER_API_SHUTDOWN_TIMEOUT_S": ("api", "shutdown_timeout_s"),

@@ -17,7 +17,9 @@ from points_ledger.errors import CommandError, warn
                 help="Server processes (env LEDGER_API_WORKERS). Default: 1.")  # fmt: skip
 @setting_option("api", "threads", "--threads", type=click.IntRange(1, 256), default=None,
                 help="Requests each process works on at once, and its PostgreSQL connection pool's size "
-                "(env LEDGER_API_THREADS). Default: 16.")  # fmt: skip
+                "(env LEDGER_API_THREADS). Default: 4: each process runs one thread of Python at a time, and more "
+                "threads starve its event loop; raise it when a remote database's round trips keep threads "
+                "waiting, add --workers for cores.")  # fmt: skip
 @pass_context
 def serve(context: Context) -> None:
     """Serve the HTTP API (docs/api.md) until SIGTERM or SIGINT, finishing the requests in flight.

@@ -396,6 +396,9 @@ def test_the_openapi_document_is_served_and_exported_alike(server: Server, tmp_p
             "/readyz", "/metrics"} <= set(served["paths"])  # fmt: skip
     body = served["paths"]["/v1/messages"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert body == {"$ref": "#/components/schemas/Message"} and "Redemption" in served["components"]["schemas"]
+    balance = served["paths"]["/v1/members/{member_id}"]["get"]["parameters"]  # declared by hand (reads.py)
+    assert [(p["name"], p["in"], p["required"]) for p in balance] == [("member_id", "path", True),
+                                                                       ("as_of", "query", False)]  # fmt: skip
 
 
 def test_metrics_count_requests_by_route_template_status_and_role(server: Server) -> None:

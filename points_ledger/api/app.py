@@ -18,6 +18,7 @@ from fastapi.openapi.utils import get_openapi
 
 from points_ledger.api import operations, reads, writes
 from points_ledger.api.auth import SECURITY_SCHEME
+from points_ledger.api.cpus import pin_this_process
 from points_ledger.api.limits import DeclaredSizeLimit
 from points_ledger.api.observe import ApiMetrics, Observed
 from points_ledger.api.problems import PROBLEM_MEDIA_TYPE, TYPE_PREFIX, install_problem_handlers
@@ -51,6 +52,8 @@ def create_app(settings: LedgerSettings | None) -> FastAPI:
 
         if settings is None:
             raise RuntimeError("an application built without settings cannot serve")
+        if settings.api.pin_cpu:
+            pin_this_process()
         with ledger_service(settings) as service:
             app.state.service = service
             yield

@@ -60,12 +60,25 @@ def no_member(member_id: str, as_of: datetime | None = None) -> Exception:
     return status_problem(404, f"no member {member_id!r}{when}")
 
 
-@router.get("/v1/members/{member_id}", summary="A member's balance, tier and open lots (like `balance`)")
-async def member_balance(
-    request: Request,
-    member_id: str,
-    as_of: Annotated[str | None, Query(description=f"Balance as recorded up to this time: {TIME_EXAMPLE}")] = None,
-) -> Response:
+#: The balance look-up's parameters, as FastAPI would declare them: the route reads them itself (a till asks on
+#: every sale, and FastAPI's solving of declared parameters was a tenth of the server's time per look-up).
+BALANCE_PARAMETERS = [
+    {"name": "member_id", "in": "path", "required": True, "schema": {"type": "string", "title": "Member Id"}},
+    {"name": "as_of", "in": "query", "required": False,
+     "description": f"Balance as recorded up to this time: {TIME_EXAMPLE}",
+     "schema": {"anyOf": [{"type": "string"}, {"type": "null"}], "title": "As Of"}},
+]  # fmt: skip
+
+
+@router.get(
+    "/v1/members/{member_id}",
+    summary="A member's balance, tier and open lots (like `balance`)",
+    openapi_extra={"parameters": BALANCE_PARAMETERS},
+)
+async def member_balance(request: Request) -> Response:
+    member_id: str = request.path_params["member_id"]
+    as_of = request.query_params.get("as_of")
+
     def work(source: ReportSource) -> Response:
         when = utc_time(as_of, "as_of")
         found = answers.balance(source, member_id, when)
