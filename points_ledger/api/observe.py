@@ -8,6 +8,7 @@ shaped like a key elsewhere in the line (a key pasted into a query) is masked.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -43,23 +44,14 @@ class ApiMetrics:
             f"{PREFIX}_api_request_duration_seconds", "Time to answer an HTTP request, by route and method.",
             ["route", "method"], buckets=REQUEST_SECONDS_BUCKETS, registry=self.registry,
         )  # fmt: skip
-        self._counters: dict[tuple[str, str, int, str], Counter] = {}
-        self._histograms: dict[tuple[str, str], Histogram] = {}
+        # Each label set's child, remembered: prometheus_client's `labels()` (a lock, a key built anew) was most
+        # of the cost of observing. Route templates, methods, statuses and roles are few, so the children are too.
+        self._counter = functools.cache(self.requests.labels)
+        self._histogram = functools.cache(self.seconds.labels)
 
     def observe(self, route: str, method: str, status: int, role: str, seconds: float) -> None:
-        """Count and time one request. Each label set's child is remembered: prometheus_client's `labels()`
-        (a lock, a key built anew) was most of the cost of observing. Route templates, methods, statuses and
-        roles are few, so the children are too."""
-        counted = (route, method, status, role)
-        counter = self._counters.get(counted)
-        if counter is None:
-            counter = self._counters[counted] = self.requests.labels(route, method, str(status), role)
-        timed = (route, method)
-        histogram = self._histograms.get(timed)
-        if histogram is None:
-            histogram = self._histograms[timed] = self.seconds.labels(route, method)
-        counter.inc()
-        histogram.observe(seconds)
+        self._counter(route, method, str(status), role).inc()
+        self._histogram(route, method).observe(seconds)
 
     def exposition(self) -> bytes:
         """The Prometheus text of every worker's metrics."""
