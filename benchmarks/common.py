@@ -4,6 +4,12 @@ this module is importable."""
 
 from __future__ import annotations
 
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 from ledger.storage.store import parse_store_url
 from points_ledger.preflight import connect
 
@@ -40,3 +46,18 @@ def drop_database(name: str) -> None:
 def database_exists(name: str) -> bool:
     with connect(parse_store_url(f"{SERVER}/postgres"), autocommit=True) as conn:
         return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+
+
+@contextmanager
+def benchmark_store(name: str, store: str | None, postgres: bool) -> Iterator[tuple[str, Path]]:
+    """The store a benchmark `name` runs on and a temporary folder for its files: `store` as given, a throwaway
+    PostgreSQL database (`postgres`: created, and dropped afterwards), or a fresh SQLite file in the folder."""
+    with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
+        if not postgres:
+            yield store or f"sqlite:///{Path(tmp) / 'ledger.db'}", Path(tmp)
+            return
+        database = f"pl_bench_{name}_{uuid.uuid4().hex[:10]}"
+        try:
+            yield fresh_database(database), Path(tmp)
+        finally:
+            drop_database(database)

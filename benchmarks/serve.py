@@ -38,16 +38,14 @@ import os
 import random
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import drop_database, fresh_database
+from benchmarks.common import benchmark_store
 from benchmarks.http_load import Load, MakeRequest, measure, request_bytes
 from points_ledger.config import ApiSection
 from tests.api_helpers import Server, create_keys, running_command, running_server
@@ -76,14 +74,14 @@ def utc_text(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
-def ledger_lines(members: int, purchases: int, now: datetime) -> Iterator[bytes]:
-    """`purchases` rounds of one purchase per member, in time order over HISTORY up to an hour before `now`."""
+def ledger_lines(members: int, purchases: int, now: datetime, span: timedelta = HISTORY) -> Iterator[bytes]:
+    """`purchases` rounds of one purchase per member, in time order over `span` up to an hour before `now`."""
     total = members * purchases
-    first = now - timedelta(hours=1) - HISTORY
+    first = now - timedelta(hours=1) - span
     for n in range(total):
         yield json.dumps({
             "event_id": f"bench-p{n}", "type": "purchase", "member_id": member_id(n % members),
-            "occurred_at": utc_text(first + HISTORY * n / total), "transaction_id": f"bench-t{n}",
+            "occurred_at": utc_text(first + span * n / total), "transaction_id": f"bench-t{n}",
             "amount": PURCHASE_AMOUNT, "currency": "USD",
         }, separators=(",", ":")).encode()  # fmt: skip
 
@@ -96,11 +94,12 @@ def cli_json(store: str, *args: str) -> list[Any]:
     return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
 
 
-def build_ledger(store: str, members: int, purchases: int, folder: Path) -> dict[str, Any]:
-    """Ingest the ledger's stream into `store` (which must be empty), rebuild the views; the seconds each took."""
+def build_ledger(store: str, members: int, purchases: int, folder: Path, span: timedelta = HISTORY) -> dict[str, Any]:
+    """Ingest the ledger's stream (over `span`) into `store` (which must be empty), rebuild the views; the
+    seconds each took."""
     stream = folder / "ledger.jsonl"
     with stream.open("wb") as sink:
-        for line in ledger_lines(members, purchases, datetime.now(UTC)):
+        for line in ledger_lines(members, purchases, datetime.now(UTC), span):
             sink.write(line + b"\n")
     began = time.perf_counter()
     [tally] = cli_json(store, "ingest", str(stream))
@@ -253,14 +252,9 @@ def main() -> None:
         parser.error("--members, --purchases, --clients, --workers and --threads must be at least 1")
     if args.seconds <= 0 or args.warmup < 0:
         parser.error("--seconds must be above 0 and --warmup not below")
-    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp, ExitStack() as cleanup:
-        store = args.store or f"sqlite:///{Path(tmp) / 'ledger.db'}"
-        if args.postgres:
-            database = f"pl_bench_serve_{uuid.uuid4().hex[:10]}"
-            store = fresh_database(database)
-            cleanup.callback(drop_database, database)
+    with benchmark_store("serve", args.store, args.postgres) as (store, folder):
         progress(f"store: {store.split(':', 1)[0]}, {args.members:,} members")
-        result = run(args, store, Path(tmp))
+        result = run(args, store, folder)
     print(json.dumps(result))
 
 

@@ -1,28 +1,35 @@
-"""`report liability --chart`: month-end outstanding points and liability value, drawn for people who would
-rather look than read (matplotlib, drawn off-screen to a PNG file)."""
+"""Charts for people who would rather look than read, drawn off-screen by matplotlib: the month-end liability
+(`report liability --chart`, a PNG file; the console's finance page, SVG) and the console's KPI charts (a
+series per measure, by period)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import IO
+from typing import IO, Literal
 
 import matplotlib
 
 matplotlib.use("Agg")  # no screen: draw to files only
-from matplotlib import pyplot
+from matplotlib import pyplot, ticker
 
 #: The picture's size in pixels (width, height) at CHART_DPI.
 CHART_SIZE_PX = (1200, 600)
 CHART_DPI = 100
+#: The KPI charts' size in pixels: four of them sit on one page.
+PERIOD_CHART_SIZE_PX = (800, 360)
+ChartFormat = Literal["png", "svg"]
+#: Axis figures with thousands separators, as every table writes them.
+THOUSANDS = ticker.FuncFormatter(lambda value, _: f"{value:,.0f}")
 
 
 def draw_liability_chart(
-    file: IO[bytes], points: Sequence[tuple[datetime, int, Decimal]], currency: str, title: str
-) -> None:
+    file: IO[bytes], points: Sequence[tuple[datetime, int, Decimal]], currency: str, title: str,
+    chart_format: ChartFormat = "png",
+) -> None:  # fmt: skip
     """Outstanding points (bars, left axis) and liability value (line, right axis) at each time given, as a PNG
-    written to `file`."""
+    (or SVG) written to `file`."""
     if not points:
         raise ValueError("nothing to draw: the range holds no month end")
     slots = list(range(len(points)))  # one slot per month end, labelled with its date
@@ -31,6 +38,7 @@ def draw_liability_chart(
         left.bar(slots, [outstanding for _, outstanding, _ in points], width=0.6, color="#9ecae1",
                  label="outstanding points")  # fmt: skip
         left.set_ylabel("outstanding points")
+        left.yaxis.set_major_formatter(THOUSANDS)
         right = left.twinx()
         right.plot(slots, [float(value) for _, _, value in points], color="#d62728", marker="o",
                    label=f"liability ({currency})")  # fmt: skip
@@ -40,6 +48,32 @@ def draw_liability_chart(
         left.set_title(title)
         figure.autofmt_xdate()
         figure.legend(loc="upper left", bbox_to_anchor=(0.13, 0.87))
-        figure.savefig(file, dpi=CHART_DPI, format="png")
+        figure.savefig(file, dpi=CHART_DPI, format=chart_format)
+    finally:
+        pyplot.close(figure)
+
+
+def draw_period_chart(
+    file: IO[bytes], periods: Sequence[str], series: Mapping[str, Sequence[float | None]], title: str, *, unit: str,
+    chart_format: ChartFormat = "svg",
+) -> None:  # fmt: skip
+    """Each named series as bars side by side per period (a missing value draws nothing), written to `file`."""
+    if not periods:
+        raise ValueError("nothing to draw: no period")
+    figure, axes = pyplot.subplots(figsize=(PERIOD_CHART_SIZE_PX[0] / CHART_DPI, PERIOD_CHART_SIZE_PX[1] / CHART_DPI))
+    try:
+        width = 0.8 / max(len(series), 1)
+        for index, (name, values) in enumerate(series.items()):
+            slots = [slot + index * width for slot in range(len(periods))]
+            axes.bar(slots, [0 if value is None else value for value in values], width=width, label=name)
+        axes.set_xticks([slot + 0.4 - width / 2 for slot in range(len(periods))], list(periods))
+        axes.set_ylabel(unit)
+        axes.yaxis.set_major_formatter(THOUSANDS)
+        axes.set_ylim(bottom=0, top=max(axes.get_ylim()[1], 1) * 1.25)  # room for the legend above the bars
+        axes.set_title(title)
+        axes.legend(loc="upper left", ncols=len(series))
+        figure.autofmt_xdate()
+        figure.tight_layout()
+        figure.savefig(file, dpi=CHART_DPI, format=chart_format)
     finally:
         pyplot.close(figure)

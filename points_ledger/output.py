@@ -13,12 +13,14 @@ import csv
 import json
 import re
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import IO, TYPE_CHECKING, Any
 from uuid import UUID
+
+from points_ledger import readable
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -91,34 +93,122 @@ def _escaped(match: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
+def _table_cell(value: Any) -> str:
+    """A value as people read it in a table: whole numbers with thousands separators, times in UTC to the
+    second (points_ledger.readable); the rest as `_cell` writes it."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return readable.number(value)
+    if isinstance(value, datetime):
+        return readable.when(value)
+    return _cell(value)
+
+
 def shown(value: Any) -> Text:
-    """A value as a table shows it: plain text (rich never reads it as markup), control characters escaped."""
+    """A value as a table shows it: plain text (rich never reads it as markup), control characters escaped,
+    numbers and times written for people (`_table_cell`)."""
     from rich.text import Text
 
-    return Text(terminal_text(_cell(value)))
+    return Text(terminal_text(_table_cell(value)))
 
 
-def print_record(title: str, record: Mapping[str, Any]) -> None:
-    """One record as a two-column table (nested mappings flattened with dots)."""
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | Decimal) and not isinstance(value, bool)
+
+
+def print_record(title: str, record: Mapping[str, Any], caption: str | None = None) -> None:
+    """One record as a two-column table (nested mappings flattened with dots), numbers right-aligned."""
     from rich.table import Table
 
     table = Table(title=shown(title), show_header=False)
     table.add_column("field", style="bold")
-    table.add_column("value", justify="right")
+    table.add_column("value")
     for key, value in _flatten(record):
-        table.add_row(shown(key), shown(value))
-    console().print(table)
+        table.add_row(shown(key), _aligned(value))
+    _print_with_caption(table, caption)
 
 
-def print_rows(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+def _print_with_caption(table: Any, caption: str | None) -> None:
+    """A table, then its caption beneath, wrapped at the terminal's width (a table's own caption is not)."""
+    terminal = console()
+    terminal.print(table)
+    if caption is not None:
+        terminal.print(shown(caption), soft_wrap=False)
+
+
+def _aligned(value: Any) -> Text:
+    text = shown(value)
+    if _is_number(value):
+        text.justify = "right"
+    return text
+
+
+def print_rows(
+    title: str,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    caption: str | None = None,
+    right_aligned: Collection[str] | None = None,
+    compact: bool = False,
+) -> None:
+    """A table, a row per item: the columns in `right_aligned` (by default, those holding only numbers) are
+    aligned right and never wrapped; `caption` (what every row shares: the log position, the range) goes
+    beneath, once. Text too long for its column wraps within it, every character kept. `compact`: rules
+    under the header only (more room for the text on a narrow terminal)."""
+    from rich import box
     from rich.table import Table
 
-    table = Table(title=shown(title))
+    lines = [list(row) for row in rows]
+    if right_aligned is None:
+        right_aligned = {
+            column for index, column in enumerate(columns)
+            if any(line[index] is not None for line in lines)
+            and all(line[index] is None or _is_number(line[index]) for line in lines)
+        }  # fmt: skip
+    table = Table(title=shown(title), box=box.SIMPLE_HEAD if compact else box.HEAVY_HEAD)
     for column in columns:
-        table.add_column(shown(column))
-    for row in rows:
-        table.add_row(*(shown(value) for value in row))
-    console().print(table)
+        numeric = column in right_aligned
+        table.add_column(shown(column), justify="right" if numeric else "left", no_wrap=numeric, overflow="fold")
+    for line in lines:
+        table.add_row(*(shown(value) for value in line))
+    _print_with_caption(table, caption)
+
+
+#: What a column of a statement costs beside its text: rich's padding and rule.
+STATEMENT_COLUMN_EXTRA = 3
+
+
+def print_statement(
+    title: str, caption: str, headings: Sequence[str], lines: Sequence[tuple[str, Sequence[str]]]
+) -> None:
+    """A statement: a row per measure or flow (`lines`: its name and its figures, written for people), a
+    column per period (or tier) in `headings`, figures aligned right. Columns that do not fit the terminal's
+    width go to a further table beneath, which repeats the names, never truncated or squeezed."""
+    from rich.table import Table
+
+    terminal = console()
+    name_width = max((len(name) for name, _ in lines), default=0) + STATEMENT_COLUMN_EXTRA + 1
+    widths = [
+        max(len(heading), *(len(figures[index]) for _, figures in lines)) + STATEMENT_COLUMN_EXTRA
+        for index, heading in enumerate(headings)
+    ]
+    blocks: list[list[int]] = [[]]
+    used = name_width
+    for index, width in enumerate(widths):
+        if blocks[-1] and used + width > terminal.width:
+            blocks.append([])
+            used = name_width
+        blocks[-1].append(index)
+        used += width
+    for number, block in enumerate(blocks):
+        table = Table(title=shown(title) if number == 0 else None)
+        table.add_column("")
+        for index in block:
+            table.add_column(shown(headings[index]), justify="right", no_wrap=True)
+        for name, figures in lines:
+            table.add_row(shown(name), *(shown(figures[index]) for index in block))
+        terminal.print(table)
+    terminal.print(shown(caption), soft_wrap=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +235,7 @@ def print_rows_as_they_come(title: str, columns: Sequence[Column], rows: Iterabl
     sys.stdout.write(line(terminal_text(column.name) for column in columns))
     sys.stdout.write(line("-" * column.width for column in columns))
     for row in rows:
-        sys.stdout.write(line(terminal_text(_cell(value)) for value in row))
+        sys.stdout.write(line(terminal_text(_table_cell(value)) for value in row))
 
 
 def spreadsheet_cell(value: Any) -> str | int | float | Decimal:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
-from points_ledger import output
+from points_ledger import output, readable
 from points_ledger.context import TIME, Context, format_option, pass_context
 from points_ledger.errors import CommandError
 from points_ledger.files import binary_output, check_target, force_option
@@ -77,9 +77,10 @@ def balance(context: Context, member_id: str, as_of: datetime | None, from_log: 
     if output_format == "json":
         output.print_json(result)
         return
-    output.print_record(f"member {member_id}", {k: v for k, v in result.items() if k != "lots"})
+    shown = {k: v for k, v in result.items() if k not in {"lots", "position"}}
+    output.print_record(f"member {member_id}", shown, f"log position {result['position']:,}")
     output.print_rows(
-        "lots", ["points", "remaining", "expires_at"],
+        "lots with points left", ["points", "remaining", "expires_at"],
         ([lot["points"], lot["remaining"], lot["expires_at"]] for lot in result["lots"]),
     )  # fmt: skip
 
@@ -133,21 +134,21 @@ def history(context: Context, member_id: str, from_log: bool, output_format: str
     if output_format == "json":
         output.print_json_lines(rows)
         return
+    from projections.history_lines import statement_line
+
+    lines = [statement_line(row) for row in rows]
+    narrow = output.console().width < WIDE_TERMINAL
     output.print_rows(
-        f"history of {member_id} (log position {position})",
-        ["#", "effective_at", "event", "change", "balance", "tier", "source", "details"],
-        (
-            [row["version"], row["effective_at"], row["event"], row["change"], row["balance"], row["tier"],
-             _source_text(row["provenance"]), row["details"]]
-            for row in rows
-        ),
+        f"history of {member_id}", ["#", "effective", "what happened", "change", "balance", "tier", "from"],
+        ([line["version"], line["effective_at"].date() if narrow else line["effective_at"], line["what"],
+          readable.signed(line["change"]), line["balance"], line["tier"], line["origin"]] for line in lines),
+        caption=f"{len(lines):,} changes, oldest first (log position {position:,}); every detail: --format json",
+        right_aligned={"#", "change", "balance"}, compact=True,
     )  # fmt: skip
 
 
-def _source_text(provenance: dict[str, Any]) -> str:
-    source = ",".join(f"{key}={value}" for key, value in provenance.get("source", {}).items())
-    event_id = provenance.get("event_id")
-    return f"{event_id} ({source})" if event_id else source
+#: From this width on, `history` shows each change's time to the second (below, its date).
+WIDE_TERMINAL = 120
 
 
 # ---- finance reports -------------------------------------------------------------------------
@@ -246,10 +247,36 @@ def liability(  # noqa: PLR0917 (one parameter per option, as click passes them)
         raise click.UsageError("give --as-of (or --chart with --from and --to)")
     with source(context, from_log) as found:
         result = answers.liability(found, as_of, breakage_method, breakage_window_days)
+        currency = found.program.currency
     if output_format == "csv":
         output.print_csv(answers.LIABILITY_CSV_COLUMNS, answers.liability_csv_rows(result))
+    elif output_format == "json":
+        output.print_json(result)
     else:
-        _print_report("points liability", result, output_format)
+        _liability_table(result, currency)
+
+
+def _liability_table(result: dict[str, Any], currency: str) -> None:
+    """The liability for people: its totals, then its measures by tier (a row per measure, a column per tier)."""
+    from projections import answers
+
+    breakage = result["breakage"]
+    output.print_record("points liability", {
+        "as of": result["as_of"], "members": result["members"], "outstanding points": result["outstanding_points"],
+        "negative points": result["negative_points"], "point value": f"{result['point_value']} {currency}",
+        "liability": readable.money(result["liability_value"], currency),
+        "breakage": f"{readable.percent(result['breakage_rate'])} ({breakage['method']})",
+        "liability net of breakage": readable.money(result["liability_net"], currency),
+    }, f"log position {result['position']:,}")  # fmt: skip
+    lines = answers.liability_csv_rows(result)
+    figures = [
+        (measure.replace("_", " "), [
+            readable.money(line[measure], currency) if measure in answers.MONEY_MEASURES
+            else readable.number(line[measure]) for line in lines
+        ]) for measure in answers.LIABILITY_MEASURES
+    ]  # fmt: skip
+    caption = f"as of {readable.when(result['as_of'])}; money in {currency}"
+    output.print_statement("by tier", caption, [line["tier"] for line in lines], figures)
 
 
 def _liability_chart(
@@ -268,7 +295,15 @@ def _liability_chart(
     drawn = [(row["as_of"], row["outstanding_points"], Decimal(row["liability_value"])) for row in rows]
     with binary_output(path, force=force) as file:
         draw_liability_chart(file, drawn, currency, title)
-    _print_rows("liability by month end", answers.LIABILITY_AT_PERIOD_ENDS_COLUMNS, rows, output_format)
+    if output_format != "table":
+        _print_rows("liability by month end", answers.LIABILITY_AT_PERIOD_ENDS_COLUMNS, rows, output_format)
+        return
+    output.print_rows(
+        "liability by month end", ["as of", "outstanding points", "liability"],
+        ([row["as_of"], row["outstanding_points"], readable.money(row["liability_value"], currency)] for row in rows),
+        caption=f"log position {rows[0]['position']:,}" if rows else None,
+        right_aligned={"outstanding points", "liability"},
+    )  # fmt: skip
 
 
 @report.command()
@@ -284,10 +319,13 @@ def rollforward(  # noqa: PLR0917 (one parameter per option, as click passes the
     periods = checked_periods(start, end, granularity)
     with source(context, from_log) as found:
         rows = answers.rollforward(found, periods)
-    if granularity is None and output_format != "csv":  # one line: a record, with no period to name
-        _print_report("points roll-forward", {k: v for k, v in rows[0].items() if k != "period"}, output_format)
-        return
-    _print_rows("points roll-forward", answers.ROLLFORWARD_COLUMNS, rows, output_format)
+    if output_format == "table":
+        _statement("points roll-forward", periods, rows, answers.ROLLFORWARD_MEASURES,
+                   "each closing is the next opening")  # fmt: skip
+    elif granularity is None and output_format == "json":  # one line: a record, with no period to name
+        output.print_json({k: v for k, v in rows[0].items() if k != "period"})
+    else:
+        _print_rows("points roll-forward", answers.ROLLFORWARD_COLUMNS, rows, output_format)
 
 
 @report.command("kpis")
@@ -304,14 +342,30 @@ def kpis_command(  # noqa: PLR0917 (one parameter per option, as click passes th
 
     periods = checked_periods(start, end, granularity)
     with source(context, from_log) as found:
-        rows, position = answers.kpis(found, periods), found.position
+        rows = answers.kpis(found, periods)
     if output_format == "csv":
         output.print_csv(answers.KPI_CSV_COLUMNS, (answers.kpi_csv_row(row) for row in rows))
     elif output_format == "table":
         table = [answers.kpi_table_row(row) for row in rows]
-        _print_rows(f"program KPIs (log position {position})", answers.KPI_TABLE_COLUMNS, table, output_format)
+        _statement("program KPIs", periods, table, answers.KPI_MEASURES, "redemption rate: redeemed / issued points")
     else:
         _print_rows("program KPIs", answers.KPI_TABLE_COLUMNS, rows, output_format)
+
+
+def _statement(title: str, periods: ReportPeriods, rows: list[dict[str, Any]], measures: Sequence[str],
+               note: str) -> None:  # fmt: skip
+    """Period rows as a statement for people: a row per measure, a column per period; the range, the log
+    position and `note` in its caption."""
+    cut = f" by {periods.granularity}" if periods.granularity else ""
+    caption = (f"({readable.when(periods.start)}, {readable.when(periods.end)}]{cut}; log position "
+               f"{rows[0]['position']:,}; {note}")  # fmt: skip
+    figures = [
+        (measure.replace("_", " "), [
+            readable.percent(row[measure]) if measure == "redemption_rate" else readable.number(row[measure])
+            for row in rows
+        ]) for measure in measures
+    ]  # fmt: skip
+    output.print_statement(title, caption, [row["period"] for row in rows], figures)
 
 
 def _print_rows(title: str, columns: Sequence[str], rows: list[dict[str, Any]], output_format: str) -> None:
@@ -321,13 +375,6 @@ def _print_rows(title: str, columns: Sequence[str], rows: list[dict[str, Any]], 
         output.print_csv(columns, rows)
     else:
         output.print_rows(title, columns, ([row.get(column) for column in columns] for row in rows))
-
-
-def _print_report(title: str, result: dict[str, Any], output_format: str) -> None:
-    if output_format == "json":
-        output.print_json(result)
-    else:
-        output.print_record(title, result)
 
 
 COMMANDS = [balance, balances, history, report]

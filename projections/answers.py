@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ledger.events import FLOW_SIGNS
 from ledger.outcomes import Rejection
+from ledger.storage.ledger_time import LEDGER_TIME, as_time
 from projections import kpis as kpi_figures
 from projections import reports
 from projections.defaults import BREAKAGE_WINDOW_DAYS
@@ -36,9 +37,14 @@ BALANCES_COLUMNS = ("member_id", "balance", "tier", "position")
 
 
 def balance(source: ReportSource, member_id: str, as_of: datetime | None = None) -> dict[str, Any] | None:
-    """A member's balance, tier and lots with points left (latest, or as of a time); None: no such member."""
+    """A member's balance, tier and lots with points left (latest, or as of a time), and the points of those
+    lots that expire within 30 days of its `as_of` (as the liability counts them); None: no such member."""
     found = source.statement(member_id, as_of)
-    return None if found is None else {**found, "position": source.position}
+    if found is None:
+        return None
+    within_30_days = reports.expiry_edges(found["as_of"])[0]
+    expiring = sum(lot["remaining"] for lot in found["lots"] if lot["expires_at"] <= within_30_days)
+    return {**found, "expiring_30d": expiring, "position": source.position}
 
 
 def balances(source: ReportSource, as_of: datetime | None = None) -> Iterator[dict[str, Any]]:
@@ -72,6 +78,12 @@ def history_page(source: ReportSource, member_id: str, after: int, limit: int) -
     return {"items": items, "next": following}
 
 
+def history_length(source: ReportSource, member_id: str) -> int:
+    """How many lines a member's history holds, numbered 1 to this (0: no such member): where its last page
+    starts."""
+    return source.history_length(member_id)
+
+
 def recorded_with(source: ReportSource, member_id: str, event_id: str) -> list[dict[str, Any]]:
     """The lines of a member's history recorded for the message `event_id` (what became of it)."""
     return [row for row in history(source, member_id) if row["provenance"].get("event_id") == event_id]
@@ -84,6 +96,12 @@ LIABILITY_CSV_COLUMNS = (
     "as_of", "tier", "members", "outstanding_points", "negative_points", "liability_value", "liability_net",
     *reports.EXPIRY_COLUMNS, "breakage_rate", "position",
 )  # fmt: skip
+#: The liability's measures, by tier and in total (a statement's rows, a grid's columns).
+LIABILITY_MEASURES = (
+    "members", "outstanding_points", "negative_points", "liability_value", "liability_net", *reports.EXPIRY_COLUMNS,
+)  # fmt: skip
+#: The liability's measures that are money (decimal strings, in the program's currency).
+MONEY_MEASURES = frozenset({"liability_value", "liability_net"})
 #: The liability at period ends (`liability_at_period_ends`), as its chart draws it.
 LIABILITY_AT_PERIOD_ENDS_COLUMNS = ("as_of", "outstanding_points", "liability_value", "position")
 
@@ -130,6 +148,13 @@ def liability_at_period_ends(source: ReportSource, periods: ReportPeriods) -> li
 
 #: The roll-forward's columns.
 ROLLFORWARD_COLUMNS = ("period", "from", "to", "opening", *FLOW_SIGNS, "closing", "position")
+#: The roll-forward as a statement: its rows, from the opening through each flow to the closing.
+ROLLFORWARD_MEASURES = ("opening", *FLOW_SIGNS, "closing")
+#: The KPIs as a statement: its rows (`rejected`: every rejection reason summed, `kpi_table_row`).
+KPI_MEASURES = (
+    "new_members", "active_members", "points_issued", "points_redeemed", "points_expired", "redemption_rate",
+    "tier_upgrades", "tier_downgrades", "rejected",
+)  # fmt: skip
 #: The KPIs as a table: the rejections summed in one column (`kpi_table_row`).
 KPI_TABLE_COLUMNS = ("period", *kpi_figures.KPI_COLUMNS)
 #: The KPIs as CSV: a column per rejection reason (`kpi_csv_row`).
@@ -185,6 +210,12 @@ def projections_status(projections: Projections) -> list[dict[str, Any]]:
          "advanced_at": state.advanced_at, "rebuilt_at": state.rebuilt_at}
         for state in projections.status()
     ]  # fmt: skip
+
+
+def ledger_time(app: LedgerApplication) -> datetime | None:
+    """The ledger's own time as recorded now (the last sweep's; None before the first), read afresh: another
+    process may have swept since this one last looked."""
+    return as_time(app.recorder.max_tracking_id(LEDGER_TIME))
 
 
 def digest(app: LedgerApplication) -> Digest:

@@ -2,6 +2,11 @@
 
 An instant exactly on a boundary belongs to the period that ends there, as every flow counts the events
 with `start < effective_at <= end`; so consecutive periods tile the range without gap or overlap.
+
+Periods follow the calendar: a range that starts in the last second before a boundary (the usual
+`--from 2024-12-31T23:59:59Z` for "from 2025") starts with the period after that boundary, which covers the
+second too, rather than with a one-second period of its own. A period is named after the calendar month or
+quarter it lies in.
 """
 
 from __future__ import annotations
@@ -10,12 +15,14 @@ import calendar
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 Granularity = Literal["month", "quarter"]
 #: Most periods one report may list (a century of months).
 PERIODS_MAX = 1_200
+#: A first period this short or shorter is joined to the next (a range "from 23:59:59" of the day before).
+SLIVER = timedelta(seconds=1)
 
 
 def add_months(moment: datetime, months: int) -> datetime:
@@ -46,8 +53,12 @@ def split(start: datetime, end: datetime, granularity: Granularity | None) -> li
         boundary = min(_next_boundary(cursor.astimezone(UTC), granularity), end)
         periods.append((cursor, boundary))
         cursor = boundary
-        if len(periods) > PERIODS_MAX:
+        if len(periods) > PERIODS_MAX + 1:
             raise ValueError(f"more than {PERIODS_MAX} periods: choose a shorter range or a longer period")
+    if len(periods) > 1 and periods[0][1] - periods[0][0] <= SLIVER:
+        periods[:2] = [(start, periods[1][1])]
+    if len(periods) > PERIODS_MAX:
+        raise ValueError(f"more than {PERIODS_MAX} periods: choose a shorter range or a longer period")
     return periods or [(start, end)]
 
 
@@ -63,11 +74,12 @@ def require_consecutive(spans: Sequence[tuple[datetime, datetime]]) -> None:
             raise ValueError("the periods must follow one another")
 
 
-def label(start: datetime, granularity: Granularity | None) -> str:
-    """The name of the period that starts (exclusively) at `start`: 2025-01, 2025-Q1, or `range`."""
+def label(start: datetime, end: datetime, granularity: Granularity | None) -> str:
+    """The name of the period (start, end]: the month or quarter its last instant lies in (2025-01, 2025-Q1),
+    or `range`."""
     if granularity is None:
         return "range"
-    moment = start.astimezone(UTC)
+    moment = (end - timedelta(microseconds=1) if end > start else end).astimezone(UTC)
     if granularity == "month":
         return f"{moment.year:04d}-{moment.month:02d}"
     return f"{moment.year:04d}-Q{(moment.month - 1) // 3 + 1}"
@@ -95,5 +107,5 @@ class ReportPeriods:
 
     def labels(self) -> list[str]:
         """The name of each listed period (2025-01, 2025-Q1, `range`), the whole range's `total` when cut."""
-        names = [label(start, self.granularity) for start, _ in self.spans]
+        names = [label(start, end, self.granularity) for start, end in self.spans]
         return [*names, "total"] if self.granularity else names

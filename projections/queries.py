@@ -203,6 +203,12 @@ def due_members(sql: Sql, as_of: datetime, base_tier: str) -> list[str]:
     return sorted(row["member_id"] for row in rows)
 
 
+def history_length(sql: Sql, member_id: str) -> int:
+    """How many changes the member's history holds (0: unknown); its lines are numbered 1 to this."""
+    found = sql.scalar("SELECT max(version) FROM pl_audit WHERE member_key = ?", (str(member_uuid(member_id)),))
+    return int(found or 0)
+
+
 def history(sql: Sql, member_id: str, after: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
     """`history`: the member's audit rows after version `after`, oldest first, at most `limit` (all: None);
     empty if unknown. An index range scan: a page costs the same however long the member's history."""

@@ -48,6 +48,9 @@ class ReportSource(Protocol):
         """The member's audit trail after version `after`, oldest first, at most `limit` rows (empty if
         unknown)."""
 
+    def history_length(self, member_id: str) -> int:
+        """How many lines the member's history holds, numbered 1 to this (0: unknown)."""
+
     def tier_totals(self, as_of: datetime) -> reports.TierTotals:
         """Per tier at `as_of`: members, outstanding and negative points, open lots' points by expiry."""
 
@@ -81,6 +84,9 @@ class ViewSource:
 
     def history(self, member_id: str, after: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
         return queries.history(self.sql, member_id, after, limit)
+
+    def history_length(self, member_id: str) -> int:
+        return queries.history_length(self.sql, member_id)
 
     def tier_totals(self, as_of: datetime) -> reports.TierTotals:
         return queries.tier_totals(self.sql, as_of)
@@ -130,6 +136,9 @@ class LogSource:
     def history(self, member_id: str, after: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
         rows = [row for row in statements.history(self.app.member_events(member_id)) if row["version"] > after]
         return rows if limit is None else rows[:limit]
+
+    def history_length(self, member_id: str) -> int:
+        return len(self.app.member_events(member_id))
 
     def tier_totals(self, as_of: datetime) -> reports.TierTotals:
         return reports.tier_totals(figures_as_of(self._events(), as_of), as_of)

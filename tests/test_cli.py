@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import click
@@ -93,7 +93,11 @@ def test_ingest_the_sample_twice_then_query_everything(store_url: str, tmp_path:
 
     statement = ok_json(cli("balance", member, "--format", "json", store=store_url))
     assert isinstance(statement, dict)
-    assert set(statement) == {"member_id", "as_of", "balance", "tier", "lots", "position"}
+    assert set(statement) == {"member_id", "as_of", "balance", "tier", "lots", "expiring_30d", "position"}
+    within_30_days = datetime.fromisoformat(statement["as_of"]) + timedelta(days=30)
+    assert statement["expiring_30d"] == sum(
+        lot["remaining"] for lot in statement["lots"] if datetime.fromisoformat(lot["expires_at"]) <= within_30_days
+    )
     assert statement["balance"] == row["balance"]
     assert sum(lot["remaining"] for lot in statement["lots"]) >= statement["balance"]
 

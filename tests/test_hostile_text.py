@@ -81,7 +81,8 @@ def test_history_and_balance_show_the_id_as_text(ledger: str, member: str) -> No
     history = run("--store", ledger, "history", "--", member)
     assert history.exit_code == 0, history.output
     assert_shown_as_text(history.stdout)
-    assert history.stdout.startswith(f"history of {shown} (log position ")
+    assert history.stdout.splitlines()[0].strip() == f"history of {shown}"
+    assert "(log position " in history.stdout.splitlines()[-1]
     statement = run("--store", ledger, "balance", "--", member)
     assert statement.exit_code == 0, statement.output
     assert_shown_as_text(statement.stdout)

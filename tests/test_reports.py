@@ -38,11 +38,11 @@ def test_periods_tile_the_range_at_month_and_quarter_starts() -> None:
     assert months[0] == (start, utc("2024-02-01T00:00:00"))
     assert months[-1] == (utc("2024-06-01T00:00:00"), end)
     assert len(months) == 6 and all(a[1] == b[0] for a, b in itertools.pairwise(months))
-    assert [periods.label(a, "month") for a, _ in months] == ["2024-01", "2024-02", "2024-03", "2024-04", "2024-05",
+    assert [periods.label(a, b, "month") for a, b in months] == ["2024-01", "2024-02", "2024-03", "2024-04", "2024-05",
                                                               "2024-06"]  # fmt: skip
     quarters = periods.split(start, end, "quarter")
     assert quarters == [(start, utc("2024-04-01T00:00:00")), (utc("2024-04-01T00:00:00"), end)]
-    assert [periods.label(a, "quarter") for a, _ in quarters] == ["2024-Q1", "2024-Q2"]
+    assert [periods.label(a, b, "quarter") for a, b in quarters] == ["2024-Q1", "2024-Q2"]
     assert periods.split(start, start, "month") == [(start, start)]
     assert periods.add_months(utc("2024-01-31T00:00:00"), 1) == utc("2024-02-29T00:00:00")
     assert periods.add_months(utc("2024-02-29T00:00:00"), 12) == utc("2025-02-28T00:00:00")
@@ -50,6 +50,20 @@ def test_periods_tile_the_range_at_month_and_quarter_starts() -> None:
         periods.split(utc("1900-01-01T00:00:00"), utc("2100-01-01T00:00:00"), "month")
     with pytest.raises(ValueError, match="must not end before"):
         periods.split(end, start, None)
+
+
+@pytest.mark.parametrize("start", ["2024-12-31T23:59:59", "2024-12-31T23:59:59.999999", "2025-01-01T00:00:00"])
+def test_periods_follow_the_calendar_from_a_range_starting_on_the_last_second_of_a_year(start: str) -> None:
+    """`--from 2024-12-31T23:59:59Z --by month` starts with 2025-01 (covering that last second), not with a
+    one-second 2024-12 period; the range's total is untouched."""
+    chosen = periods.ReportPeriods.of(utc(start), utc("2025-03-31T23:59:59"), "month")
+    assert chosen.labels() == ["2025-01", "2025-02", "2025-03", "total"]
+    assert chosen.spans[0] == (utc(start), utc("2025-02-01T00:00:00"))
+    assert chosen.spans[-1] == (utc("2025-03-01T00:00:00"), utc("2025-03-31T23:59:59"))
+    two_seconds = periods.ReportPeriods.of(utc("2024-12-31T23:59:58"), utc("2025-02-01T00:00:00"), "month")
+    assert two_seconds.labels() == ["2024-12", "2025-01", "total"]  # longer than a second: a period of its own
+    quarters = periods.ReportPeriods.of(utc(start), utc("2025-12-31T23:59:59"), "quarter")
+    assert quarters.labels() == ["2025-Q1", "2025-Q2", "2025-Q3", "2025-Q4", "total"]
 
 
 def test_the_redemption_rate_has_four_places_rounded_half_up() -> None:

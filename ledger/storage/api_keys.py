@@ -62,7 +62,7 @@ def key_hash(key: str) -> str:
 
 @functools.lru_cache(maxsize=KEYS_REMEMBERED)
 def _key_of_row(row: tuple[Any, ...]) -> ApiKey:
-    """The key a row of `ApiKeyStore._select` describes (its first seven columns). Remembered by the row's
+    """The key a row of `ApiKeyStore.select_keys` describes (its first seven columns). Remembered by the row's
     values, so a revocation (a new row) is never answered from memory: a server checks the key of every
     request, and building it anew was a third of the check."""
     key_id, name, role, created_at, created_by, revoked_at, revoked_by = row
@@ -96,45 +96,48 @@ class ApiKeyStore:
     # ---- the SQL, written once for both databases ("?" placeholders) --------------------------------------
 
     @contextmanager
-    def _cursor(self, *, commit: bool) -> Iterator[Any]:
+    def transaction(self, *, commit: bool) -> Iterator[Any]:
         with self.datastore.transaction(commit=commit) as cursor:
             yield getattr(cursor, "sqlite_cursor", cursor)  # SQLite's own cursor: its rowcount and description
 
-    def _rows(self, cursor: Any, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    def rows(self, cursor: Any, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         cursor.execute(statement.replace("?", "%s") if self.on_postgres else statement, params)
         if cursor.description is None:
             return []
         return [tuple(row.values()) if isinstance(row, dict) else tuple(row) for row in cursor.fetchall()]
 
     def _ensure(self, schema_lock: Callable[[], AbstractContextManager[None]]) -> None:
-        with self._cursor(commit=False) as cursor:
+        with self.transaction(commit=False) as cursor:
             if self.on_postgres:
-                found = bool(self._rows(cursor, "SELECT to_regclass(?) IS NOT NULL", (self.revocations,))[0][0])
+                found = bool(self.rows(cursor, "SELECT to_regclass(?) IS NOT NULL", (self.revocations,))[0][0])
             else:
-                found = bool(self._rows(cursor, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                found = bool(self.rows(cursor, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
                                         (REVOCATIONS_TABLE,)))  # fmt: skip
         if found:  # a read: processes starting beside a writer do not wait for the lock
             return
-        with schema_lock(), self._cursor(commit=True) as cursor:
-            self._rows(
+        with schema_lock(), self.transaction(commit=True) as cursor:
+            self.rows(
                 cursor,
                 f"CREATE TABLE IF NOT EXISTS {self.keys} (id TEXT PRIMARY KEY, name TEXT NOT NULL, "
                 "role TEXT NOT NULL, key_sha256 TEXT NOT NULL, created_at BIGINT NOT NULL, created_by TEXT NOT NULL)",
             )
-            self._rows(
+            self.rows(
                 cursor,
                 f"CREATE TABLE IF NOT EXISTS {self.revocations} (id TEXT PRIMARY KEY REFERENCES {self.keys} (id), "
                 "revoked_at BIGINT NOT NULL, revoked_by TEXT NOT NULL)",
             )
 
-    def _select(self, where: str = "", order: str = "") -> str:
+    def select_keys(self, where: str = "", order: str = "", more_columns: str = "") -> str:
+        """A SELECT of each key's row (`key_of_row` reads it), its hash eighth, then `more_columns`; `where`
+        may begin with further JOINs."""
         return (
-            f"SELECT {_COLUMNS}, k.key_sha256 FROM {self.keys} k "
+            f"SELECT {_COLUMNS}, k.key_sha256{more_columns} FROM {self.keys} k "
             f"LEFT JOIN {self.revocations} r ON r.id = k.id {where} {order}"
         )
 
     @staticmethod
-    def _key(row: tuple[Any, ...]) -> ApiKey:
+    def key_of_row(row: tuple[Any, ...]) -> ApiKey:
+        """The key a row of `select_keys` describes."""
         return _key_of_row(tuple(row[:7]))
 
     # ---- what the CLI and the server call ---------------------------------------------------------------
@@ -147,17 +150,17 @@ class ApiKeyStore:
         key_id = secrets.token_hex(8)
         key = f"{KEY_PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
         created = ApiKey(key_id, name, Role(role), datetime.now(UTC), operator)
-        with self._cursor(commit=True) as cursor:
+        with self.transaction(commit=True) as cursor:
             if self.on_postgres:  # taken by one creator at a time: two cannot both find the name free
-                self._rows(cursor, f"LOCK TABLE {self.keys} IN SHARE ROW EXCLUSIVE MODE")
+                self.rows(cursor, f"LOCK TABLE {self.keys} IN SHARE ROW EXCLUSIVE MODE")
             # Inserted first: on SQLite that takes the write lock, so the check below sees every other creation.
-            self._rows(
+            self.rows(
                 cursor,
                 f"INSERT INTO {self.keys} (id, name, role, key_sha256, created_at, created_by) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (key_id, name, created.role.value, key_hash(key), to_micros(created.created_at), operator),
             )
-            same = self._rows(cursor, f"SELECT count(*) FROM {self.keys} k WHERE k.name = ? AND NOT EXISTS "
+            same = self.rows(cursor, f"SELECT count(*) FROM {self.keys} k WHERE k.name = ? AND NOT EXISTS "
                                       f"(SELECT 1 FROM {self.revocations} r WHERE r.id = k.id)", (name,))  # fmt: skip
             if int(same[0][0]) > 1:
                 raise NameTakenError(f"an active key is already named {name!r}: revoke it first, or choose another")
@@ -165,34 +168,36 @@ class ApiKeyStore:
 
     def list(self) -> list[ApiKey]:
         """Every key, active and revoked, oldest first."""
-        with self._cursor(commit=False) as cursor:
-            return [self._key(row) for row in self._rows(cursor, self._select(order="ORDER BY k.created_at, k.id"))]
+        with self.transaction(commit=False) as cursor:
+            return [
+                self.key_of_row(row) for row in self.rows(cursor, self.select_keys(order="ORDER BY k.created_at, k.id"))
+            ]
 
     def revoke(self, key_id: str, operator: str) -> tuple[ApiKey, bool]:
         """The key `key_id`, revoked by `operator` unless it already was; and whether this call revoked it."""
         check_name(operator, "operator")
-        with self._cursor(commit=True) as cursor:
-            found = self._rows(cursor, self._select("WHERE k.id = ?"), (key_id,))
+        with self.transaction(commit=True) as cursor:
+            found = self.rows(cursor, self.select_keys("WHERE k.id = ?"), (key_id,))
             if not found:
                 raise UnknownKeyError(f"no API key has the id {key_id!r}")
-            before = self._key(found[0])
+            before = self.key_of_row(found[0])
             if not before.active:
                 return before, False
-            self._rows(
+            self.rows(
                 cursor,
                 f"INSERT INTO {self.revocations} (id, revoked_at, revoked_by) VALUES (?, ?, ?) "
                 "ON CONFLICT (id) DO NOTHING",
                 (key_id, to_micros(datetime.now(UTC)), operator),
             )
             revoked_now = cursor.rowcount == 1  # 0: revoked by another process since the read above
-            after = self._key(self._rows(cursor, self._select("WHERE k.id = ?"), (key_id,))[0])
+            after = self.key_of_row(self.rows(cursor, self.select_keys("WHERE k.id = ?"), (key_id,))[0])
         return after, revoked_now
 
     def authenticate(self, key: str) -> ApiKey | None:
         """The active key `key` is, or None (malformed, unknown id, wrong secret, revoked)."""
         if parse_key(key) is None:
             return None
-        with self._cursor(commit=False) as cursor:
+        with self.transaction(commit=False) as cursor:
             return self._authenticated(cursor, key)
 
     def authenticate_in(self, cursor: Any, key: str) -> ApiKey | None:
@@ -204,12 +209,12 @@ class ApiKeyStore:
         key_id = parse_key(key)
         if key_id is None:
             return None
-        found = self._rows(cursor, self._select("WHERE k.id = ?"), (key_id,))
+        found = self.rows(cursor, self.select_keys("WHERE k.id = ?"), (key_id,))
         if not found:
             return None
         if not hmac.compare_digest(key_hash(key), str(found[0][7])):
             return None
-        api_key = self._key(found[0])
+        api_key = self.key_of_row(found[0])
         return api_key if api_key.active else None
 
 

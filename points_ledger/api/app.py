@@ -22,6 +22,7 @@ from points_ledger.api.cpus import pin_this_process
 from points_ledger.api.limits import DeclaredSizeLimit
 from points_ledger.api.observe import ApiMetrics, Observed
 from points_ledger.api.problems import PROBLEM_MEDIA_TYPE, TYPE_PREFIX, install_problem_handlers
+from points_ledger.console.site import install_console, problem_page
 
 if TYPE_CHECKING:
     from points_ledger.config import LedgerSettings
@@ -63,9 +64,10 @@ def create_app(settings: LedgerSettings | None) -> FastAPI:
         docs_url=None, redoc_url=None,  # both load scripts from another host
     )  # fmt: skip
     app.state.metrics = metrics
-    install_problem_handlers(app)
+    install_problem_handlers(app, problem_page)
     for router in (reads.router, writes.router, operations.router):
         app.include_router(router)
+    install_console(app)
     app.add_middleware(DeclaredSizeLimit)
     app.add_middleware(Observed, metrics=metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

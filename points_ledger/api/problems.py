@@ -9,6 +9,7 @@ refused here, before it reaches the ledger.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -97,32 +98,41 @@ def _validation_detail(error: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-def install_problem_handlers(app: FastAPI) -> None:
-    """Answer every error, including the framework's own (unknown routes, bad parameters), as a problem."""
+#: A problem as a page, for a face that answers people (the console), when the request is its.
+ProblemPage = Callable[[Request, Problem], Response | None]
+
+
+def install_problem_handlers(app: FastAPI, as_page: ProblemPage = lambda request, problem: None) -> None:
+    """Answer every error, including the framework's own (unknown routes, bad parameters), as a problem, or as
+    the page `as_page` makes of it."""
     from ledger.storage.store import UNAVAILABLE_ERRORS
+
+    def answer(request: Request, problem: Problem) -> Response:
+        page = as_page(request, problem)
+        return problem.response() if page is None else page
 
     async def on_problem(request: Request, problem: Exception) -> Response:
         if not isinstance(problem, Problem):
             raise TypeError(problem)
-        return problem.response()
+        return answer(request, problem)
 
     async def on_http(request: Request, error: Exception) -> Response:
         if not isinstance(error, StarletteHTTPException):
             raise TypeError(error)
-        return status_problem(error.status_code, str(error.detail), dict(error.headers or {})).response()
+        return answer(request, status_problem(error.status_code, str(error.detail), dict(error.headers or {})))
 
     async def on_validation(request: Request, error: Exception) -> Response:
         if not isinstance(error, RequestValidationError):
             raise TypeError(error)
-        return invalid(_validation_detail(error)).response()
+        return answer(request, invalid(_validation_detail(error)))
 
     async def on_unavailable(request: Request, error: Exception) -> Response:
         log.warning("store unavailable on %s %s: %s", request.method, request.url.path, type(error).__name__)
-        return store_unavailable().response()
+        return answer(request, store_unavailable())
 
     async def on_error(request: Request, error: Exception) -> Response:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return status_problem(500, "an unexpected error; it is logged on the server").response()
+        return answer(request, status_problem(500, "an unexpected error; it is logged on the server"))
 
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(StarletteHTTPException, on_http)

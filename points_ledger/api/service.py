@@ -1,4 +1,5 @@
-"""What one server process holds open for its lifetime: the ledger, its views, its API keys and its thread pool.
+"""What one server process holds open for its lifetime: the ledger, its views, its API keys, the console's
+sessions and its thread pool.
 
 The eventsourcing library is synchronous, so a route's work runs on the process's own thread pool
 (`executor`, `api.threads` threads, handed work by asyncio's `run_in_executor`: anyio's `to_thread`, what
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ledger.application import LedgerApplication
     from ledger.storage.api_keys import ApiKeyStore
+    from ledger.storage.console_sessions import ConsoleSessionStore
     from ledger.storage.store import Store
     from points_ledger.config import ApiSection, LedgerSettings
     from projections.runner import Projections
@@ -37,6 +39,7 @@ class LedgerService:
     app: LedgerApplication
     projections: Projections
     keys: ApiKeyStore
+    sessions: ConsoleSessionStore
     api: ApiSection
     executor: ThreadPoolExecutor
     write_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -58,6 +61,7 @@ def ledger_service(settings: LedgerSettings) -> Iterator[LedgerService]:
     from ledger.eventsourcing_adapter import keep_pooled_connections
     from ledger.program import load_program
     from ledger.storage.api_keys import api_key_store
+    from ledger.storage.console_sessions import console_session_store
     from projections.runner import Projections
 
     store = pooled_store(settings.store_config(), settings.api.threads)
@@ -67,7 +71,9 @@ def ledger_service(settings: LedgerSettings) -> Iterator[LedgerService]:
         keep_pooled_connections(app.recorder, settings.api.threads)
     executor = ThreadPoolExecutor(settings.api.threads, thread_name_prefix="points-ledger-api")
     try:
-        yield LedgerService(app, Projections(app), api_key_store(app), settings.api, executor)
+        keys = api_key_store(app)
+        sessions = console_session_store(keys, app.store)
+        yield LedgerService(app, Projections(app), keys, sessions, settings.api, executor)
     finally:
         executor.shutdown(wait=True)  # the work in flight ends before its ledger closes
         app.close()

@@ -36,6 +36,7 @@ from schemas import Adjustment, Invalid, Message, parse_message
 
 if TYPE_CHECKING:
     from ledger.application import Applied
+    from ledger.member import Source
     from points_ledger.api.service import LedgerService
 
 router = APIRouter()
@@ -79,19 +80,21 @@ async def post_message(
         message: Message = parsed
         if isinstance(message, Adjustment):  # the operator is who holds the key, never what the body claims
             message = message.model_copy(update={"operator": key.name})
-        return _answer(service, message, _apply(service, message, key))
+        return _answer(service, message, apply_message(service, message, {"api": key.name}))
 
     return await served(request, None, "post messages", work)
 
 
-def _apply(service: LedgerService, message: Message, key: ApiKey) -> Applied:
+def apply_message(service: LedgerService, message: Message, source: Source) -> Applied:
+    """Decide and record `message` now, under the process's write lock, from `source` (which key of which face
+    sent it); 503 problems when the store cannot take it (the API's and the console's writes alike)."""
     from eventsourcing.persistence import IntegrityError
 
     from ledger.storage.store import UNAVAILABLE_ERRORS
 
     try:
         with service.write_lock:
-            return service.app.apply_one(message, {"api": key.name})
+            return service.app.apply_one(message, source)
     except UNAVAILABLE_ERRORS as error:
         log.warning("store unavailable for %s: %s", message.event_id, type(error).__name__)
         raise store_unavailable() from None

@@ -1,0 +1,123 @@
+"""The web console's sign-in sessions, kept beside the API keys in the ledger's own database.
+
+Signing in with an API key opens a session: a random token (256 bits) goes to the browser in an HttpOnly
+cookie, and only its SHA-256 is stored, as with the keys (ledger.storage.api_keys says why one hash is
+enough). Each session has its own CSRF token, which every form the console sends carries back. A session
+ends when it is signed out, when it is SESSION_HOURS_MAX old, or as soon as its key is revoked: every page
+reads the session, its key and the key's revocation in one query, in the page's own read transaction.
+
+Two tables, insert-only like the keys' (who signed in when, and when each session ended, stay on record):
+`ledger_console_sessions` a row per sign-in, `ledger_console_sign_outs` a row per session signed out.
+Several server processes share them, so a session opened by one worker is known to all.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ledger.access import ApiKey
+from ledger.micros import from_micros, to_micros
+from ledger.storage.api_keys import ApiKeyStore, key_hash
+from ledger.storage.pgconnect import schema_lock
+from ledger.storage.store import Store
+
+SESSIONS_TABLE = "ledger_console_sessions"
+SIGN_OUTS_TABLE = "ledger_console_sign_outs"
+#: How long a session lasts from sign-in, whatever is done in it: a working day.
+SESSION_HOURS_MAX = 12
+#: Longest cookie value looked at (a real token is 43 characters).
+TOKEN_LENGTH_MAX = 64
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleSession:
+    """A signed-in session: whose key, and the CSRF token its forms must carry."""
+
+    key: ApiKey
+    csrf: str
+    expires_at: datetime
+
+
+def csrf_matches(session: ConsoleSession, sent: str | None) -> bool:
+    """Whether a form's CSRF token is the session's (compared in constant time)."""
+    return sent is not None and hmac.compare_digest(session.csrf.encode(), sent.encode())
+
+
+class ConsoleSessionStore:
+    """The sessions of one ledger's database, on the key store's connection and SQL (ApiKeyStore)."""
+
+    def __init__(self, keys: ApiKeyStore, schema_lock: Callable[[], AbstractContextManager[None]]) -> None:
+        self.keys = keys
+        prefix = f"{keys.datastore.schema}." if keys.on_postgres else ""
+        self.sessions = prefix + SESSIONS_TABLE
+        self.sign_outs = prefix + SIGN_OUTS_TABLE
+        self._ensure(schema_lock)
+
+    def _ensure(self, schema_lock: Callable[[], AbstractContextManager[None]]) -> None:
+        with schema_lock(), self.keys.transaction(commit=True) as cursor:
+            self.keys.rows(
+                cursor,
+                f"CREATE TABLE IF NOT EXISTS {self.sessions} (id TEXT PRIMARY KEY, key_id TEXT NOT NULL "
+                f"REFERENCES {self.keys.keys} (id), csrf TEXT NOT NULL, created_at BIGINT NOT NULL, "
+                "expires_at BIGINT NOT NULL)",
+            )
+            self.keys.rows(
+                cursor,
+                f"CREATE TABLE IF NOT EXISTS {self.sign_outs} (id TEXT PRIMARY KEY REFERENCES {self.sessions} (id), "
+                "ended_at BIGINT NOT NULL)",
+            )
+
+    def open(self, key: ApiKey, now: datetime | None = None) -> tuple[str, ConsoleSession]:
+        """A new session for the active key `key`: the token for the browser's cookie (not kept), and the
+        session."""
+        started = now or datetime.now(UTC)
+        token = secrets.token_urlsafe(32)
+        session = ConsoleSession(key, secrets.token_urlsafe(32), started + timedelta(hours=SESSION_HOURS_MAX))
+        with self.keys.transaction(commit=True) as cursor:
+            self.keys.rows(
+                cursor,
+                f"INSERT INTO {self.sessions} (id, key_id, csrf, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                (key_hash(token), key.id, session.csrf, to_micros(started), to_micros(session.expires_at)),
+            )
+        return token, session
+
+    def find_in(self, cursor: Any, token: str | None, now: datetime | None = None) -> ConsoleSession | None:
+        """The live session `token` opened (its key active, not signed out, not expired), read in the caller's
+        transaction on the ledger's database; else None."""
+        if not token or len(token) > TOKEN_LENGTH_MAX:
+            return None
+        cursor = getattr(cursor, "sqlite_cursor", cursor)
+        select = self.keys.select_keys(
+            f"JOIN {self.sessions} s ON s.key_id = k.id LEFT JOIN {self.sign_outs} o ON o.id = s.id "
+            "WHERE s.id = ? AND o.id IS NULL AND s.expires_at > ?",
+            more_columns=", s.csrf, s.expires_at",
+        )
+        found = self.keys.rows(cursor, select, (key_hash(token), to_micros(now or datetime.now(UTC))))
+        if not found:
+            return None
+        row = found[0]
+        key = self.keys.key_of_row(row)
+        if not key.active:
+            return None
+        return ConsoleSession(key, str(row[8]), from_micros(int(row[9])))
+
+    def end(self, token: str, now: datetime | None = None) -> None:
+        """Sign the session `token` out (nothing happens for an unknown or already ended one)."""
+        with self.keys.transaction(commit=True) as cursor:
+            self.keys.rows(
+                cursor,
+                f"INSERT INTO {self.sign_outs} (id, ended_at) SELECT id, ? FROM {self.sessions} WHERE id = ? "
+                "ON CONFLICT (id) DO NOTHING",
+                (to_micros(now or datetime.now(UTC)), key_hash(token[:TOKEN_LENGTH_MAX])),
+            )
+
+
+def console_session_store(keys: ApiKeyStore, store: Store) -> ConsoleSessionStore:
+    """The session store of an open ledger's database (`store`), beside its keys."""
+    return ConsoleSessionStore(keys, lambda: schema_lock(store))

@@ -1,0 +1,158 @@
+"""Finance's page: the liability by tier at a time, the roll-forward of a range as a statement, the month-end
+liability drawn, CSV downloads of each, and the digest as the file `verify --digest` takes.
+
+Every figure comes from the report layer (projections.answers), as the API's and the CLI's do; the CSV files
+are the API's (`Accept: text/csv`) and the CLI's `--format csv`, byte for byte.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from ledger.access import Permission
+from ledger.storage.console_sessions import ConsoleSession
+from points_ledger.api.reads import periods as parse_periods
+from points_ledger.api.reads import utc_time
+from points_ledger.api.rendering import csv_response, json_bytes
+from points_ledger.api.service import LedgerService
+from points_ledger.chart import draw_liability_chart
+from points_ledger.console.access import CONSOLE_PATH, page, page_from_views
+from points_ledger.console.layout import page_context
+from points_ledger.console.templating import render
+from projections import answers
+from projections.periods import ReportPeriods
+from projections.sources import ReportSource
+
+router = APIRouter()
+
+READ_REPORTS = "read reports"
+SVG_MEDIA_TYPE = "image/svg+xml"
+
+
+@dataclass(frozen=True, slots=True)
+class FinanceRange:
+    """What the finance page reports on: the liability at `as_of`, the roll-forward over `periods`."""
+
+    as_of: datetime
+    periods: ReportPeriods
+
+    def query(self, **more: str) -> str:
+        chosen = {"as_of": self.as_of.isoformat(), "from": self.periods.start.isoformat(),
+                  "to": self.periods.end.isoformat(), "by": self.periods.granularity or ""}  # fmt: skip
+        return urlencode({**chosen, **more})
+
+
+def finance_range(as_of: str | None, start: str | None, end: str | None, by: str | None) -> FinanceRange:
+    """The page's range from its query (422 for a bad time): by default the liability now, and the
+    roll-forward by month from the start of its year to then."""
+    when = utc_time(as_of, "as_of") or datetime.now(UTC).replace(microsecond=0)
+    year_start = datetime(when.year, 1, 1, tzinfo=UTC).isoformat()
+    granularity = by if by in {"month", "quarter"} else None if by == "" else "month"
+    return FinanceRange(when, parse_periods(start or year_start, end or when.isoformat(), granularity))
+
+
+def month_ends(chosen: FinanceRange) -> ReportPeriods:
+    return ReportPeriods.of(chosen.periods.start, chosen.periods.end, "month")
+
+
+@router.get("/console/finance", summary="Finance's page", include_in_schema=False)
+async def finance_page(
+    request: Request, as_of: str | None = None, start: str | None = None, end: str | None = None, by: str | None = None
+) -> Response:
+    start, end = request.query_params.get("from", start), request.query_params.get("to", end)
+
+    def work(source: ReportSource, session: ConsoleSession) -> Response:
+        chosen = finance_range(as_of, start, end, by)
+        liability = answers.liability(source, chosen.as_of)
+        context = page_context(
+            session, "Finance", f"{CONSOLE_PATH}/finance", source.program.currency, chosen=chosen,
+            liability=liability, liability_rows=answers.liability_csv_rows(liability),
+            liability_measures=answers.LIABILITY_MEASURES, money_measures=answers.MONEY_MEASURES,
+            rollforward=answers.rollforward(source, chosen.periods), rollforward_measures=answers.ROLLFORWARD_MEASURES,
+            month_ends=answers.liability_at_period_ends(source, month_ends(chosen)),
+            may_digest=session.key.may(Permission.READ_DIGEST),
+        )  # fmt: skip
+        return render("finance.html", context)
+
+    return await page_from_views(request, Permission.READ_REPORTS, READ_REPORTS, work)
+
+
+def _download(response: Response, filename: str) -> Response:
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+def _range_of(request: Request) -> FinanceRange:
+    query = request.query_params
+    return finance_range(query.get("as_of"), query.get("from"), query.get("to"), query.get("by"))
+
+
+@router.get("/console/finance/liability.csv", include_in_schema=False)
+async def liability_csv(request: Request) -> Response:
+    def work(source: ReportSource, session: ConsoleSession) -> Response:
+        report = answers.liability(source, _range_of(request).as_of)
+        rows = answers.liability_csv_rows(report)
+        return _download(csv_response(answers.LIABILITY_CSV_COLUMNS, rows), "liability.csv")
+
+    return await page_from_views(request, Permission.READ_REPORTS, READ_REPORTS, work)
+
+
+@router.get("/console/finance/rollforward.csv", include_in_schema=False)
+async def rollforward_csv(request: Request) -> Response:
+    def work(source: ReportSource, session: ConsoleSession) -> Response:
+        rows = answers.rollforward(source, _range_of(request).periods)
+        return _download(csv_response(answers.ROLLFORWARD_COLUMNS, rows), "rollforward.csv")
+
+    return await page_from_views(request, Permission.READ_REPORTS, READ_REPORTS, work)
+
+
+@router.get("/console/finance/month-end-liability.csv", include_in_schema=False)
+async def month_end_csv(request: Request) -> Response:
+    def work(source: ReportSource, session: ConsoleSession) -> Response:
+        rows = answers.liability_at_period_ends(source, month_ends(_range_of(request)))
+        return _download(csv_response(answers.LIABILITY_AT_PERIOD_ENDS_COLUMNS, rows), "month-end-liability.csv")
+
+    return await page_from_views(request, Permission.READ_REPORTS, READ_REPORTS, work)
+
+
+@router.get("/console/finance/month-end-liability.svg", include_in_schema=False)
+async def month_end_chart(request: Request) -> Response:
+    def work(source: ReportSource, session: ConsoleSession) -> Response:
+        chosen = _range_of(request)
+        rows = answers.liability_at_period_ends(source, month_ends(chosen))
+        drawn = [(row["as_of"], row["outstanding_points"], row["liability_value"]) for row in rows]
+        picture = io.BytesIO()
+        title = f"Liability at month ends, {chosen.periods.start.date()} to {chosen.periods.end.date()}"
+        draw_liability_chart(picture, drawn, source.program.currency, title, "svg")
+        return Response(picture.getvalue(), media_type=SVG_MEDIA_TYPE, headers={"Cache-Control": "no-store"})
+
+    return await page_from_views(request, Permission.READ_REPORTS, READ_REPORTS, work)
+
+
+@router.get("/console/finance/digest", summary="The digest, shown", include_in_schema=False)
+async def digest_page(request: Request) -> Response:
+    def work(service: LedgerService, session: ConsoleSession) -> Response:
+        found = answers.digest(service.app).as_dict()
+        context = page_context(session, "Digest", f"{CONSOLE_PATH}/finance", service.app.program.currency,
+                               digest=found)  # fmt: skip
+        return render("digest.html", context)
+
+    return await page(request, Permission.READ_DIGEST, "read the digest", work)
+
+
+@router.get("/console/finance/digest.json", include_in_schema=False)
+async def digest_file(request: Request) -> Response:
+    def work(service: LedgerService, session: ConsoleSession) -> Response:
+        found: Any = answers.digest(service.app).as_dict()
+        position = found["position"]
+        response = Response(json_bytes(found) + b"\n", media_type="application/json")
+        return _download(response, f"digest-{position}.json")
+
+    return await page(request, Permission.READ_DIGEST, "read the digest", work)
