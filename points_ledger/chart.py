@@ -1,18 +1,21 @@
 """Charts for people who would rather look than read, drawn off-screen by matplotlib: the month-end liability
 (`report liability --chart`, a PNG file; the console's finance page, SVG) and the console's KPI charts (a
-series per measure, by period)."""
+series per measure, by period).
+
+Figures are made with matplotlib's object API (`Figure`), never pyplot: pyplot keeps global state that
+the API server's threads would share, and a `Figure` of its own per chart needs no closing."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import base64
+import io
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import IO, Literal
 
-import matplotlib
-
-matplotlib.use("Agg")  # no screen: draw to files only
-from matplotlib import pyplot, ticker
+from matplotlib import ticker
+from matplotlib.figure import Figure
 
 #: The picture's size in pixels (width, height) at CHART_DPI.
 CHART_SIZE_PX = (1200, 600)
@@ -33,24 +36,22 @@ def draw_liability_chart(
     if not points:
         raise ValueError("nothing to draw: the range holds no month end")
     slots = list(range(len(points)))  # one slot per month end, labelled with its date
-    figure, left = pyplot.subplots(figsize=(CHART_SIZE_PX[0] / CHART_DPI, CHART_SIZE_PX[1] / CHART_DPI))
-    try:
-        left.bar(slots, [outstanding for _, outstanding, _ in points], width=0.6, color="#9ecae1",
-                 label="outstanding points")  # fmt: skip
-        left.set_ylabel("outstanding points")
-        left.yaxis.set_major_formatter(THOUSANDS)
-        right = left.twinx()
-        right.plot(slots, [float(value) for _, _, value in points], color="#d62728", marker="o",
-                   label=f"liability ({currency})")  # fmt: skip
-        right.set_ylabel(f"liability value ({currency})")
-        right.set_ylim(bottom=0)
-        left.set_xticks(slots, [moment.date().isoformat() for moment, _, _ in points])
-        left.set_title(title)
-        figure.autofmt_xdate()
-        figure.legend(loc="upper left", bbox_to_anchor=(0.13, 0.87))
-        figure.savefig(file, dpi=CHART_DPI, format=chart_format)
-    finally:
-        pyplot.close(figure)
+    figure = Figure(figsize=(CHART_SIZE_PX[0] / CHART_DPI, CHART_SIZE_PX[1] / CHART_DPI))
+    left = figure.subplots()
+    left.bar(slots, [outstanding for _, outstanding, _ in points], width=0.6, color="#9ecae1",
+             label="outstanding points")  # fmt: skip
+    left.set_ylabel("outstanding points")
+    left.yaxis.set_major_formatter(THOUSANDS)
+    right = left.twinx()
+    right.plot(slots, [float(value) for _, _, value in points], color="#d62728", marker="o",
+               label=f"liability ({currency})")  # fmt: skip
+    right.set_ylabel(f"liability value ({currency})")
+    right.set_ylim(bottom=0)
+    left.set_xticks(slots, [moment.date().isoformat() for moment, _, _ in points])
+    left.set_title(title)
+    figure.autofmt_xdate()
+    figure.legend(loc="upper left", bbox_to_anchor=(0.13, 0.87))
+    figure.savefig(file, dpi=CHART_DPI, format=chart_format)
 
 
 def draw_period_chart(
@@ -60,20 +61,26 @@ def draw_period_chart(
     """Each named series as bars side by side per period (a missing value draws nothing), written to `file`."""
     if not periods:
         raise ValueError("nothing to draw: no period")
-    figure, axes = pyplot.subplots(figsize=(PERIOD_CHART_SIZE_PX[0] / CHART_DPI, PERIOD_CHART_SIZE_PX[1] / CHART_DPI))
-    try:
-        width = 0.8 / max(len(series), 1)
-        for index, (name, values) in enumerate(series.items()):
-            slots = [slot + index * width for slot in range(len(periods))]
-            axes.bar(slots, [0 if value is None else value for value in values], width=width, label=name)
-        axes.set_xticks([slot + 0.4 - width / 2 for slot in range(len(periods))], list(periods))
-        axes.set_ylabel(unit)
-        axes.yaxis.set_major_formatter(THOUSANDS)
-        axes.set_ylim(bottom=0, top=max(axes.get_ylim()[1], 1) * 1.25)  # room for the legend above the bars
-        axes.set_title(title)
-        axes.legend(loc="upper left", ncols=len(series))
-        figure.autofmt_xdate()
-        figure.tight_layout()
-        figure.savefig(file, dpi=CHART_DPI, format=chart_format)
-    finally:
-        pyplot.close(figure)
+    figure = Figure(figsize=(PERIOD_CHART_SIZE_PX[0] / CHART_DPI, PERIOD_CHART_SIZE_PX[1] / CHART_DPI))
+    axes = figure.subplots()
+    width = 0.8 / max(len(series), 1)
+    for index, (name, values) in enumerate(series.items()):
+        slots = [slot + index * width for slot in range(len(periods))]
+        axes.bar(slots, [0 if value is None else value for value in values], width=width, label=name)
+    axes.set_xticks([slot + 0.4 - width / 2 for slot in range(len(periods))], list(periods))
+    axes.set_ylabel(unit)
+    axes.yaxis.set_major_formatter(THOUSANDS)
+    axes.set_ylim(bottom=0, top=max(axes.get_ylim()[1], 1) * 1.25)  # room for the legend above the bars
+    axes.set_title(title)
+    axes.legend(loc="upper left", ncols=len(series))
+    figure.autofmt_xdate()
+    figure.tight_layout()
+    figure.savefig(file, dpi=CHART_DPI, format=chart_format)
+
+
+def svg_data_uri(draw: Callable[[IO[bytes]], None]) -> str:
+    """What `draw` writes (an SVG), as a data: URI an <img> shows within its page, drawn from the page's own
+    figures: no second request asks the report again."""
+    picture = io.BytesIO()
+    draw(picture)
+    return "data:image/svg+xml;base64," + base64.b64encode(picture.getvalue()).decode()

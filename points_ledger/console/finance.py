@@ -7,9 +7,9 @@ are the API's (`Accept: text/csv`) and the CLI's `--format csv`, byte for byte.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
@@ -22,7 +22,7 @@ from points_ledger.api.reads import periods as parse_periods
 from points_ledger.api.reads import utc_time
 from points_ledger.api.rendering import csv_response, json_bytes
 from points_ledger.api.service import LedgerService
-from points_ledger.chart import draw_liability_chart
+from points_ledger.chart import draw_liability_chart, svg_data_uri
 from points_ledger.console.access import CONSOLE_PATH, page, page_from_views
 from points_ledger.console.layout import page_context
 from points_ledger.console.templating import render
@@ -33,7 +33,6 @@ from projections.sources import ReportSource
 router = APIRouter()
 
 READ_REPORTS = "read reports"
-SVG_MEDIA_TYPE = "image/svg+xml"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,17 +70,25 @@ async def finance_page(
     def work(source: ReportSource, session: ConsoleSession) -> Response:
         chosen = finance_range(as_of, start, end, by)
         liability = answers.liability(source, chosen.as_of)
+        ends = answers.liability_at_period_ends(source, month_ends(chosen))
         context = page_context(
             session, "Finance", f"{CONSOLE_PATH}/finance", source.program.currency, chosen=chosen,
             liability=liability, liability_rows=answers.liability_csv_rows(liability),
             liability_measures=answers.LIABILITY_MEASURES, money_measures=answers.MONEY_MEASURES,
             rollforward=answers.rollforward(source, chosen.periods), rollforward_measures=answers.ROLLFORWARD_MEASURES,
-            month_ends=answers.liability_at_period_ends(source, month_ends(chosen)),
+            month_ends=ends, month_end_chart=month_end_chart(chosen, ends, source.program.currency),
             may_digest=session.key.may(Permission.READ_DIGEST),
         )  # fmt: skip
         return render("finance.html", context)
 
     return await page_from_views(request, Permission.READ_REPORTS, READ_REPORTS, work)
+
+
+def month_end_chart(chosen: FinanceRange, rows: list[dict[str, Any]], currency: str) -> str:
+    """The month-end liability drawn (as `report liability --chart` draws it), as the page's image."""
+    drawn = [(row["as_of"], row["outstanding_points"], Decimal(row["liability_value"])) for row in rows]
+    title = f"Liability at month ends, {chosen.periods.start.date()} to {chosen.periods.end.date()}"
+    return svg_data_uri(lambda file: draw_liability_chart(file, drawn, currency, title, "svg"))
 
 
 def _download(response: Response, filename: str) -> Response:
@@ -118,20 +125,6 @@ async def month_end_csv(request: Request) -> Response:
     def work(source: ReportSource, session: ConsoleSession) -> Response:
         rows = answers.liability_at_period_ends(source, month_ends(_range_of(request)))
         return _download(csv_response(answers.LIABILITY_AT_PERIOD_ENDS_COLUMNS, rows), "month-end-liability.csv")
-
-    return await page_from_views(request, Permission.READ_REPORTS, READ_REPORTS, work)
-
-
-@router.get("/console/finance/month-end-liability.svg", include_in_schema=False)
-async def month_end_chart(request: Request) -> Response:
-    def work(source: ReportSource, session: ConsoleSession) -> Response:
-        chosen = _range_of(request)
-        rows = answers.liability_at_period_ends(source, month_ends(chosen))
-        drawn = [(row["as_of"], row["outstanding_points"], row["liability_value"]) for row in rows]
-        picture = io.BytesIO()
-        title = f"Liability at month ends, {chosen.periods.start.date()} to {chosen.periods.end.date()}"
-        draw_liability_chart(picture, drawn, source.program.currency, title, "svg")
-        return Response(picture.getvalue(), media_type=SVG_MEDIA_TYPE, headers={"Cache-Control": "no-store"})
 
     return await page_from_views(request, Permission.READ_REPORTS, READ_REPORTS, work)
 

@@ -3,7 +3,6 @@ the statement they come from beneath (measures as rows, periods as columns), and
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,9 +15,9 @@ from ledger.access import Permission
 from ledger.storage.console_sessions import ConsoleSession
 from points_ledger.api.reads import periods as parse_periods
 from points_ledger.api.rendering import csv_response
-from points_ledger.chart import draw_period_chart
-from points_ledger.console.access import CONSOLE_PATH, ConsoleRefusal, page_from_views
-from points_ledger.console.finance import READ_REPORTS, SVG_MEDIA_TYPE
+from points_ledger.chart import draw_period_chart, svg_data_uri
+from points_ledger.console.access import CONSOLE_PATH, page_from_views
+from points_ledger.console.finance import READ_REPORTS
 from points_ledger.console.layout import page_context
 from points_ledger.console.templating import render
 from projections import answers
@@ -69,10 +68,11 @@ def _query(periods: ReportPeriods) -> str:
 async def kpi_page(request: Request) -> Response:
     def work(source: ReportSource, session: ConsoleSession) -> Response:
         chosen = _chosen(request)
-        rows = [answers.kpi_table_row(row) for row in answers.kpis(source, chosen)]
+        found = answers.kpis(source, chosen)
+        rows = [answers.kpi_table_row(row) for row in found]
         context = page_context(
             session, "Program KPIs", f"{CONSOLE_PATH}/kpis", source.program.currency, periods=chosen, rows=rows,
-            measures=answers.KPI_MEASURES, charts=CHARTS, query=_query(chosen),
+            measures=answers.KPI_MEASURES, charts=CHARTS, images=chart_images(found[:-1]), query=_query(chosen),
         )  # fmt: skip
         return render("kpis.html", context)
 
@@ -86,20 +86,15 @@ def _chart_value(row: dict[str, Any], measure: str) -> float | None:
     return float(value) * 100 if measure == "redemption_rate" else float(value)
 
 
-@router.get("/console/kpis/{name}.svg", include_in_schema=False)
-async def kpi_chart(request: Request, name: str) -> Response:
-    chart = CHARTS.get(name)
-    if chart is None:
-        raise ConsoleRefusal(404, f"no chart {name!r}: {', '.join(CHARTS)}")
+def chart_images(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """Each of CHARTS drawn from the periods' rows (not the whole range's total), as the page's images."""
+    periods = [row["period"] for row in rows]
 
-    def work(source: ReportSource, session: ConsoleSession) -> Response:
-        rows = answers.kpis(source, _chosen(request))[:-1]  # the periods, without the whole range's total
+    def image(chart: KpiChart) -> str:
         series = {measure.replace("_", " "): [_chart_value(row, measure) for row in rows] for measure in chart.measures}
-        picture = io.BytesIO()
-        draw_period_chart(picture, [row["period"] for row in rows], series, chart.title, unit=chart.unit)
-        return Response(picture.getvalue(), media_type=SVG_MEDIA_TYPE, headers={"Cache-Control": "no-store"})
+        return svg_data_uri(lambda file: draw_period_chart(file, periods, series, chart.title, unit=chart.unit))
 
-    return await page_from_views(request, Permission.READ_REPORTS, READ_REPORTS, work)
+    return {name: image(chart) for name, chart in CHARTS.items()}
 
 
 @router.get("/console/kpis.csv", include_in_schema=False)
