@@ -23,8 +23,12 @@ CHART_DPI = 100
 #: The KPI charts' size in pixels: four of them sit on one page.
 PERIOD_CHART_SIZE_PX = (800, 360)
 ChartFormat = Literal["png", "svg"]
-#: Axis figures with thousands separators, as every table writes them.
-THOUSANDS = ticker.FuncFormatter(lambda value, _: f"{value:,.0f}")
+
+
+def thousands() -> ticker.Formatter:
+    """Axis figures with thousands separators, as every table writes them (one per axis: matplotlib binds a
+    formatter to its axis)."""
+    return ticker.FuncFormatter(lambda value, _: f"{value:,.0f}")
 
 
 def draw_liability_chart(
@@ -41,7 +45,7 @@ def draw_liability_chart(
     left.bar(slots, [outstanding for _, outstanding, _ in points], width=0.6, color="#9ecae1",
              label="outstanding points")  # fmt: skip
     left.set_ylabel("outstanding points")
-    left.yaxis.set_major_formatter(THOUSANDS)
+    left.yaxis.set_major_formatter(thousands())
     right = left.twinx()
     right.plot(slots, [float(value) for _, _, value in points], color="#d62728", marker="o",
                label=f"liability ({currency})")  # fmt: skip
@@ -69,7 +73,7 @@ def draw_period_chart(
         axes.bar(slots, [0 if value is None else value for value in values], width=width, label=name)
     axes.set_xticks([slot + 0.4 - width / 2 for slot in range(len(periods))], list(periods))
     axes.set_ylabel(unit)
-    axes.yaxis.set_major_formatter(THOUSANDS)
+    axes.yaxis.set_major_formatter(thousands())
     axes.set_ylim(bottom=0, top=max(axes.get_ylim()[1], 1) * 1.25)  # room for the legend above the bars
     axes.set_title(title)
     axes.legend(loc="upper left", ncols=len(series))

@@ -9,7 +9,7 @@ every face lays it out alike. Every record carries `position`: the last log posi
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from ledger.events import FLOW_SIGNS
@@ -29,6 +29,10 @@ if TYPE_CHECKING:
     from projections.runner import Projections
 
 BreakageMethod = Literal["configured", "estimated"]
+#: A balance's `expiring_30d`: the window the liability's `expiring_30d` counts too.
+EXPIRING_WITHIN = timedelta(days=30)
+#: The last time there is (a balance asked as of a time within 30 days of it counts every lot as expiring).
+LAST_TIME = datetime.max.replace(tzinfo=UTC)
 
 # ---- one member, every member ---------------------------------------------------------------------
 
@@ -42,7 +46,8 @@ def balance(source: ReportSource, member_id: str, as_of: datetime | None = None)
     found = source.statement(member_id, as_of)
     if found is None:
         return None
-    within_30_days = reports.expiry_edges(found["as_of"])[0]
+    when: datetime = found["as_of"]
+    within_30_days = when + EXPIRING_WITHIN if when <= LAST_TIME - EXPIRING_WITHIN else LAST_TIME
     expiring = sum(lot["remaining"] for lot in found["lots"] if lot["expires_at"] <= within_30_days)
     return {**found, "expiring_30d": expiring, "position": source.position}
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, Page, Request
+from playwright.sync_api import Browser, BrowserContext, Cookie, Page, Request
 
 from points_ledger.console.layout import PAGES
 from tests.api_helpers import Server, running_server
@@ -138,12 +138,12 @@ def test_the_search_box_finds_a_member_whose_balance_is_the_apis(open_page: Page
     assert figure(open_page, "[data-field=balance]") == api["balance"]
     assert open_page.locator("[data-field=tier]").first.inner_text() == api["tier"]
     assert figure(open_page, "[data-field=expiring_30d]") == api["expiring_30d"]
-    lots = open_page.locator("tr[data-row] [data-field=remaining]").all_inner_texts()
+    lots = open_page.locator("#lots tr[data-row] [data-field=remaining]").all_inner_texts()
     assert [int(text.replace(",", "")) for text in lots] == [lot["remaining"] for lot in api["lots"]]
     history = server.get(f"/v1/members/{MEMBER}/history?limit=1000", role="helpdesk").json()["items"]
-    last = open_page.locator("tbody tr[data-row]").last
+    last = open_page.locator("#history tr[data-row]").last
     assert last.get_attribute("data-row") == str(history[-1]["version"])
-    assert figure(open_page, "tbody tr[data-row]:last-child [data-field=balance]") == history[-1]["balance"]
+    assert figure(open_page, "#history tr[data-row]:last-child [data-field=balance]") == history[-1]["balance"]
     screenshot(open_page, "member")
     box = open_page.locator("input[type=search]")
     box.fill("no-such-member")
@@ -157,7 +157,7 @@ def test_history_pages_back_to_the_first_change(open_page: Page, server: Server)
     sign_in(open_page, server, "helpdesk", f"/console/members/{MEMBER}")
     seen: list[int] = []
     while True:
-        rows = [int(row) for row in open_page.locator("tbody tr[data-row]").evaluate_all(
+        rows = [int(row) for row in open_page.locator("#history tr[data-row]").evaluate_all(
             "rows => rows.map(row => row.dataset.row)")]  # fmt: skip
         seen = rows + seen if seen else rows
         earlier = open_page.get_by_role("link", name="Earlier changes")
@@ -166,7 +166,11 @@ def test_history_pages_back_to_the_first_change(open_page: Page, server: Server)
         earlier.click()
         open_page.wait_for_load_state()
     api = server.get(f"/v1/members/{MEMBER}/history?limit=1000", role="helpdesk").json()["items"]
-    assert sorted(set(seen)) == [row["version"] for row in api]
+    assert seen == [row["version"] for row in api]  # every line once, in order: no page overlaps another
+    open_page.get_by_role("link", name="Later changes").click()
+    open_page.wait_for_load_state()
+    later = open_page.locator("#history tr[data-row]").evaluate_all("rows => rows.map(row => row.dataset.row)")
+    assert later == [str(line) for line in seen[-50:]]  # the page after the first: the latest 50
 
 
 def _grant(page: Page, points: str, reason: str) -> None:
@@ -185,10 +189,10 @@ def test_goodwill_adds_one_history_line_with_the_operator(open_page: Page, serve
     _grant(open_page, "1", "goodwill: first contact")
     balance = figure(open_page, "[data-field=balance]")
     assert balance == server.get(f"/v1/members/{member}", role="helpdesk").json()["balance"]
-    last = int(open_page.locator("tbody tr[data-row]").last.get_attribute("data-row") or 0)
+    last = int(open_page.locator("#history tr[data-row]").last.get_attribute("data-row") or 0)
     adjustment_id = open_page.locator("input[name=adjustment_id]").input_value()
     _grant(open_page, "125", "goodwill: parcel arrived late")
-    lines = open_page.locator("tbody tr[data-row]")
+    lines = open_page.locator("#history tr[data-row]")
     line = lines.last
     assert line.get_attribute("data-row") == str(last + 1)
     assert lines.nth(lines.count() - 2).get_attribute("data-row") == str(last)  # one line more, no other
@@ -201,11 +205,11 @@ def test_goodwill_adds_one_history_line_with_the_operator(open_page: Page, serve
     screenshot(open_page, "member-goodwill")
     # The same form sent again (a double click, a reload) records nothing more.
     csrf = open_page.locator("input[name=csrf]").first.input_value()
-    again = open_page.request.post(
-        f"/console/members/{member}/goodwill",
-        form={"csrf": csrf, "adjustment_id": adjustment_id, "points": "125", "reason": "goodwill: parcel arrived late"},
-    )  # fmt: skip
-    assert again.ok
+    again = open_page.request.post("/console/goodwill", form={
+        "csrf": csrf, "member_id": member, "adjustment_id": adjustment_id, "points": "125",
+        "reason": "goodwill: parcel arrived late",
+    })  # fmt: skip
+    assert again.ok and "recorded once: nothing more was recorded" in again.text()
     assert server.get(f"/v1/members/{member}", role="helpdesk").json()["balance"] == balance + 125
     history = server.get(f"/v1/members/{member}/history?limit=1000", role="helpdesk").json()["items"]
     assert history[-1]["version"] == last + 1
@@ -227,14 +231,33 @@ def test_a_goodwill_form_that_breaks_a_rule_says_why_and_records_nothing(open_pa
     assert after == before
 
 
+def test_a_goodwill_form_rejected_then_sent_again_says_rejected_again(open_page: Page, server: Server) -> None:
+    member = "M000010"
+    sign_in(open_page, server, "helpdesk", f"/console/members/{member}")
+    balance = server.get(f"/v1/members/{member}", role="helpdesk").json()["balance"]
+    form: dict[str, str | float | bool] = {
+        "csrf": open_page.locator("input[name=csrf]").first.input_value(), "member_id": member,
+        "adjustment_id": open_page.locator("input[name=adjustment_id]").input_value(),
+        "points": str(-(balance + 1_000_000)), "reason": "take more than there is",
+    }  # fmt: skip
+    first = open_page.request.post("/console/goodwill", form=form)
+    assert first.status == 409 and "Rejected: insufficient_points" in first.text()
+    history = server.get(f"/v1/members/{member}/history?limit=1000", role="helpdesk").json()["items"]
+    assert history[-1]["event"] == "MessageRejected"  # recorded, as a rejection from Kafka would be
+    again = open_page.request.post("/console/goodwill", form=form)  # a reload resends it
+    assert again.status == 409 and "Rejected when this form was first sent: insufficient_points" in again.text()
+    assert server.get(f"/v1/members/{member}/history?limit=1000", role="helpdesk").json()["items"] == history
+
+
 def test_forms_without_their_csrf_token_are_refused(open_page: Page, server: Server) -> None:
     member = "M000009"
     sign_in(open_page, server, "helpdesk", f"/console/members/{member}")
     before = server.get(f"/v1/members/{member}", role="helpdesk").json()["balance"]
     adjustment_id = open_page.locator("input[name=adjustment_id]").input_value()
-    fields: dict[str, str | float | bool] = {"adjustment_id": adjustment_id, "points": "500", "reason": "forged"}
+    fields: dict[str, str | float | bool] = {"member_id": member, "adjustment_id": adjustment_id, "points": "500",
+                                             "reason": "forged"}  # fmt: skip
     for form in (fields, {**fields, "csrf": "not-the-sessions-token"}):
-        refused = open_page.request.post(f"/console/members/{member}/goodwill", form=form)
+        refused = open_page.request.post("/console/goodwill", form=form)
         assert refused.status == 403
         assert "CSRF token" in refused.text()
     assert server.get(f"/v1/members/{member}", role="helpdesk").json()["balance"] == before
@@ -244,6 +267,13 @@ def test_forms_without_their_csrf_token_are_refused(open_page: Page, server: Ser
     # Signing in, too, needs the form's own token (another site cannot sign a browser in under its key).
     forged = open_page.request.post("/console/sign-in", form={"key": server.keys["admin"], "next": "/console/"})
     assert forged.status == 403
+
+
+def carrying(browser: Browser, server: Server, cookie: Cookie) -> BrowserContext:
+    """A browser context of its own that sends `cookie` (a session's, replayed)."""
+    context = browser.new_context(base_url=base(server))
+    context.add_cookies([{"name": cookie["name"], "value": cookie["value"], "url": base(server) + "/console/"}])
+    return context
 
 
 def test_signing_out_or_revoking_the_key_ends_the_session(browser: Browser, server: Server) -> None:
@@ -260,6 +290,20 @@ def test_signing_out_or_revoking_the_key_ends_the_session(browser: Browser, serv
         sign_in(page, server, "temp")
         cookie = next(c for c in context.cookies() if c["name"] == "pl_console")
         assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/console"
+        if ending == "sign-out":  # signing in again from the same browser ends its earlier session
+            sign_in_again = carrying(browser, server, cookie)
+            form = sign_in_again.new_page()
+            form.goto("/console/sign-in")
+            form.get_by_label("API key").fill(server.keys["temp"])
+            form.get_by_role("button", name="Sign in").click()
+            form.wait_for_url("**/console/")
+            assert sign_in_again.request.get("/console/", max_redirects=0).status == 200
+            replayed = carrying(browser, server, cookie)
+            assert replayed.request.get("/console/", max_redirects=0).status == 303
+            replayed.close()
+            sign_in_again.close()
+            sign_in(page, server, "temp")
+            cookie = next(c for c in context.cookies() if c["name"] == "pl_console")
         if ending == "sign-out":
             page.get_by_role("button", name=re.compile("Sign out")).click()
             page.wait_for_url("**/console/sign-in")
@@ -267,8 +311,7 @@ def test_signing_out_or_revoking_the_key_ends_the_session(browser: Browser, serv
             revoked = cli("api-key", "revoke", str(created["id"]), "--operator", "tests", store=server.store)
             assert revoked.returncode == 0
         # The old cookie, sent again, opens nothing.
-        replay = browser.new_context(base_url=base(server))
-        replay.add_cookies([{"name": cookie["name"], "value": cookie["value"], "url": base(server) + "/console/"}])
+        replay = carrying(browser, server, cookie)
         answer = replay.request.get("/console/", max_redirects=0)
         assert answer.status == 303 and "/console/sign-in" in answer.headers["location"], ending
         replay.close()
@@ -325,6 +368,15 @@ def test_each_csv_download_is_the_clis(open_page: Page, server: Server) -> None:
     kpis = cli("report", "kpis", "--from", RANGE["from"], "--to", RANGE["to"], "--by", "quarter", "--format", "csv",
                store=server.store).stdout  # fmt: skip
     assert _download(open_page, "Download kpis.csv").decode() == kpis
+
+
+def test_a_month_end_series_too_long_is_refused_not_read(open_page: Page, server: Server) -> None:
+    ten_years = "from=2015-12-31T23:59:59Z&to=2025-12-31T23:59:59Z"
+    sign_in(open_page, server, "finance", f"/console/finance?{ten_years}&by=quarter")
+    assert "at most 60 month ends, not 120" in open_page.get_by_role("status").inner_text()
+    assert figure(open_page, "tr[data-row=issued] [data-period=total]") > 0  # the roll-forward is still there
+    refused = open_page.request.get(f"/console/finance/month-end-liability.csv?{ten_years}")
+    assert refused.status == 422 and "choose a shorter range" in refused.text()
 
 
 def test_the_downloaded_digest_verifies(open_page: Page, server: Server, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import selectors
 import signal
@@ -44,10 +45,12 @@ def first_line(process: subprocess.Popen[str], timeout_s: float) -> str:
 
 
 def children(pid: int) -> list[int]:
-    """The processes `pid` started (Linux: every thread's children list)."""
+    """The processes `pid` started (Linux: every thread's children list; a thread that ends while it is read
+    has no children to give)."""
     found: list[int] = []
     for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(child) for child in (task / "children").read_text().split()]
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            found += [int(child) for child in (task / "children").read_text().split()]
     return found
 
 

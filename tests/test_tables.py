@@ -111,3 +111,8 @@ def test_times_in_tables_have_no_spurious_microseconds(tmp_path: Path) -> None:
     assert ".200000" not in "\n".join(shown)
     assert json_lines(url, "balance", "M1")[0]["lots"][0]["expires_at"] == "2026-03-01T10:00:00.200000+00:00"  # type: ignore[index]
     assert any(re.search(r"balance\s+│\s+12 │", line) for line in shown)
+
+
+def test_a_balance_as_of_the_last_day_there_is_counts_every_lot_as_expiring(store: str) -> None:
+    [statement] = json_lines(store, "balance", "M000002", "--as-of", "9999-12-31T00:00:00Z")
+    assert statement["expiring_30d"] == sum(lot["remaining"] for lot in statement["lots"])  # type: ignore[attr-defined]

@@ -34,6 +34,11 @@ from ledger.storage.store import Store
 
 KEYS_TABLE = "ledger_api_keys"
 REVOCATIONS_TABLE = "ledger_api_key_revocations"
+#: The web console's sign-ins with a key, and their ends (ledger.storage.console_sessions), created with the
+#: keys' tables: whoever creates the first key (the tables' owner) creates them, and a server whose role may
+#: only read and insert finds them.
+SESSIONS_TABLE = "ledger_console_sessions"
+SIGN_OUTS_TABLE = "ledger_console_sign_outs"
 #: What every key starts with.
 KEY_PREFIX = "plk"
 #: Longest text `authenticate` looks at: a real key is 64 characters; anything much longer is not hashed.
@@ -91,6 +96,8 @@ class ApiKeyStore:
         schema = f"{self.datastore.schema}." if self.on_postgres else ""
         self.keys = schema + KEYS_TABLE
         self.revocations = schema + REVOCATIONS_TABLE
+        self.sessions = schema + SESSIONS_TABLE
+        self.sign_outs = schema + SIGN_OUTS_TABLE
         self._ensure(schema_lock)
 
     # ---- the SQL, written once for both databases ("?" placeholders) --------------------------------------
@@ -109,11 +116,11 @@ class ApiKeyStore:
     def _ensure(self, schema_lock: Callable[[], AbstractContextManager[None]]) -> None:
         with self.transaction(commit=False) as cursor:
             if self.on_postgres:
-                found = bool(self.rows(cursor, "SELECT to_regclass(?) IS NOT NULL", (self.revocations,))[0][0])
+                found = bool(self.rows(cursor, "SELECT to_regclass(?) IS NOT NULL", (self.sign_outs,))[0][0])
             else:
                 found = bool(self.rows(cursor, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                                        (REVOCATIONS_TABLE,)))  # fmt: skip
-        if found:  # a read: processes starting beside a writer do not wait for the lock
+                                        (SIGN_OUTS_TABLE,)))  # fmt: skip
+        if found:  # the last table created: a read, so processes starting beside a writer do not wait for the lock
             return
         with schema_lock(), self.transaction(commit=True) as cursor:
             self.rows(
@@ -125,6 +132,17 @@ class ApiKeyStore:
                 cursor,
                 f"CREATE TABLE IF NOT EXISTS {self.revocations} (id TEXT PRIMARY KEY REFERENCES {self.keys} (id), "
                 "revoked_at BIGINT NOT NULL, revoked_by TEXT NOT NULL)",
+            )
+            self.rows(
+                cursor,
+                f"CREATE TABLE IF NOT EXISTS {self.sessions} (id TEXT PRIMARY KEY, key_id TEXT NOT NULL "
+                f"REFERENCES {self.keys} (id), csrf TEXT NOT NULL, created_at BIGINT NOT NULL, "
+                "expires_at BIGINT NOT NULL)",
+            )
+            self.rows(
+                cursor,
+                f"CREATE TABLE IF NOT EXISTS {self.sign_outs} (id TEXT PRIMARY KEY REFERENCES {self.sessions} (id), "
+                "ended_at BIGINT NOT NULL)",
             )
 
     def select_keys(self, where: str = "", order: str = "", more_columns: str = "") -> str:

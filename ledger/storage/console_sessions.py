@@ -7,16 +7,15 @@ ends when it is signed out, when it is SESSION_HOURS_MAX old, or as soon as its 
 reads the session, its key and the key's revocation in one query, in the page's own read transaction.
 
 Two tables, insert-only like the keys' (who signed in when, and when each session ended, stay on record):
-`ledger_console_sessions` a row per sign-in, `ledger_console_sign_outs` a row per session signed out.
-Several server processes share them, so a session opened by one worker is known to all.
+`ledger_console_sessions` a row per sign-in, `ledger_console_sign_outs` a row per session signed out,
+created with the keys' tables (ledger.storage.api_keys). Several server processes share them, so a session
+opened by one worker is known to all.
 """
 
 from __future__ import annotations
 
 import hmac
 import secrets
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,11 +23,7 @@ from typing import Any
 from ledger.access import ApiKey
 from ledger.micros import from_micros, to_micros
 from ledger.storage.api_keys import ApiKeyStore, key_hash
-from ledger.storage.pgconnect import schema_lock
-from ledger.storage.store import Store
 
-SESSIONS_TABLE = "ledger_console_sessions"
-SIGN_OUTS_TABLE = "ledger_console_sign_outs"
 #: How long a session lasts from sign-in, whatever is done in it: a working day.
 SESSION_HOURS_MAX = 12
 #: Longest cookie value looked at (a real token is 43 characters).
@@ -50,28 +45,13 @@ def csrf_matches(session: ConsoleSession, sent: str | None) -> bool:
 
 
 class ConsoleSessionStore:
-    """The sessions of one ledger's database, on the key store's connection and SQL (ApiKeyStore)."""
+    """The sessions of one ledger's database, on the key store's connection, SQL and tables (ApiKeyStore
+    creates them with its own)."""
 
-    def __init__(self, keys: ApiKeyStore, schema_lock: Callable[[], AbstractContextManager[None]]) -> None:
+    def __init__(self, keys: ApiKeyStore) -> None:
         self.keys = keys
-        prefix = f"{keys.datastore.schema}." if keys.on_postgres else ""
-        self.sessions = prefix + SESSIONS_TABLE
-        self.sign_outs = prefix + SIGN_OUTS_TABLE
-        self._ensure(schema_lock)
-
-    def _ensure(self, schema_lock: Callable[[], AbstractContextManager[None]]) -> None:
-        with schema_lock(), self.keys.transaction(commit=True) as cursor:
-            self.keys.rows(
-                cursor,
-                f"CREATE TABLE IF NOT EXISTS {self.sessions} (id TEXT PRIMARY KEY, key_id TEXT NOT NULL "
-                f"REFERENCES {self.keys.keys} (id), csrf TEXT NOT NULL, created_at BIGINT NOT NULL, "
-                "expires_at BIGINT NOT NULL)",
-            )
-            self.keys.rows(
-                cursor,
-                f"CREATE TABLE IF NOT EXISTS {self.sign_outs} (id TEXT PRIMARY KEY REFERENCES {self.sessions} (id), "
-                "ended_at BIGINT NOT NULL)",
-            )
+        self.sessions = keys.sessions
+        self.sign_outs = keys.sign_outs
 
     def open(self, key: ApiKey, now: datetime | None = None) -> tuple[str, ConsoleSession]:
         """A new session for the active key `key`: the token for the browser's cookie (not kept), and the
@@ -116,8 +96,3 @@ class ConsoleSessionStore:
                 "ON CONFLICT (id) DO NOTHING",
                 (to_micros(now or datetime.now(UTC)), key_hash(token[:TOKEN_LENGTH_MAX])),
             )
-
-
-def console_session_store(keys: ApiKeyStore, store: Store) -> ConsoleSessionStore:
-    """The session store of an open ledger's database (`store`), beside its keys."""
-    return ConsoleSessionStore(keys, lambda: schema_lock(store))

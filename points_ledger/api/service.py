@@ -61,7 +61,7 @@ def ledger_service(settings: LedgerSettings) -> Iterator[LedgerService]:
     from ledger.eventsourcing_adapter import keep_pooled_connections
     from ledger.program import load_program
     from ledger.storage.api_keys import api_key_store
-    from ledger.storage.console_sessions import console_session_store
+    from ledger.storage.console_sessions import ConsoleSessionStore
     from projections.runner import Projections
 
     store = pooled_store(settings.store_config(), settings.api.threads)
@@ -72,7 +72,7 @@ def ledger_service(settings: LedgerSettings) -> Iterator[LedgerService]:
     executor = ThreadPoolExecutor(settings.api.threads, thread_name_prefix="points-ledger-api")
     try:
         keys = api_key_store(app)
-        sessions = console_session_store(keys, app.store)
+        sessions = ConsoleSessionStore(keys)
         yield LedgerService(app, Projections(app), keys, sessions, settings.api, executor)
     finally:
         executor.shutdown(wait=True)  # the work in flight ends before its ledger closes

@@ -99,12 +99,12 @@ async def page_from_views(
     def in_thread() -> T:
         sessions: list[ConsoleSession] = []
 
-        def check(sql: Sql) -> None:
+        def check(sql: Sql) -> None:  # called again if the read is retried: the last reading counts
             sessions.append(session_in(request, sql.cursor))
-            require(sessions[0], permission, what)
+            require(sessions[-1], permission, what)
 
         with view_source(service_of(request).projections, check) as source:
-            return work(source, sessions[0])
+            return work(source, sessions[-1])
 
     return await on_the_pool(request, in_thread)
 

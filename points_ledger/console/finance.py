@@ -23,9 +23,9 @@ from points_ledger.api.reads import utc_time
 from points_ledger.api.rendering import csv_response, json_bytes
 from points_ledger.api.service import LedgerService
 from points_ledger.chart import draw_liability_chart, svg_data_uri
-from points_ledger.console.access import CONSOLE_PATH, page, page_from_views
+from points_ledger.console.access import CONSOLE_PATH, ConsoleRefusal, page, page_from_views
 from points_ledger.console.layout import page_context
-from points_ledger.console.templating import render
+from points_ledger.console.templating import download, render
 from projections import answers
 from projections.periods import ReportPeriods
 from projections.sources import ReportSource
@@ -57,26 +57,39 @@ def finance_range(as_of: str | None, start: str | None, end: str | None, by: str
     return FinanceRange(when, parse_periods(start or year_start, end or when.isoformat(), granularity))
 
 
+#: Most month ends the month-end liability reads (five years): it reads every member once per month end, on
+#: the thread pool the tills' look-ups share.
+MONTH_ENDS_MAX = 60
+
+
 def month_ends(chosen: FinanceRange) -> ReportPeriods:
-    return ReportPeriods.of(chosen.periods.start, chosen.periods.end, "month")
+    """The month ends of the range (ConsoleRefusal 422 beyond MONTH_ENDS_MAX)."""
+    try:
+        found = ReportPeriods.of(chosen.periods.start, chosen.periods.end, "month")
+    except ValueError as error:
+        raise ConsoleRefusal(422, str(error)) from None
+    if len(found.spans) > MONTH_ENDS_MAX:
+        raise ConsoleRefusal(422, f"the month-end liability covers at most {MONTH_ENDS_MAX} month ends, not "
+                                  f"{len(found.spans)}: choose a shorter range")  # fmt: skip
+    return found
 
 
 @router.get("/console/finance", summary="Finance's page", include_in_schema=False)
-async def finance_page(
-    request: Request, as_of: str | None = None, start: str | None = None, end: str | None = None, by: str | None = None
-) -> Response:
-    start, end = request.query_params.get("from", start), request.query_params.get("to", end)
-
+async def finance_page(request: Request) -> Response:
     def work(source: ReportSource, session: ConsoleSession) -> Response:
-        chosen = finance_range(as_of, start, end, by)
+        chosen = _range_of(request)
         liability = answers.liability(source, chosen.as_of)
-        ends = answers.liability_at_period_ends(source, month_ends(chosen))
+        try:
+            ends, too_long = answers.liability_at_period_ends(source, month_ends(chosen)), None
+        except ConsoleRefusal as refusal:
+            ends, too_long = [], refusal.detail
         context = page_context(
             session, "Finance", f"{CONSOLE_PATH}/finance", source.program.currency, chosen=chosen,
             liability=liability, liability_rows=answers.liability_csv_rows(liability),
             liability_measures=answers.LIABILITY_MEASURES, money_measures=answers.MONEY_MEASURES,
             rollforward=answers.rollforward(source, chosen.periods), rollforward_measures=answers.ROLLFORWARD_MEASURES,
-            month_ends=ends, month_end_chart=month_end_chart(chosen, ends, source.program.currency),
+            month_ends=ends, month_ends_refused=too_long,
+            month_end_chart=month_end_chart(chosen, ends, source.program.currency) if ends else None,
             may_digest=session.key.may(Permission.READ_DIGEST),
         )  # fmt: skip
         return render("finance.html", context)
@@ -91,11 +104,6 @@ def month_end_chart(chosen: FinanceRange, rows: list[dict[str, Any]], currency: 
     return svg_data_uri(lambda file: draw_liability_chart(file, drawn, currency, title, "svg"))
 
 
-def _download(response: Response, filename: str) -> Response:
-    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
-
-
 def _range_of(request: Request) -> FinanceRange:
     query = request.query_params
     return finance_range(query.get("as_of"), query.get("from"), query.get("to"), query.get("by"))
@@ -106,7 +114,7 @@ async def liability_csv(request: Request) -> Response:
     def work(source: ReportSource, session: ConsoleSession) -> Response:
         report = answers.liability(source, _range_of(request).as_of)
         rows = answers.liability_csv_rows(report)
-        return _download(csv_response(answers.LIABILITY_CSV_COLUMNS, rows), "liability.csv")
+        return download(csv_response(answers.LIABILITY_CSV_COLUMNS, rows), "liability.csv")
 
     return await page_from_views(request, Permission.READ_REPORTS, READ_REPORTS, work)
 
@@ -115,7 +123,7 @@ async def liability_csv(request: Request) -> Response:
 async def rollforward_csv(request: Request) -> Response:
     def work(source: ReportSource, session: ConsoleSession) -> Response:
         rows = answers.rollforward(source, _range_of(request).periods)
-        return _download(csv_response(answers.ROLLFORWARD_COLUMNS, rows), "rollforward.csv")
+        return download(csv_response(answers.ROLLFORWARD_COLUMNS, rows), "rollforward.csv")
 
     return await page_from_views(request, Permission.READ_REPORTS, READ_REPORTS, work)
 
@@ -124,7 +132,7 @@ async def rollforward_csv(request: Request) -> Response:
 async def month_end_csv(request: Request) -> Response:
     def work(source: ReportSource, session: ConsoleSession) -> Response:
         rows = answers.liability_at_period_ends(source, month_ends(_range_of(request)))
-        return _download(csv_response(answers.LIABILITY_AT_PERIOD_ENDS_COLUMNS, rows), "month-end-liability.csv")
+        return download(csv_response(answers.LIABILITY_AT_PERIOD_ENDS_COLUMNS, rows), "month-end-liability.csv")
 
     return await page_from_views(request, Permission.READ_REPORTS, READ_REPORTS, work)
 
@@ -146,6 +154,6 @@ async def digest_file(request: Request) -> Response:
         found: Any = answers.digest(service.app).as_dict()
         position = found["position"]
         response = Response(json_bytes(found) + b"\n", media_type="application/json")
-        return _download(response, f"digest-{position}.json")
+        return download(response, f"digest-{position}.json")
 
     return await page(request, Permission.READ_DIGEST, "read the digest", work)

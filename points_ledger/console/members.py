@@ -28,7 +28,6 @@ from points_ledger.console.access import (
     form_fields,
     page,
     page_from_views,
-    require,
     require_csrf,
 )
 from points_ledger.console.layout import page_context
@@ -66,28 +65,29 @@ async def find_member(request: Request, q: str = "") -> Response:
     return await page_from_views(request, Permission.READ_MEMBERS, READ_MEMBERS, work)
 
 
-def _history(source: ReportSource, member_id: str, after: int | None) -> dict[str, Any]:
-    """A page of statement lines (the latest page unless `after` is given) and the cursors around it."""
+def _history(source: ReportSource, member_id: str, before: int | None) -> dict[str, Any]:
+    """The page of statement lines up to line `before` (the latest page unless given): lines
+    (before - HISTORY_LINES_PER_PAGE, before], and the `before` of the pages around it (None at either end)."""
     length = answers.history_length(source, member_id)
-    latest = max(length - HISTORY_LINES_PER_PAGE, 0)
-    start = latest if after is None else min(max(after, 0), latest)
-    found = answers.history_page(source, member_id, start, HISTORY_LINES_PER_PAGE) or {"items": [], "next": None}
-    lines = [statement_line(row) for row in found["items"]]
+    last = length if before is None else min(max(before, 0), length)
+    first = max(last - HISTORY_LINES_PER_PAGE, 0)
+    found = answers.history_page(source, member_id, first, last - first) if last > first else None
+    lines = [statement_line(row) for row in (found or {"items": []})["items"]]
     return {
-        "lines": lines, "first": lines[0]["version"] if lines else 0, "last": lines[-1]["version"] if lines else 0,
-        "previous": max(start - HISTORY_LINES_PER_PAGE, 0) if start > 0 else None, "next": found["next"],
-        "latest": latest if found["next"] is not None and start + HISTORY_LINES_PER_PAGE < latest else None,
+        "lines": lines, "first": first + 1 if lines else 0, "last": last,
+        "earlier": first if first > 0 else None,
+        "later": min(last + HISTORY_LINES_PER_PAGE, length) if last < length else None,
     }  # fmt: skip
 
 
 def member_context(
-    source: ReportSource, session: ConsoleSession, member_id: str, after: int | None, goodwill: dict[str, Any]
+    source: ReportSource, session: ConsoleSession, member_id: str, before: int | None, goodwill: dict[str, Any]
 ) -> dict[str, Any]:
     """The member page's context (ConsoleRefusal 404 for an unknown member)."""
     member = answers.balance(source, member_id)
     if member is None:
         raise ConsoleRefusal(404, f"no member {member_id!r}")
-    history = _history(source, member_id, after) if session.key.may(Permission.READ_HISTORY) else None
+    history = _history(source, member_id, before) if session.key.may(Permission.READ_HISTORY) else None
     form = None
     if may_post(session.key.role, "adjustment"):
         form = {"adjustment_id": uuid.uuid4().hex, "points_max": POINTS_MAX, **goodwill}
@@ -97,12 +97,19 @@ def member_context(
     )  # fmt: skip
 
 
-@router.get("/console/members/{member_id}", summary="A member's page", include_in_schema=False)
-async def member_page(request: Request, member_id: str, after: int | None = None, goodwill: str = "") -> Response:
-    notice = {"done": "The adjustment is recorded: its line is the last of the history."} if goodwill else {}
+#: What the member page says after a goodwill form, by the `goodwill` the form's answer sent it back with.
+GOODWILL_NOTICES = {
+    "recorded": "The adjustment is recorded: its line is the last of the history.",
+    "again": "This form was sent before and its adjustment is recorded once: nothing more was recorded.",
+}
+
+
+@router.get("/console/members/{member_id:path}", summary="A member's page", include_in_schema=False)
+async def member_page(request: Request, member_id: str, before: int | None = None, goodwill: str = "") -> Response:
+    notice = {"done": GOODWILL_NOTICES[goodwill]} if goodwill in GOODWILL_NOTICES else {}
 
     def work(source: ReportSource, session: ConsoleSession) -> Response:
-        return render("member.html", member_context(source, session, member_id, after, notice))
+        return render("member.html", member_context(source, session, member_id, before, notice))
 
     return await page_from_views(request, Permission.READ_MEMBERS, READ_MEMBERS, work)
 
@@ -122,13 +129,13 @@ def _goodwill_message(member_id: str, form: dict[str, str], operator: str, now: 
     return orjson.dumps(message)
 
 
-@router.post("/console/members/{member_id}/goodwill", summary="Grant a goodwill adjustment", include_in_schema=False)
-async def goodwill(request: Request, member_id: str) -> Response:
+@router.post("/console/goodwill", summary="Grant a goodwill adjustment", include_in_schema=False)
+async def goodwill(request: Request) -> Response:
     form = await form_fields(request)
+    member_id = form.get("member_id", "")
 
     def work(service: LedgerService, session: ConsoleSession) -> Response:
         require_csrf(session, form)
-        require(session, Permission.POST_ADJUSTMENT, GOODWILL)
         with view_source(service.projections) as source:
             if answers.balance(source, member_id) is None:
                 raise ConsoleRefusal(404, f"no member {member_id!r}")
@@ -143,9 +150,22 @@ async def goodwill(request: Request, member_id: str) -> Response:
             return _refused(service, session, member_id, f"Not recorded: {applied.failure.reason}", 422)
         if decision.outcome is Outcome.REJECTED and decision.rejection is not None:
             return _refused(service, session, member_id, f"Rejected: {decision.rejection.value}", 409)
-        return RedirectResponse(member_path(member_id) + "?goodwill=recorded", 303)  # recorded or sent again
+        if decision.outcome is Outcome.DUPLICATE:
+            return _sent_again(service, session, member_id, parsed.event_id)
+        return RedirectResponse(member_path(member_id) + "?goodwill=recorded", 303)
 
     return await page(request, Permission.POST_ADJUSTMENT, GOODWILL, work)
+
+
+def _sent_again(service: LedgerService, session: ConsoleSession, member_id: str, event_id: str) -> Response:
+    """What became of the first sending of this form: rejected (said again, 409), or recorded (said so)."""
+    with view_source(service.projections) as source:
+        first = answers.recorded_with(source, member_id, event_id)
+    rejections = [line for line in first if line["event"] == "MessageRejected"]
+    if rejections:
+        reason = rejections[0]["details"].get("reason")
+        return _refused(service, session, member_id, f"Rejected when this form was first sent: {reason}", 409)
+    return RedirectResponse(member_path(member_id) + "?goodwill=again", 303)
 
 
 def _refused(service: LedgerService, session: ConsoleSession, member_id: str, error: str, status: int) -> Response:

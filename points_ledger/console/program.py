@@ -19,7 +19,7 @@ from points_ledger.chart import draw_period_chart, svg_data_uri
 from points_ledger.console.access import CONSOLE_PATH, page_from_views
 from points_ledger.console.finance import READ_REPORTS
 from points_ledger.console.layout import page_context
-from points_ledger.console.templating import render
+from points_ledger.console.templating import download, render
 from projections import answers
 from projections.periods import ReportPeriods, add_months
 from projections.sources import ReportSource
@@ -101,8 +101,6 @@ def chart_images(rows: list[dict[str, Any]]) -> dict[str, str]:
 async def kpi_csv(request: Request) -> Response:
     def work(source: ReportSource, session: ConsoleSession) -> Response:
         rows = [answers.kpi_csv_row(row) for row in answers.kpis(source, _chosen(request))]
-        response = csv_response(answers.KPI_CSV_COLUMNS, rows)
-        response.headers["Content-Disposition"] = 'attachment; filename="kpis.csv"'
-        return response
+        return download(csv_response(answers.KPI_CSV_COLUMNS, rows), "kpis.csv")
 
     return await page_from_views(request, Permission.READ_REPORTS, READ_REPORTS, work)

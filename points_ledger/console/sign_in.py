@@ -69,7 +69,12 @@ async def sign_in(request: Request) -> Response:
     def open_session() -> tuple[str, ConsoleSession] | None:
         service = service_of(request)
         key = service.keys.authenticate(form.get("key", "").strip())
-        return None if key is None else service.sessions.open(key)
+        if key is None:
+            return None
+        earlier = request.cookies.get(SESSION_COOKIE)
+        if earlier:  # signing in again (a link from outside, SameSite=Strict): the browser's last session ends
+            service.sessions.end(earlier)
+        return service.sessions.open(key)
 
     opened = await on_the_pool(request, open_session)
     if opened is None:

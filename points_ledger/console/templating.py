@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import jinja2
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
 
 from points_ledger.readable import money, number, percent, signed, when
 
@@ -52,6 +52,12 @@ def _apply(format_name: str, value: Any) -> str:
 
 _environment.filters["day"] = _day
 _environment.filters["apply"] = _apply
+
+
+def download(response: Response, filename: str) -> Response:
+    """`response` as a file to save (CSV, the digest), with the console's security headers: never cached."""
+    response.headers.update({**SECURITY_HEADERS, "Content-Disposition": f'attachment; filename="{filename}"'})
+    return response
 
 
 def render(
