@@ -458,3 +458,18 @@ def test_console_pages_send_a_policy_that_loads_nothing_from_elsewhere(server: S
     assert answer.headers["x-content-type-options"] == "nosniff"
     assert b"http://" not in answer.body and b"https://" not in answer.body
     assert server.get("/console/static/console.css").status == 200
+
+
+def test_a_member_id_with_a_slash_has_its_page(open_page: Page, server: Server) -> None:
+    member = "store/42"
+    enrolled = server.post({"event_id": "console-slash-1", "type": "enrollment", "member_id": member,
+                            "occurred_at": "2025-06-01T10:00:00Z"})  # fmt: skip
+    assert enrolled.status == 201, enrolled.body
+    sign_in(open_page, server, "helpdesk")
+    box = open_page.locator("input[type=search]")
+    box.fill(member)
+    box.press("Enter")
+    open_page.wait_for_url("**/console/members/store%2F42")
+    assert open_page.locator("[data-field=member_id]").inner_text() == member
+    _grant(open_page, "10", "welcome")
+    assert figure(open_page, "[data-field=balance]") == 10
