@@ -154,3 +154,27 @@ def kafka_tansu_scram() -> Iterator[SecureEndpoint]:
     """SASL_PLAINTEXT on Tansu's own --authentication listener: real SCRAM that refuses every login."""
     with tansu_scram_endpoint() as endpoint:
         yield endpoint
+
+
+#: Tests that each take 15 s or more (`--durations`): started first, so that the two workers of
+#: `pytest -n 2` are not left one idle while the other ends on one of them.
+LONGEST_FIRST = (
+    "tests/test_kafka_faults.py::test_kill_9_at_each_exactly_once_boundary_neither_loses_nor_doubles",
+    "tests/test_publish.py::test_the_example_service_ends_equal_to_the_ledger_after_publishers_killed_at_random",
+    "tests/test_store_failures.py::test_a_store_failure_at_any_step_of_a_batch_is_retried_and_dead_letters_nothing_valid",
+    "tests/test_ledger_integration.py::test_a_large_messy_stream_follows_the_rules_to_the_point",
+    "tests/test_replay.py::test_a_topic_replayed_into_a_shadow_ledger_with_a_corrected_program_answers_as_that_program",
+    "tests/test_extremes.py::test_extreme_messages_through_consume_equal_ingest_and_a_replay_of_the_topic",
+    "tests/test_kafka_faults.py::test_a_rebalance_mid_stream_neither_skips_nor_doubles",
+    "tests/test_kafka_faults.py::test_a_database_restart_under_a_running_consume_neither_loses_nor_doubles_nor_dead",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest tests first (LONGEST_FIRST), the rest in their order."""
+
+    def rank(item: pytest.Item) -> int:
+        return next((index for index, prefix in enumerate(LONGEST_FIRST) if item.nodeid.startswith(prefix)),
+                    len(LONGEST_FIRST))  # fmt: skip
+
+    items.sort(key=rank)

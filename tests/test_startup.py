@@ -26,6 +26,16 @@ def test_importing_the_cli_loads_no_heavy_library() -> None:
     assert result.stdout.strip() == "[]"
 
 
+def test_the_api_server_loads_no_chart_library_until_a_chart_is_drawn() -> None:
+    """Every `serve` process (each worker, each restart) imports the application: matplotlib, which the
+    console's charts use, doubled that import's time."""
+    code = "import points_ledger.api.app, sys; print('matplotlib' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "False"
+
+
 def test_version_and_help_work() -> None:
     version = cli("--version")
     assert version.returncode == 0 and version.stdout.startswith("points-ledger, version ")

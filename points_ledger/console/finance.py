@@ -22,7 +22,6 @@ from points_ledger.api.reads import periods as parse_periods
 from points_ledger.api.reads import utc_time
 from points_ledger.api.rendering import csv_response, json_bytes
 from points_ledger.api.service import LedgerService
-from points_ledger.chart import draw_liability_chart, svg_data_uri
 from points_ledger.console.access import CONSOLE_PATH, ConsoleRefusal, page, page_from_views
 from points_ledger.console.layout import page_context
 from points_ledger.console.templating import download, render
@@ -99,6 +98,9 @@ async def finance_page(request: Request) -> Response:
 
 def month_end_chart(chosen: FinanceRange, rows: list[dict[str, Any]], currency: str) -> str:
     """The month-end liability drawn (as `report liability --chart` draws it), as the page's image."""
+    # matplotlib takes 0.4-0.7 s to import: a server pays it at the first chart, not at every start.
+    from points_ledger.chart import draw_liability_chart, svg_data_uri
+
     drawn = [(row["as_of"], row["outstanding_points"], Decimal(row["liability_value"])) for row in rows]
     title = f"Liability at month ends, {chosen.periods.start.date()} to {chosen.periods.end.date()}"
     return svg_data_uri(lambda file: draw_liability_chart(file, drawn, currency, title, "svg"))

@@ -15,7 +15,6 @@ from ledger.access import Permission
 from ledger.storage.console_sessions import ConsoleSession
 from points_ledger.api.reads import periods as parse_periods
 from points_ledger.api.rendering import csv_response
-from points_ledger.chart import draw_period_chart, svg_data_uri
 from points_ledger.console.access import CONSOLE_PATH, page_from_views
 from points_ledger.console.finance import READ_REPORTS
 from points_ledger.console.layout import page_context
@@ -88,6 +87,8 @@ def _chart_value(row: dict[str, Any], measure: str) -> float | None:
 
 def chart_images(rows: list[dict[str, Any]]) -> dict[str, str]:
     """Each of CHARTS drawn from the periods' rows (not the whole range's total), as the page's images."""
+    from points_ledger.chart import draw_period_chart, svg_data_uri  # imported at the first chart (finance.py)
+
     periods = [row["period"] for row in rows]
 
     def image(chart: KpiChart) -> str:
