@@ -22,12 +22,13 @@ from points_ledger.errors import CommandError, warn
                 "waiting, add --workers for cores.")  # fmt: skip
 @pass_context
 def serve(context: Context) -> None:
-    """Serve the HTTP API (docs/api.md) until SIGTERM or SIGINT, finishing the requests in flight.
+    """Serve the HTTP API (docs/api.md) and the web console (/console/, docs/console.md) until SIGTERM or
+    SIGINT, finishing the requests in flight.
 
     Reads (balances, history, reports) answer from the views, caught up first; POST /v1/messages decides a
-    message at once. Every /v1 route needs an API key (`api-key create`). /healthz, /readyz and /metrics
-    need none. Other settings (readiness lag, metrics, shutdown timeout) come from the config file's [api]
-    section or LEDGER_API_* variables; `check` checks them."""
+    message at once. Every /v1 route needs an API key (`api-key create`); the console signs in with one, in
+    a browser. /healthz, /readyz and /metrics need none. Other settings (readiness lag, metrics, shutdown
+    timeout) come from the config file's [api] section or LEDGER_API_* variables; `check` checks them."""
     from points_ledger.api.server import serve as run_server
 
     settings = context.settings
