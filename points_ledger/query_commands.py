@@ -360,10 +360,8 @@ def _statement(title: str, periods: ReportPeriods, rows: list[dict[str, Any]], m
     caption = (f"({readable.when(periods.start)}, {readable.when(periods.end)}]{cut}; log position "
                f"{rows[0]['position']:,}; {note}")  # fmt: skip
     figures = [
-        (measure.replace("_", " "), [
-            readable.percent(row[measure]) if measure == "redemption_rate" else readable.number(row[measure])
-            for row in rows
-        ]) for measure in measures
+        (measure.replace("_", " "), [readable.measure(measure, row[measure]) for row in rows])
+        for measure in measures
     ]  # fmt: skip
     output.print_statement(title, caption, [row["period"] for row in rows], figures)
 

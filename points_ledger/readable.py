@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 #: What a figure that has no value (a rate of a period without issued points) prints as.
 NO_VALUE = "-"
@@ -37,3 +38,14 @@ def when(moment: datetime | None) -> str:
     if moment is None:
         return NO_VALUE
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+#: A statement's measures that are rates (fractions), written as percents; the others are counts of points or
+#: members.
+RATE_MEASURES = frozenset({"redemption_rate"})
+
+
+def measure(name: str, value: Any) -> str:
+    """A figure of a statement (roll-forward, KPIs: a count, or a rate as a decimal string) as the terminal
+    and the console write it."""
+    return percent(value) if name in RATE_MEASURES else number(value)

@@ -77,6 +77,11 @@ def _key_of_row(row: tuple[Any, ...]) -> ApiKey:
     )  # fmt: skip
 
 
+def native_cursor(cursor: Any) -> Any:
+    """The driver's own cursor of a library cursor (SQLite's: its rowcount and description)."""
+    return getattr(cursor, "sqlite_cursor", cursor)
+
+
 def parse_key(key: str) -> str | None:
     """The id of a well-formed key, else None."""
     if len(key) > KEY_LENGTH_MAX:
@@ -105,7 +110,7 @@ class ApiKeyStore:
     @contextmanager
     def transaction(self, *, commit: bool) -> Iterator[Any]:
         with self.datastore.transaction(commit=commit) as cursor:
-            yield getattr(cursor, "sqlite_cursor", cursor)  # SQLite's own cursor: its rowcount and description
+            yield native_cursor(cursor)
 
     def rows(self, cursor: Any, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         cursor.execute(statement.replace("?", "%s") if self.on_postgres else statement, params)
@@ -221,7 +226,7 @@ class ApiKeyStore:
     def authenticate_in(self, cursor: Any, key: str) -> ApiKey | None:
         """`authenticate`, in the caller's transaction on the ledger's database (a server reads the key and
         the answer in one transaction: a round trip less per request)."""
-        return self._authenticated(getattr(cursor, "sqlite_cursor", cursor), key)
+        return self._authenticated(native_cursor(cursor), key)
 
     def _authenticated(self, cursor: Any, key: str) -> ApiKey | None:
         key_id = parse_key(key)

@@ -22,7 +22,7 @@ from typing import Any
 
 from ledger.access import ApiKey
 from ledger.micros import from_micros, to_micros
-from ledger.storage.api_keys import ApiKeyStore, key_hash
+from ledger.storage.api_keys import ApiKeyStore, key_hash, native_cursor
 
 #: How long a session lasts from sign-in, whatever is done in it: a working day.
 SESSION_HOURS_MAX = 12
@@ -72,7 +72,7 @@ class ConsoleSessionStore:
         transaction on the ledger's database; else None."""
         if not token or len(token) > TOKEN_LENGTH_MAX:
             return None
-        cursor = getattr(cursor, "sqlite_cursor", cursor)
+        cursor = native_cursor(cursor)
         select = self.keys.select_keys(
             f"JOIN {self.sessions} s ON s.key_id = k.id LEFT JOIN {self.sign_outs} o ON o.id = s.id "
             "WHERE s.id = ? AND o.id IS NULL AND s.expires_at > ?",

@@ -6,14 +6,13 @@ decimals and its currency, rates as percents, times in UTC without microseconds.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import jinja2
 from starlette.responses import HTMLResponse, Response
 
-from points_ledger.readable import money, number, percent, signed, when
+from points_ledger.readable import measure, money, number, percent, signed, when
 
 #: Nothing from another host, no script; styles only from the console's own sheet; images from the server or
 #: drawn into the page itself (the charts, as data: URIs of SVG, which an <img> shows without running).
@@ -42,16 +41,8 @@ def _day(moment: datetime | None) -> str:
     return "" if moment is None else moment.astimezone(UTC).date().isoformat()
 
 
-#: The formats a statement's cells are written in, by name (macros.html `statement`).
-FORMATS: dict[str, Callable[[Any], str]] = {"number": number, "signed": signed, "percent": percent}
-
-
-def _apply(format_name: str, value: Any) -> str:
-    return FORMATS[format_name](value)
-
-
 _environment.filters["day"] = _day
-_environment.filters["apply"] = _apply
+_environment.filters["measure"] = lambda value, name: measure(name, value)  # {{ value | measure(name) }}
 
 
 def download(response: Response, filename: str) -> Response:
